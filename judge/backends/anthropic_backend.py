@@ -1,0 +1,80 @@
+"""``anthropic/<model>``: the messages API through the official ``anthropic`` SDK.
+
+Anthropic returns no token logprobs, so probability-weighted scores are not available here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from judge.backends.base import Backend, classify_status, parse_retry_after, require
+from judge.errors import BackendError, ConfigError
+from judge.types import Completion, GenerateRequest
+
+
+class AnthropicBackend(Backend):
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        super().__init__(f"anthropic/{model}")
+        anthropic = require("anthropic")
+        key = api_key or os.environ.get("ANTHROPIC_API_KEY")
+        if not key:
+            raise ConfigError("ANTHROPIC_API_KEY is not set; export it before running this judge")
+        self.model = model
+        self.base_url = base_url
+        self._anthropic = anthropic
+        self.client = anthropic.AsyncAnthropic(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "base_url": self.base_url}
+
+    async def generate(self, request: GenerateRequest) -> Completion:
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        messages = [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"]
+        kwargs: dict[str, Any] = {
+            "model": request.model,
+            "messages": messages,
+            "max_tokens": request.max_tokens,
+            "temperature": min(request.temperature, 1.0),
+        }
+        if system:
+            kwargs["system"] = system
+        started = time.perf_counter()
+        response = await self.client.messages.create(**kwargs)
+        latency = time.perf_counter() - started
+        blocks = getattr(response, "content", None)
+        if not blocks:
+            raise BackendError(f"response has no content (stop_reason={response.stop_reason})", kind="transient")
+        text = "".join(getattr(b, "text", "") for b in blocks if getattr(b, "type", "") == "text")
+        usage = response.usage
+        return Completion(
+            text=text,
+            tokens_in=usage.input_tokens if usage else 0,
+            tokens_out=usage.output_tokens if usage else 0,
+            latency_s=latency,
+            finish_reason=response.stop_reason,
+        )
+
+    def classify(self, exc: BaseException) -> BackendError:
+        anthropic = self._anthropic
+        if isinstance(exc, anthropic.APITimeoutError):
+            return BackendError("request timed out", kind="transient")
+        if isinstance(exc, anthropic.APIConnectionError):
+            return BackendError(f"connection error: {exc}", kind="transient")
+        if isinstance(exc, anthropic.APIStatusError):
+            retry_after = parse_retry_after(exc.response.headers)
+            return classify_status(exc.status_code, f"HTTP {exc.status_code}: {exc.message}", retry_after)
+        if isinstance(exc, anthropic.APIResponseValidationError | ValueError):
+            return BackendError(f"malformed response: {exc}", kind="transient")
+        return super().classify(exc)
+
+    async def aclose(self) -> None:
+        await self.client.close()

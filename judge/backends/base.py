@@ -1,0 +1,94 @@
+"""The one provider interface: an async ``generate(request) -> completion``.
+
+Everything else is an overridable hook with a safe default: error classification, closing,
+whether answers may be cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from abc import ABC, abstractmethod
+from typing import Any
+
+from judge.errors import BackendError, ConfigError
+from judge.types import Completion, GenerateRequest
+
+
+class Backend(ABC):
+    """A judge model behind one async call."""
+
+    #: Whether identical requests may be answered from the request cache.
+    cacheable: bool = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @abstractmethod
+    async def generate(self, request: GenerateRequest) -> Completion:
+        """Answer one request or raise :class:`BackendError` (or any exception, see
+        :meth:`classify`)."""
+
+    def classify(self, exc: BaseException) -> BackendError:
+        """Turn any exception into a classified :class:`BackendError`."""
+        if isinstance(exc, BackendError):
+            return exc
+        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+            return BackendError("timed out", kind="transient")
+        if isinstance(exc, (ConnectionError, OSError)):
+            return BackendError(f"connection failed: {exc}", kind="transient")
+        return BackendError(f"{type(exc).__name__}: {exc}", kind="fatal")
+
+    async def aclose(self) -> None:
+        """Release connections."""
+
+    def describe(self) -> dict[str, Any]:
+        """What is stored with a run to say which backend produced it (never secrets)."""
+        return {"backend": self.name}
+
+
+def require(module: str, extra: str | None = None) -> Any:
+    """Import an optional SDK lazily, failing with an install hint."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        hint = f"pip install 'judgecal[{extra}]'" if extra else f"pip install {module}"
+        raise ConfigError(f"this backend needs the {module!r} package: {hint}") from None
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date).
+
+    >>> parse_retry_after({"retry-after": "2"})
+    2.0
+    >>> parse_retry_after({"retry-after-ms": "1500"})
+    1.5
+    """
+    if headers is None:
+        return None
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return max(0.0, float(value) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
+
+
+def classify_status(status: int, message: str, retry_after: float | None) -> BackendError:
+    """Map an HTTP status to an error class: 429 rate limit, 408/409/5xx transient, else fatal."""
+    if status == 429:
+        return BackendError(message, kind="rate_limit", retry_after=retry_after, status=status)
+    if status in (408, 409) or status >= 500:
+        return BackendError(message, kind="transient", retry_after=retry_after, status=status)
+    return BackendError(message, kind="fatal", status=status)

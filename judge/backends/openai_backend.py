@@ -1,0 +1,101 @@
+"""``openai/<model>``: chat completions through the official ``openai`` SDK.
+
+With ``base_url`` the same backend talks to any OpenAI-compatible server (vLLM, Ollama,
+llama.cpp, a LiteLLM proxy). Token logprobs are requested when the protocol asks for them.
+The SDK's own retries are off: the runner retries, classified, and records every attempt.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from judge.backends.base import Backend, classify_status, parse_retry_after, require
+from judge.errors import BackendError, ConfigError
+from judge.types import Completion, GenerateRequest, TokenLogprob
+
+
+class OpenAIBackend(Backend):
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        super().__init__(f"openai/{model}")
+        openai = require("openai")
+        key = api_key or os.environ.get("OPENAI_API_KEY")
+        if not key:
+            if base_url is None:
+                raise ConfigError(
+                    "OPENAI_API_KEY is not set; export it, or pass --base-url for a local "
+                    "OpenAI-compatible server that needs no key"
+                )
+            key = "no-key-needed"
+        self.model = model
+        self.base_url = base_url
+        self._openai = openai
+        self.client = openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "base_url": self.base_url}
+
+    async def generate(self, request: GenerateRequest) -> Completion:
+        kwargs: dict[str, Any] = {
+            "model": request.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+        }
+        if request.seed is not None:
+            kwargs["seed"] = request.seed + request.sample
+        if request.logprobs:
+            kwargs["logprobs"] = True
+            if request.top_logprobs:
+                kwargs["top_logprobs"] = request.top_logprobs
+        started = time.perf_counter()
+        response = await self.client.chat.completions.create(**kwargs)
+        latency = time.perf_counter() - started
+        if not getattr(response, "choices", None):
+            raise BackendError("response has no choices", kind="transient")
+        choice = response.choices[0]
+        text = choice.message.content
+        if text is None:
+            raise BackendError(f"response has no text (finish_reason={choice.finish_reason})", kind="transient")
+        logprobs = None
+        content = getattr(choice.logprobs, "content", None) if choice.logprobs else None
+        if content:
+            logprobs = [
+                TokenLogprob(
+                    t.token, t.logprob, tuple((a.token, a.logprob) for a in (t.top_logprobs or ()))
+                )
+                for t in content
+            ]
+        usage = response.usage
+        return Completion(
+            text=text,
+            tokens_in=usage.prompt_tokens if usage else 0,
+            tokens_out=usage.completion_tokens if usage else 0,
+            latency_s=latency,
+            finish_reason=choice.finish_reason,
+            logprobs=logprobs,
+        )
+
+    def classify(self, exc: BaseException) -> BackendError:
+        openai = self._openai
+        if isinstance(exc, openai.APITimeoutError):
+            return BackendError("request timed out", kind="transient")
+        if isinstance(exc, openai.APIConnectionError):
+            return BackendError(f"connection error: {exc}", kind="transient")
+        if isinstance(exc, openai.APIStatusError):
+            retry_after = parse_retry_after(exc.response.headers)
+            return classify_status(exc.status_code, f"HTTP {exc.status_code}: {exc.message}", retry_after)
+        if isinstance(exc, openai.APIResponseValidationError | ValueError):
+            return BackendError(f"malformed response: {exc}", kind="transient")
+        return super().classify(exc)
+
+    async def aclose(self) -> None:
+        await self.client.close()

@@ -1,0 +1,179 @@
+"""Items: what the judge grades. One response (pointwise) or two (pairwise) per prompt.
+
+Files are JSONL, CSV or Parquet. Pointwise rows have ``id, prompt, response``; pairwise rows
+``id, prompt, response_a, response_b``; both may add ``reference`` and ``meta`` (an object, or
+a JSON string in CSV). A file is validated whole before anything is returned, so a bad row
+never leaves half a dataset behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from judge.errors import ItemsError
+
+ItemMode = Literal["pointwise", "pairwise"]
+MAX_TEXT_CHARS = 1_000_000
+
+
+class Item(BaseModel):
+    """One unit of judging."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    """Unique within its dataset."""
+    prompt: str
+    """The user prompt (or source document) the responses answer."""
+    response: str | None = None
+    """The response to score (pointwise)."""
+    response_a: str | None = None
+    """The first response to compare (pairwise)."""
+    response_b: str | None = None
+    """The second response to compare (pairwise)."""
+    reference: str | None = None
+    """An optional reference answer."""
+    meta: dict[str, Any] = Field(default_factory=dict)
+    """Free metadata, e.g. ``{"model_a": "gpt-4", "model_b": "llama"}``."""
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("id is empty")
+        if len(value) > 512:
+            raise ValueError("id is longer than 512 characters")
+        return value
+
+    @field_validator("prompt", "response", "response_a", "response_b", "reference")
+    @classmethod
+    def _check_text(cls, value: str | None) -> str | None:
+        if value is not None and len(value) > MAX_TEXT_CHARS:
+            raise ValueError(f"text longer than {MAX_TEXT_CHARS:,} characters")
+        return value
+
+    @property
+    def mode(self) -> ItemMode:
+        return "pairwise" if self.response_a is not None else "pointwise"
+
+
+def _coerce_row(row: Mapping[str, Any], mode: ItemMode) -> dict[str, Any]:
+    data = {k: v for k, v in row.items() if not (v is None or (isinstance(v, str) and k in {"reference", "meta"} and v == ""))}
+    if "id" in data and not isinstance(data["id"], str):
+        data["id"] = str(data["id"])
+    meta = data.get("meta")
+    if isinstance(meta, str):
+        try:
+            data["meta"] = json.loads(meta)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"meta is not valid JSON ({exc.msg})") from None
+    if "meta" in data and not isinstance(data["meta"], dict):
+        raise ValueError("meta must be a JSON object")
+    required = ["id", "prompt"] + (["response_a", "response_b"] if mode == "pairwise" else ["response"])
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    wrong = {"pairwise": "response", "pointwise": "response_a"}[mode]
+    if wrong in data:
+        raise ValueError(f"has {wrong!r} but the file is {mode} (do not mix the two in one file)")
+    return data
+
+
+def _detect_mode(columns: Iterable[str], source: str) -> ItemMode:
+    names = set(columns)
+    if {"response_a", "response_b"} & names:
+        return "pairwise"
+    if "response" in names:
+        return "pointwise"
+    raise ItemsError(
+        f"{source}: cannot tell pointwise from pairwise: expected a 'response' column "
+        "or 'response_a' and 'response_b'"
+    )
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    suffix = path.suffix.lower()
+    source = str(path)
+    if suffix in {".jsonl", ".ndjson"}:
+        rows = []
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    hint = " (the file looks truncated)" if not line.endswith("\n") else ""
+                    raise ItemsError(f"{source}:{number}: invalid JSON ({exc.msg}){hint}") from None
+                if not isinstance(row, dict):
+                    raise ItemsError(f"{source}:{number}: expected a JSON object per line")
+                rows.append(row)
+        return rows
+    if suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            rows = []
+            for row in reader:
+                if None in row:
+                    raise ItemsError(
+                        f"{source}:{reader.line_num}: more fields than the header has columns"
+                    )
+                rows.append({k: v for k, v in row.items()})
+            return rows
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path).to_pylist()  # type: ignore[no-any-return]
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for bad files
+            raise ItemsError(f"{source}: cannot read Parquet ({exc})") from None
+    raise ItemsError(f"{source}: unsupported items format {suffix!r}; use .jsonl, .csv or .parquet")
+
+
+def load_items(path: str | Path) -> list[Item]:
+    """Read and validate an items file; raises :class:`ItemsError` naming the row and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise ItemsError(f"{path}: no such items file")
+    try:
+        rows = _read_rows(path)
+    except UnicodeDecodeError as exc:
+        raise ItemsError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    return items_from_rows(rows, source=str(path))
+
+
+def items_from_rows(rows: list[dict[str, Any]], *, source: str = "<items>") -> list[Item]:
+    """Validate rows into items; the whole list or nothing."""
+    if not rows:
+        raise ItemsError(f"{source}: no items")
+    columns: set[str] = set()
+    for row in rows:
+        columns.update(row)
+    mode = _detect_mode(columns, source)
+    items: list[Item] = []
+    seen: dict[str, int] = {}
+    for number, row in enumerate(rows, start=1):
+        try:
+            item = Item.model_validate(_coerce_row(row, mode))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'row'}: "
+                + ("unknown field" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, "))
+                for e in exc.errors()
+            )
+            raise ItemsError(f"{source}: row {number}: {problems}") from None
+        except ValueError as exc:
+            raise ItemsError(f"{source}: row {number}: {exc}") from None
+        if item.id in seen:
+            raise ItemsError(
+                f"{source}: row {number}: duplicate id {item.id!r} (first at row {seen[item.id]})"
+            )
+        seen[item.id] = number
+        items.append(item)
+    return items

@@ -1,0 +1,129 @@
+"""Ordered, named schema migrations for the DuckDB store.
+
+Append new migrations at the end; never edit one that has shipped. JSON is stored as VARCHAR
+so that no DuckDB extension (which might need a download) is ever required.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Migration(NamedTuple):
+    name: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        "0001_initial",
+        """
+        CREATE TABLE runs (
+            run_id VARCHAR PRIMARY KEY,
+            created_at TIMESTAMP NOT NULL,
+            finished_at TIMESTAMP,
+            dataset VARCHAR NOT NULL,
+            backend VARCHAR NOT NULL,
+            protocol VARCHAR NOT NULL,
+            rubric_hash VARCHAR NOT NULL,
+            spec VARCHAR NOT NULL,          -- JSON: the full judge configuration
+            spec_hash VARCHAR NOT NULL,
+            seed BIGINT,
+            status VARCHAR NOT NULL         -- running | finished | failed
+        );
+        CREATE TABLE rubrics (
+            rubric_hash VARCHAR PRIMARY KEY,
+            rubric_id VARCHAR NOT NULL,
+            version VARCHAR NOT NULL,
+            body VARCHAR NOT NULL           -- canonical JSON
+        );
+        CREATE TABLE items (
+            dataset VARCHAR NOT NULL,
+            item_id VARCHAR NOT NULL,
+            mode VARCHAR NOT NULL,
+            prompt VARCHAR NOT NULL,
+            response VARCHAR,
+            response_a VARCHAR,
+            response_b VARCHAR,
+            reference VARCHAR,
+            meta VARCHAR NOT NULL,          -- JSON object
+            PRIMARY KEY (dataset, item_id)
+        );
+        CREATE TABLE calls (
+            run_id VARCHAR NOT NULL,
+            item_id VARCHAR NOT NULL,
+            "order" VARCHAR NOT NULL,       -- ab | ba | '' (pointwise)
+            sample INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,       -- 0 first ask, 1 re-ask after a parse failure
+            request_hash VARCHAR NOT NULL,
+            raw_text VARCHAR,
+            parse_status VARCHAR NOT NULL,  -- ok | parse_failed | error
+            parse_reason VARCHAR,
+            parsed VARCHAR,                 -- JSON, in presented order
+            value VARCHAR,                  -- JSON, mapped back to the original order
+            logprobs VARCHAR,               -- JSON
+            tokens_in INTEGER,
+            tokens_out INTEGER,
+            cost_usd DOUBLE,
+            latency_s DOUBLE,
+            retries INTEGER NOT NULL,
+            error VARCHAR,
+            error_kind VARCHAR,
+            cache_hit BOOLEAN NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (run_id, item_id, "order", sample, attempt)
+        );
+        CREATE TABLE verdicts (
+            run_id VARCHAR NOT NULL,
+            item_id VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,        -- scored | unscored
+            reason VARCHAR,
+            score DOUBLE,                   -- pointwise score, or preference for A in [0, 1]
+            winner VARCHAR,                 -- A | B | tie (pairwise)
+            criteria VARCHAR,               -- JSON: per-criterion aggregated values
+            confidence DOUBLE,
+            position_conflict BOOLEAN,
+            bpde_entropy DOUBLE,
+            n_calls INTEGER NOT NULL,
+            n_parsed INTEGER NOT NULL,
+            details VARCHAR,                -- JSON: per-order winners, logprob score, ...
+            created_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (run_id, item_id)
+        );
+        CREATE TABLE labels (
+            dataset VARCHAR NOT NULL,
+            item_id VARCHAR NOT NULL,
+            annotator VARCHAR NOT NULL,
+            criterion VARCHAR NOT NULL,     -- '' for the overall label
+            value VARCHAR NOT NULL,         -- canonical value as text
+            value_num DOUBLE,               -- numeric value when the scale is numeric
+            source VARCHAR,
+            imported_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (dataset, item_id, annotator, criterion)
+        );
+        CREATE TABLE models (
+            model_id VARCHAR PRIMARY KEY,
+            kind VARCHAR NOT NULL,
+            spec VARCHAR NOT NULL,
+            rubric_hash VARCHAR,
+            teacher_run VARCHAR,
+            data_hash VARCHAR,
+            versions VARCHAR NOT NULL,
+            metrics VARCHAR NOT NULL,
+            blob BLOB NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
+    Migration(
+        "0002_request_cache",
+        """
+        CREATE TABLE request_cache (
+            request_hash VARCHAR PRIMARY KEY,
+            backend VARCHAR NOT NULL,
+            completion VARCHAR NOT NULL,    -- JSON: text, logprobs, tokens, finish reason
+            created_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
+)

@@ -1,0 +1,401 @@
+"""Protocols turn one item into the calls it needs and those calls into one verdict.
+
+* Pairwise: both presentation orders (balanced position calibration), k evidence-first samples
+  per order (multiple evidence calibration), aggregated by averaging each response's score over
+  all samples in both orders (Wang et al., 2023, "Large Language Models are not Fair
+  Evaluators"), or by the conservative MT-Bench rule (a winner only when both orders agree).
+* Pointwise: per-criterion or holistic scores averaged over k samples.
+
+A protocol is pure: it plans calls and aggregates recorded calls, never does I/O, so a resumed
+run can hand it whatever calls the store already holds.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from judge.items import Item
+from judge.parsers import (
+    ParseResult,
+    logprob_expectation,
+    parse_json_answer,
+    parse_pairwise_text,
+    parse_score,
+    strip_echoed,
+)
+from judge.prompts import REASK, render_messages
+from judge.types import (
+    CallRecord,
+    Completion,
+    GenerateRequest,
+    Message,
+    Order,
+    Verdict,
+)
+from rubrics import (
+    AggregationError,
+    LikertScale,
+    Rubric,
+    aggregate_holistic,
+    aggregate_scores,
+    output_model,
+    render_instructions,
+    winner_from_preference,
+)
+
+PREFERENCE = {"A": 1.0, "tie": 0.5, "B": 0.0}
+_SWAP = {"A": "B", "B": "A", "tie": "tie"}
+
+
+class JudgeConfig(BaseModel):
+    """How a judge is run: the protocol's knobs, stored with every run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    samples: int = Field(3, ge=1, le=32)
+    """k: evidence-first samples per presentation order (multiple evidence calibration)."""
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    """Sampling temperature; k > 1 needs a temperature above 0 to be informative."""
+    both_orders: bool = True
+    """Pairwise only: judge in both presentation orders (balanced position calibration)."""
+    aggregation: Literal["mean", "conservative"] = "mean"
+    """``mean``: average scores over all samples and orders; ``conservative``: MT-Bench rule."""
+    adaptive: bool = False
+    """Stop after the first sample of each order when those already agree."""
+    logprobs: bool = False
+    """Ask for token logprobs and report a probability-weighted score where the model allows."""
+    top_logprobs: int = Field(5, ge=0, le=20)
+    """How many alternatives per token to request with ``logprobs``."""
+    max_tokens: int = Field(1024, ge=1, le=32768)
+    """Completion budget per call."""
+    reask: bool = False
+    """Re-ask once, asking for the JSON format only, when an answer cannot be parsed."""
+    seed: int = 0
+    """Seed passed to providers that accept one and recorded with the run."""
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    item_id: str
+    order: Order
+    sample: int
+    request: GenerateRequest
+
+
+def presented_inputs(item: Item, order: Order) -> tuple[tuple[str, str], ...]:
+    """The item's fields in presented order: in order ``ba`` response_a holds response B."""
+    fields = [("prompt", item.prompt)]
+    if item.response_a is not None and item.response_b is not None:
+        first, second = (item.response_b, item.response_a) if order == "ba" else (item.response_a, item.response_b)
+        fields += [("response_a", first), ("response_b", second)]
+    else:
+        fields.append(("response", item.response or ""))
+    fields.append(("reference", item.reference or ""))
+    return tuple(fields)
+
+
+class Protocol:
+    """Shared planning logic; subclasses parse and aggregate."""
+
+    name: str = ""
+
+    def __init__(self, rubric: Rubric, config: JudgeConfig, model: str) -> None:
+        self.rubric = rubric
+        self.config = config
+        self.model = model
+        self.instructions = render_instructions(rubric)
+
+    @property
+    def orders(self) -> tuple[Order, ...]:
+        return ("",)
+
+    def request(self, item: Item, order: Order, sample: int) -> GenerateRequest:
+        cfg = self.config
+        return GenerateRequest(
+            model=self.model,
+            messages=render_messages(self.rubric, item, order, instructions=self.instructions),
+            temperature=cfg.temperature,
+            max_tokens=cfg.max_tokens,
+            logprobs=cfg.logprobs,
+            top_logprobs=cfg.top_logprobs if cfg.logprobs else 0,
+            sample=sample,
+            seed=cfg.seed,
+            item_id=item.id,
+            order=order,
+            inputs=presented_inputs(item, order),
+        )
+
+    def reask_request(self, first: GenerateRequest, answer: str, reason: str) -> GenerateRequest:
+        messages = (
+            *first.messages,
+            Message("assistant", answer),
+            Message("user", REASK.format(reason=reason)),
+        )
+        return GenerateRequest(**{**first.__dict__, "messages": messages, "temperature": 0.0})
+
+    def next_calls(self, item: Item, done: Mapping[tuple[str, int], CallRecord]) -> list[PlannedCall]:
+        """Calls still to make for ``item`` given the calls already recorded."""
+        first_round = [(o, 0) for o in self.orders]
+        wanted = list(first_round)
+        if not self.config.adaptive or self._needs_more(first_round, done):
+            wanted += [(o, s) for s in range(1, self.config.samples) for o in self.orders]
+        if self.config.adaptive and not all(k in done for k in first_round):
+            wanted = first_round
+        return [
+            PlannedCall(item.id, o, s, self.request(item, o, s)) for o, s in wanted if (o, s) not in done
+        ]
+
+    def _needs_more(
+        self, first_round: Sequence[tuple[str, int]], done: Mapping[tuple[str, int], CallRecord]
+    ) -> bool:
+        calls = [done.get(k) for k in first_round]
+        if any(c is None or not c.ok for c in calls):
+            return True
+        values = {canonical_value(c.value) for c in calls if c is not None}
+        return len(values) > 1
+
+    def interpret(self, item: Item, order: Order, completion: Completion) -> tuple[ParseResult, Any]:
+        """Parse one completion: ``(parse result in presented order, value in original order)``."""
+        raise NotImplementedError
+
+    def logprob_summary(self, order: Order, completion: Completion) -> dict[str, Any] | None:
+        """The probability-weighted answer from token logprobs, when the backend gave them."""
+        return None
+
+    def aggregate(self, run_id: str, item: Item, calls: Sequence[CallRecord]) -> Verdict:
+        raise NotImplementedError
+
+    def calls_saved(self, n_items: int, n_calls: int) -> int:
+        return n_items * len(self.orders) * self.config.samples - n_calls
+
+
+def canonical_value(value: Any) -> str:
+    return repr(sorted(value.items())) if isinstance(value, dict) else repr(value)
+
+
+def _entropy(counts: Counter[str]) -> float:
+    total = sum(counts.values())
+    return -sum((c / total) * math.log2(c / total) for c in counts.values() if c) + 0.0
+
+
+def _failure_reason(calls: Sequence[CallRecord]) -> str:
+    reasons = Counter(c.parse_reason or c.error or c.parse_status for c in calls)
+    detail = "; ".join(f"{n}× {r}" for r, n in reasons.most_common(3))
+    return f"no parseable answer in {len(calls)} calls ({detail})"
+
+
+class PairwiseProtocol(Protocol):
+    name = "pairwise"
+
+    @property
+    def orders(self) -> tuple[Order, ...]:
+        return ("ab", "ba") if self.config.both_orders else ("ab",)
+
+    def interpret(self, item: Item, order: Order, completion: Completion) -> tuple[ParseResult, Any]:
+        if completion.verdict is not None:
+            raw = str(completion.verdict).strip()
+            presented = {"a": "A", "b": "B", "tie": "tie", "c": "tie"}.get(raw.lower())
+            if presented is None:
+                return ParseResult.fail(f"recorded verdict {raw!r} is not A, B or tie", "replay"), None
+            return ParseResult({"winner": presented}, None, "replay"), _orient(presented, order)
+        text = strip_echoed(completion.text, [item.prompt, item.response_a or "", item.response_b or ""])
+        result = parse_pairwise_text(text)
+        if not result.ok:
+            return result, None
+        parsed: dict[str, Any] = {"winner": result.value}
+        if result.parser == "json":
+            checked = self._check_json(text)
+            if not checked.ok:
+                return checked, None
+            if checked.value:
+                parsed["scores"] = checked.value
+        return ParseResult(parsed, None, result.parser), _orient(result.value, order)
+
+    def _check_json(self, text: str) -> ParseResult:
+        """Validate a JSON answer against the rubric; its value is the per-criterion scores."""
+        answer = parse_json_answer(text).value
+        try:
+            model = output_model(self.rubric).model_validate(answer)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            return ParseResult.fail(f"JSON answer invalid at {where}: {first['msg']}", "json")
+        scores = getattr(model, "scores", None)
+        return ParseResult(scores.model_dump() if scores is not None else None, None, "json")
+
+    def logprob_summary(self, order: Order, completion: Completion) -> dict[str, Any] | None:
+        found = logprob_expectation(completion.logprobs, {"A": 1.0, "B": 0.0, "tie": 0.5})
+        if found is None:
+            return None
+        pref, dist = found
+        return {"preference_a": 1.0 - pref if order == "ba" else pref, "distribution": dist}
+
+    def aggregate(self, run_id: str, item: Item, calls: Sequence[CallRecord]) -> Verdict:
+        final = latest_attempts(calls)
+        parsed = [c for c in final if c.ok]
+        base = Verdict(run_id=run_id, item_id=item.id, status="unscored", n_calls=len(calls), n_parsed=len(parsed))
+        if not parsed:
+            base.reason = _failure_reason(final)
+            return base
+        per_order: dict[str, str] = {}
+        for order in self.orders:
+            values = [PREFERENCE[c.value] for c in parsed if c.order == order]
+            if values:
+                per_order[order] = winner_from_preference(statistics.fmean(values))
+        preference = statistics.fmean(PREFERENCE[c.value] for c in parsed)
+        mean_winner = winner_from_preference(preference)
+        conflict = len(per_order) == 2 and len(set(per_order.values())) > 1
+        if self.config.aggregation == "conservative":
+            winner = per_order["ab"] if len(per_order) == 2 and not conflict else "tie"
+        else:
+            winner = mean_winner
+        outcomes = Counter(c.value for c in parsed)
+        base.status = "scored"
+        base.winner = winner
+        base.score = preference
+        base.position_conflict = conflict if len(per_order) == 2 else None
+        base.bpde_entropy = _entropy(outcomes)
+        base.confidence = outcomes[winner] / len(parsed)
+        base.details = {"per_order": per_order, "outcomes": dict(outcomes)}
+        logprob_prefs = [c.logprobs["preference_a"] for c in parsed if isinstance(c.logprobs, dict) and c.logprobs.get("preference_a") is not None]
+        if logprob_prefs:
+            base.details["logprob_preference_a"] = statistics.fmean(logprob_prefs)
+        criteria = _pairwise_criteria(parsed)
+        if criteria:
+            base.criteria = criteria
+        if len(parsed) < len(final):
+            base.reason = f"{len(final) - len(parsed)} of {len(final)} calls unparseable"
+        return base
+
+
+def _orient(presented: str, order: Order) -> str:
+    """Map a winner in presented order back to the original order."""
+    return _SWAP[presented] if order == "ba" else presented
+
+
+def _pairwise_criteria(parsed: Sequence[CallRecord]) -> dict[str, float]:
+    """Mean preference for A per criterion, over calls whose JSON answer had criterion scores."""
+    sums: dict[str, list[float]] = {}
+    for call in parsed:
+        scores = call.parsed.get("scores") if isinstance(call.parsed, dict) else None
+        for criterion, presented in (scores or {}).items():
+            sums.setdefault(criterion, []).append(PREFERENCE[_orient(presented, call.order)])
+    return {k: statistics.fmean(v) for k, v in sums.items()}
+
+
+def latest_attempts(calls: Sequence[CallRecord]) -> list[CallRecord]:
+    """One record per (order, sample): the re-ask when there was one."""
+    best: dict[tuple[str, int], CallRecord] = {}
+    for call in calls:
+        key = (call.order, call.sample)
+        if key not in best or call.attempt > best[key].attempt:
+            best[key] = call
+    return [best[k] for k in sorted(best)]
+
+
+class PointwiseProtocol(Protocol):
+    name = "pointwise"
+
+    def interpret(self, item: Item, order: Order, completion: Completion) -> tuple[ParseResult, Any]:
+        if completion.verdict is not None:
+            return self._from_value(completion.verdict, "replay")
+        text = strip_echoed(completion.text, [item.prompt, item.response or ""])
+        if not text.strip():
+            return ParseResult.fail("empty output", "pointwise"), None
+        answer = parse_json_answer(text)
+        if answer.ok:
+            return self._from_value(answer.value, "json")
+        if len(self.rubric.criteria) == 1 or self.rubric.holistic_scale is not None:
+            score = parse_score(text)
+            if score.ok:
+                return self._from_value(score.value, "score")
+        return ParseResult.fail("no JSON answer and no 'Score: N' line found", "pointwise"), None
+
+    def _from_value(self, value: Any, parser: str) -> tuple[ParseResult, Any]:
+        rubric = self.rubric
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if rubric.holistic_scale is not None:
+                value = {"overall": value}
+            elif len(rubric.criteria) == 1:
+                value = {"scores": {rubric.criteria[0].id: value}}
+        if not isinstance(value, dict):
+            return ParseResult.fail(f"answer {value!r} is not a JSON object", parser), None
+        scores_in = value.get("scores", {} if "overall" in value else None)
+        if not isinstance(scores_in, dict):
+            return ParseResult.fail("answer has no 'scores' object", parser), None
+        scores: dict[str, Any] = {}
+        for criterion in rubric.criteria:
+            if criterion.id not in scores_in:
+                if rubric.holistic_scale is not None and "overall" in value:
+                    continue
+                return ParseResult.fail(f"no score for criterion {criterion.id!r}", parser), None
+            try:
+                scores[criterion.id] = criterion.scale.coerce(scores_in[criterion.id])
+            except ValueError as exc:
+                return ParseResult.fail(f"criterion {criterion.id!r}: {exc}", parser), None
+        out: dict[str, Any] = {"scores": scores}
+        if rubric.holistic_scale is not None and "overall" in value:
+            try:
+                out["overall"] = rubric.holistic_scale.coerce(value["overall"])
+            except ValueError as exc:
+                return ParseResult.fail(f"overall: {exc}", parser), None
+        return ParseResult(out, None, parser), out
+
+    def logprob_summary(self, order: Order, completion: Completion) -> dict[str, Any] | None:
+        rubric = self.rubric
+        scale = rubric.holistic_scale
+        if scale is None and len(rubric.criteria) == 1 and isinstance(rubric.criteria[0].scale, LikertScale):
+            scale = rubric.criteria[0].scale
+        if scale is None:
+            return None
+        found = logprob_expectation(completion.logprobs, {str(v): float(v) for v in scale.values})
+        if found is None:
+            return None
+        return {"expected_score": found[0], "distribution": found[1]}
+
+    def aggregate(self, run_id: str, item: Item, calls: Sequence[CallRecord]) -> Verdict:
+        final = latest_attempts(calls)
+        parsed = [c for c in final if c.ok]
+        base = Verdict(run_id=run_id, item_id=item.id, status="unscored", n_calls=len(calls), n_parsed=len(parsed))
+        if not parsed:
+            base.reason = _failure_reason(final)
+            return base
+        rubric = self.rubric
+        criteria: dict[str, float] = {}
+        for criterion in rubric.criteria:
+            values = [c.value["scores"][criterion.id] for c in parsed if criterion.id in c.value["scores"]]
+            if values:
+                criteria[criterion.id] = statistics.fmean(values)
+        per_sample: list[float] = []
+        try:
+            for call in parsed:
+                if rubric.holistic_scale is not None and "overall" in call.value:
+                    per_sample.append(aggregate_holistic(call.value["overall"], rubric.holistic_scale))
+                else:
+                    per_sample.append(aggregate_scores(rubric, call.value["scores"]))
+        except AggregationError as exc:
+            base.reason = f"cannot aggregate: {exc}"
+            return base
+        base.status = "scored"
+        base.score = statistics.fmean(per_sample)
+        base.criteria = criteria
+        spread = statistics.pstdev(per_sample) if len(per_sample) > 1 else 0.0
+        base.confidence = max(0.0, 1.0 - 2.0 * spread)
+        base.details = {"sample_scores": per_sample}
+        logprob_scores = [c.logprobs["expected_score"] for c in parsed if isinstance(c.logprobs, dict) and c.logprobs.get("expected_score") is not None]
+        if logprob_scores:
+            base.details["logprob_score"] = statistics.fmean(logprob_scores)
+        if len(parsed) < len(final):
+            base.reason = f"{len(final) - len(parsed)} of {len(final)} calls unparseable"
+        return base
+
+
+def make_protocol(rubric: Rubric, config: JudgeConfig, model: str) -> Protocol:
+    return (PairwiseProtocol if rubric.mode == "pairwise" else PointwiseProtocol)(rubric, config, model)

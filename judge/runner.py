@@ -1,0 +1,418 @@
+"""The async runner: bounded concurrency, rate limits, classified retries, cache, resume.
+
+Each item is judged by one task that asks its protocol for the next calls until none are
+left, then aggregates. Completed calls are queued to a single writer that flushes them in
+batches (one transaction each) through a dedicated thread, so the event loop never blocks on
+DuckDB. On resume the store's calls are handed back to the protocol: no finished call is
+repeated and none is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TextIO, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from judge.backends.base import Backend
+from judge.errors import BackendError, ItemsError, StoreError
+from judge.items import Item
+from judge.pricing import PRICES, cost_usd
+from judge.protocols import JudgeConfig, PlannedCall, Protocol, make_protocol
+from judge.store import Store
+from judge.types import CallRecord, Completion, Verdict, content_hash
+from rubrics import Rubric
+
+T = TypeVar("T")
+
+
+class RunnerConfig(BaseModel):
+    """How calls are sent: concurrency, limits, retries, caching."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_concurrency: int = Field(16, ge=1, le=4096)
+    """Requests in flight at once."""
+    rpm: float | None = Field(None, gt=0)
+    """Requests per minute allowed by the provider (none: unlimited)."""
+    tpm: float | None = Field(None, gt=0)
+    """Tokens per minute allowed (estimated from text length before the call)."""
+    max_retries: int = Field(5, ge=0, le=50)
+    """Retries of a rate-limited or transient failure before it is recorded as an error."""
+    backoff_base_s: float = Field(0.5, gt=0)
+    """First backoff; doubles each retry, with jitter, capped at ``backoff_max_s``."""
+    backoff_max_s: float = Field(30.0, gt=0)
+    """Longest wait between retries (a provider's Retry-After may ask for longer)."""
+    timeout_s: float = Field(120.0, gt=0)
+    """Per-call timeout."""
+    cache: bool = True
+    """Serve identical requests from the DuckDB request cache."""
+    flush_every: int = Field(256, ge=1)
+    """Write after this many calls are pending..."""
+    flush_interval_s: float = Field(0.25, gt=0)
+    """...or after this long."""
+    progress: bool = False
+    """Print a progress line to stderr."""
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    dataset: str
+    backend: str
+    n_items: int = 0
+    n_scored: int = 0
+    n_unscored: int = 0
+    n_calls: int = 0
+    n_cache_hits: int = 0
+    n_call_errors: int = 0
+    n_parse_failures: int = 0
+    n_retries: int = 0
+    calls_saved: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float | None = 0.0
+    wall_s: float = 0.0
+    resumed_calls: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class RateLimiter:
+    """A token bucket refilled continuously at ``per_minute / 60`` per second."""
+
+    def __init__(self, per_minute: float) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, per_minute / 60.0)
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def acquire(self, amount: float = 1.0) -> None:
+        amount = min(amount, self.capacity)
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= amount:
+                    self.tokens -= amount
+                    return
+                await asyncio.sleep((amount - self.tokens) / self.rate)
+
+
+@dataclass
+class _Pending:
+    calls: list[CallRecord] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    cache: list[tuple[str, str, Completion]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.calls) + len(self.verdicts)
+
+
+class Runner:
+    """Runs one judge configuration over one dataset, writing everything to a store."""
+
+    def __init__(
+        self,
+        store: Store,
+        backend: Backend,
+        rubric: Rubric,
+        judge: JudgeConfig | None = None,
+        config: RunnerConfig | None = None,
+        *,
+        prices: dict[str, tuple[float, float]] | None = None,
+        progress_stream: TextIO | None = None,
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self.rubric = rubric
+        self.judge = judge or JudgeConfig()
+        self.config = config or RunnerConfig()
+        self.prices = PRICES if prices is None else prices
+        self.model = backend.name.split("/", 1)[1]
+        self.protocol: Protocol = make_protocol(rubric, self.judge, self.model)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judgecal-store")
+        self._progress_stream = progress_stream or sys.stderr
+
+    # -- the store thread ----------------------------------------------------------------
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    # -- public --------------------------------------------------------------------------
+
+    def spec(self, dataset: str) -> dict[str, Any]:
+        return {
+            "backend": self.backend.describe(),
+            "protocol": self.protocol.name,
+            "judge": self.judge.model_dump(),
+            "rubric": {"id": self.rubric.id, "version": self.rubric.version, "hash": self.rubric.content_hash},
+            "dataset": dataset,
+        }
+
+    async def run(self, items: Sequence[Item], *, dataset: str, run_id: str | None = None) -> RunSummary:
+        """Start a new run over ``items``."""
+        _check_modes(self.rubric, items)
+        run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
+        spec = self.spec(dataset)
+
+        def setup() -> None:
+            self.store.put_rubric(self.rubric.content_hash, self.rubric.id, self.rubric.version, self.rubric.canonical_json())
+            self.store.put_items(dataset, items)
+            self.store.create_run(
+                run_id=run_id, dataset=dataset, backend=self.backend.name, protocol=self.protocol.name,
+                rubric_hash=self.rubric.content_hash, spec=spec, spec_hash=content_hash(spec),
+                seed=self.judge.seed,
+            )
+
+        await self._db(setup)
+        return await self._execute(run_id, dataset, list(items), {}, set())
+
+    async def resume(self, run_id: str) -> RunSummary:
+        """Finish an interrupted run: recorded calls are reused, finished items skipped."""
+        run = await self._db(self.store.get_run, run_id)
+        if run["rubric_hash"] != self.rubric.content_hash:
+            raise StoreError(f"run {run_id} used rubric {run['rubric_hash'][:12]}, not {self.rubric.ref}")
+        if run["backend"] != self.backend.name:
+            raise StoreError(f"run {run_id} used backend {run['backend']}, not {self.backend.name}")
+        if run["spec"]["judge"] != self.judge.model_dump():
+            raise StoreError(f"run {run_id} used judge settings {run['spec']['judge']}; resume with those")
+        dataset = run["dataset"]
+        items = await self._db(self.store.items, dataset)
+        calls = await self._db(self.store.calls, run_id)
+        finished = await self._db(self.store.verdict_item_ids, run_id)
+        done: dict[str, list[CallRecord]] = defaultdict(list)
+        for call in calls:
+            done[call.item_id].append(call)
+        return await self._execute(run_id, dataset, items, done, finished)
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+        self._executor.shutdown(wait=True)
+
+    # -- execution -----------------------------------------------------------------------
+
+    async def _execute(
+        self,
+        run_id: str,
+        dataset: str,
+        items: list[Item],
+        done: dict[str, list[CallRecord]],
+        finished: set[str],
+    ) -> RunSummary:
+        started = time.perf_counter()
+        summary = RunSummary(run_id=run_id, dataset=dataset, backend=self.backend.name, n_items=len(items))
+        summary.resumed_calls = sum(len(v) for v in done.values())
+        self._summary = summary
+        self._semaphore = asyncio.Semaphore(self.config.max_concurrency)
+        self._rpm = RateLimiter(self.config.rpm) if self.config.rpm else None
+        self._tpm = RateLimiter(self.config.tpm) if self.config.tpm else None
+        self._pending = _Pending()
+        self._flush_lock = asyncio.Lock()
+        self._cached: set[str] = set()
+        if self.config.cache and self.backend.cacheable:
+            self._cached = await self._db(self.store.cache_hashes, self.backend.name)
+        self._items_done = self._already_done = len(finished)
+        self._t0 = time.perf_counter()
+        self._total_items = len(items)
+        flusher = asyncio.create_task(self._flush_loop())
+        try:
+            todo = [item for item in items if item.id not in finished]
+            await asyncio.gather(*(self._judge_item(run_id, item, done.get(item.id, [])) for item in todo))
+        finally:
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+            await self._flush()
+        verdicts = await self._db(self.store.verdicts, run_id)
+        summary.n_scored = sum(v.status == "scored" for v in verdicts)
+        summary.n_unscored = sum(v.status == "unscored" for v in verdicts)
+        all_calls = summary.n_calls + summary.resumed_calls
+        summary.calls_saved = max(0, self.protocol.calls_saved(len(items), all_calls)) if self.judge.adaptive else 0
+        summary.wall_s = time.perf_counter() - started
+        if len(verdicts) == len(items):
+            await self._db(self.store.finish_run, run_id)
+        if self.config.progress:
+            self._print_progress(final=True)
+        return summary
+
+    async def _judge_item(self, run_id: str, item: Item, previous: list[CallRecord]) -> None:
+        done = {(c.order, c.sample): c for c in previous if c.attempt == 0}
+        records = list(previous)
+        while True:
+            planned = self.protocol.next_calls(item, done)
+            if not planned:
+                break
+            results = await asyncio.gather(*(self._call(run_id, item, p) for p in planned))
+            for plan, calls in zip(planned, results, strict=True):
+                done[(plan.order, plan.sample)] = calls[0]
+                records.extend(calls)
+        verdict = self.protocol.aggregate(run_id, item, records)
+        self._pending.verdicts.append(verdict)
+        self._items_done += 1
+        await self._maybe_flush()
+
+    async def _call(self, run_id: str, item: Item, plan: PlannedCall) -> list[CallRecord]:
+        """Make one planned call (and its re-ask, if configured); returns the recorded calls."""
+        record = await self._attempt(run_id, item, plan, plan.request, attempt=0)
+        out = [record]
+        if (
+            self.judge.reask
+            and record.parse_status == "parse_failed"
+            and record.raw_text is not None
+        ):
+            request = self.protocol.reask_request(plan.request, record.raw_text, record.parse_reason or "")
+            out.append(await self._attempt(run_id, item, plan, request, attempt=1))
+        return out
+
+    async def _attempt(self, run_id: str, item: Item, plan: PlannedCall, request: Any, attempt: int) -> CallRecord:
+        request_hash = request.hash(self.backend.name)
+        record = CallRecord(
+            run_id=run_id, item_id=item.id, order=plan.order, sample=plan.sample,
+            request_hash=request_hash, attempt=attempt,
+        )
+        completion: Completion | None = None
+        if request_hash in self._cached:
+            completion = await self._db(self.store.cache_get, request_hash)
+            record.cache_hit = completion is not None
+        if completion is None:
+            completion = await self._send(request, record)
+        if completion is not None:
+            self._interpret(item, plan, completion, record)
+            if not record.cache_hit and self.config.cache and self.backend.cacheable and record.ok:
+                self._pending.cache.append((request_hash, self.backend.name, completion))
+                self._cached.add(request_hash)
+        summary = self._summary
+        summary.n_calls += 1
+        summary.n_cache_hits += record.cache_hit
+        summary.n_retries += record.retries
+        summary.n_call_errors += record.parse_status == "error"
+        summary.n_parse_failures += record.parse_status == "parse_failed"
+        summary.tokens_in += record.tokens_in or 0
+        summary.tokens_out += record.tokens_out or 0
+        if record.cost_usd is None and not record.cache_hit and record.parse_status != "error":
+            summary.cost_usd = None
+        elif summary.cost_usd is not None:
+            summary.cost_usd += record.cost_usd or 0.0
+        self._pending.calls.append(record)
+        await self._maybe_flush()
+        return record
+
+    async def _send(self, request: Any, record: CallRecord) -> Completion | None:
+        config = self.config
+        for attempt in range(config.max_retries + 1):
+            if self._rpm:
+                await self._rpm.acquire()
+            if self._tpm:
+                estimate = sum(len(m.content) for m in request.messages) / 4 + request.max_tokens
+                await self._tpm.acquire(estimate)
+            try:
+                async with self._semaphore:
+                    started = time.perf_counter()
+                    completion = await asyncio.wait_for(self.backend.generate(request), config.timeout_s)
+                    completion.latency_s = completion.latency_s or time.perf_counter() - started
+                return completion
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every provider fault is classified and recorded
+                error = self.backend.classify(exc)
+            record.error = str(error)[:2000]
+            record.error_kind = error.kind
+            if error.kind == "fatal" or attempt == config.max_retries:
+                record.parse_status = "error"
+                return None
+            record.retries += 1
+            await asyncio.sleep(self._backoff(attempt, error))
+        return None  # pragma: no cover - the loop always returns
+
+    def _backoff(self, attempt: int, error: BackendError) -> float:
+        if error.retry_after is not None:
+            return error.retry_after + random.uniform(0, 0.1)
+        delay = min(self.config.backoff_max_s, self.config.backoff_base_s * 2**attempt)
+        return delay * random.uniform(0.5, 1.0)
+
+    def _interpret(self, item: Item, plan: PlannedCall, completion: Completion, record: CallRecord) -> None:
+        record.raw_text = completion.text
+        record.tokens_in = completion.tokens_in
+        record.tokens_out = completion.tokens_out
+        record.latency_s = completion.latency_s
+        if record.cache_hit:
+            record.cost_usd = 0.0
+        elif completion.cost_usd is not None:
+            record.cost_usd = completion.cost_usd
+        else:
+            record.cost_usd = cost_usd(self.model, completion.tokens_in, completion.tokens_out, self.prices)
+        record.error = None
+        record.error_kind = None
+        result, value = self.protocol.interpret(item, plan.order, completion)
+        if result.ok:
+            record.parse_status = "ok"
+            record.parsed = result.value
+            record.value = value
+            record.logprobs = self.protocol.logprob_summary(plan.order, completion)
+        else:
+            record.parse_status = "parse_failed"
+            reason = result.reason or "unparseable"
+            if completion.finish_reason == "length":
+                reason += " (output truncated at max_tokens)"
+            record.parse_reason = reason
+
+    # -- writing -------------------------------------------------------------------------
+
+    async def _maybe_flush(self) -> None:
+        if len(self._pending) >= self.config.flush_every and not self._flush_lock.locked():
+            await self._flush()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.flush_interval_s)
+            await self._flush()
+            if self.config.progress:
+                self._print_progress()
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            pending, self._pending = self._pending, _Pending()
+            if not len(pending) and not pending.cache:
+                return
+
+            def write() -> None:
+                self.store.write_results(pending.calls, pending.verdicts)
+                self.store.cache_put(pending.cache)
+
+            await self._db(write)
+
+    def _print_progress(self, final: bool = False) -> None:
+        s = self._summary
+        elapsed = max(1e-9, time.perf_counter() - self._t0)
+        newly_done = self._items_done - self._already_done
+        remaining = self._total_items - self._items_done
+        eta = f"{remaining * elapsed / newly_done:.0f}s" if newly_done else "?"
+        cost = "?" if s.cost_usd is None else f"${s.cost_usd:.4f}"
+        line = (
+            f"\r{self._items_done}/{self._total_items} items  {s.n_calls} calls  "
+            f"{s.n_calls / elapsed:.1f} calls/s  ETA {eta}  errors {s.n_call_errors}  "
+            f"unparsed {s.n_parse_failures}  cache {s.n_cache_hits}  spend {cost}"
+        )
+        self._progress_stream.write(line + ("\n" if final else ""))
+        self._progress_stream.flush()
+
+
+def _check_modes(rubric: Rubric, items: Sequence[Item]) -> None:
+    wrong = [item.id for item in items if item.mode != rubric.mode]
+    if wrong:
+        raise ItemsError(
+            f"rubric {rubric.id!r} is {rubric.mode} but {len(wrong)} items are not "
+            f"(first: {wrong[0]!r}); use a {rubric.mode} items file"
+        )

@@ -1,0 +1,95 @@
+"""Loading rubrics from YAML, with errors that name the file, the field and the problem."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from rubrics.errors import RubricError
+from rubrics.model import Rubric
+
+LIBRARY_DIR = Path(__file__).parent / "library"
+
+
+def _field_path(location: Iterable[int | str]) -> str:
+    """Render a pydantic error location as ``criteria[1].scale.anchors``.
+
+    >>> _field_path(("criteria", 1, "scale", "likert", "anchors"))
+    'criteria[1].scale.anchors'
+    """
+    out = ""
+    for part in location:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in {"binary", "likert", "pairwise"} and out.endswith("scale"):
+            continue  # the discriminator tag pydantic inserts, not a field the user wrote
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line per problem: ``field: message``."""
+    lines = []
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; allowed keys are in the docs)"
+        lines.append(f"{_field_path(item['loc'])}: {message}")
+    return "; ".join(lines)
+
+
+def rubric_from_dict(data: Any, *, source: str | None = None) -> Rubric:
+    """Validate a parsed mapping into a :class:`Rubric` or raise :class:`RubricError`."""
+    if not isinstance(data, dict):
+        kind = type(data).__name__ if data is not None else "an empty document"
+        raise RubricError(f"expected a mapping at the top level, got {kind}", source=source)
+    try:
+        return Rubric.model_validate(data)
+    except ValidationError as exc:
+        raise RubricError(format_validation_error(exc), source=source) from None
+
+
+def rubric_from_yaml(text: str, *, source: str | None = None) -> Rubric:
+    """Parse YAML text into a rubric."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RubricError(f"{where}invalid YAML ({problem})", source=source) from None
+    return rubric_from_dict(data, source=source)
+
+
+def library_names() -> list[str]:
+    """Names of the ready rubrics shipped in ``rubrics/library``."""
+    return sorted(p.stem for p in LIBRARY_DIR.glob("*.yaml"))
+
+
+def load_rubric(path_or_name: str | Path) -> Rubric:
+    """Load a rubric from a YAML file, or by name from the shipped library.
+
+    >>> load_rubric("pairwise_helpfulness").mode
+    'pairwise'
+    """
+    path = Path(path_or_name)
+    if not path.exists():
+        candidate = LIBRARY_DIR / f"{path_or_name}.yaml"
+        if candidate.exists() and path.suffix == "":
+            path = candidate
+        else:
+            names = ", ".join(library_names())
+            raise RubricError(
+                f"no such rubric file; give a path to a YAML file or one of: {names}",
+                source=str(path_or_name),
+            )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RubricError(f"cannot read file ({exc})", source=str(path)) from None
+    return rubric_from_yaml(text, source=str(path))
