@@ -1,0 +1,53 @@
+# judgecal task runner. `make demo` and `make test` are all a fresh machine needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO_DB ?= demo.duckdb
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+
+.PHONY: install demo test check lint format typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check uv
+	$(PYTHON) -m uv venv --quiet --allow-existing $(VENV)
+	$(PYTHON) -m uv pip install --quiet --python $(VENV) --compile-bytecode -e '.[dev,serve]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job: an offline audit of two real judges (GPT-4 and ChatGPT, recorded in both
+## presentation orders) against expert labels on 200 MT-Bench pairs, into an embedded DuckDB.
+demo: $(STAMP)
+	rm -f $(DEMO_DB) $(DEMO_DB).wal
+	$(BIN)/judgecal run --rubric pairwise_helpfulness --items examples/mtbench/items.jsonl \
+		--model replay/examples/mtbench/gpt4.replay.jsonl --db $(DEMO_DB) --run-id gpt4
+	$(BIN)/judgecal run --rubric pairwise_helpfulness --items examples/mtbench/items.jsonl \
+		--model replay/examples/mtbench/chatgpt.replay.jsonl --db $(DEMO_DB) --run-id chatgpt
+	$(BIN)/judgecal labels import examples/mtbench/labels.jsonl --db $(DEMO_DB)
+	$(BIN)/judgecal audit --run gpt4 --db $(DEMO_DB)
+	$(BIN)/judgecal audit --run chatgpt --db $(DEMO_DB)
+	$(BIN)/judgecal agree --run gpt4 --db $(DEMO_DB)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+bench: $(STAMP)
+	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/agreement.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(DEMO_DB) $(DEMO_DB).wal

@@ -1,0 +1,54 @@
+"""Expert labels: importing them, and measuring agreement with intervals and the human ceiling."""
+
+from human_labels.agreement import (
+    AgreementReport,
+    AgreementRow,
+    compare_with_humans,
+    consensus,
+    majority,
+)
+from human_labels.alpha import LEVELS, interval_alpha, krippendorff_alpha
+from human_labels.errors import AgreementError, LabelsError
+from human_labels.intervals import AlphaEstimate, Estimate, bootstrap, hayes_krippendorff
+from human_labels.io import OVERALL, Label, load_labels, validate_labels
+from human_labels.planning import achieved_half_width, plan, required_items
+from human_labels.stats import (
+    accuracy_score,
+    cohen_kappa,
+    fleiss_kappa,
+    kendall_tau_score,
+    macro_f1_score,
+    pearson_score,
+    spearman_score,
+)
+
+__all__ = [
+    "LEVELS",
+    "OVERALL",
+    "AgreementError",
+    "AgreementReport",
+    "AgreementRow",
+    "AlphaEstimate",
+    "Estimate",
+    "Label",
+    "LabelsError",
+    "accuracy_score",
+    "achieved_half_width",
+    "bootstrap",
+    "cohen_kappa",
+    "compare_with_humans",
+    "consensus",
+    "fleiss_kappa",
+    "hayes_krippendorff",
+    "interval_alpha",
+    "kendall_tau_score",
+    "krippendorff_alpha",
+    "load_labels",
+    "macro_f1_score",
+    "majority",
+    "pearson_score",
+    "plan",
+    "required_items",
+    "spearman_score",
+    "validate_labels",
+]

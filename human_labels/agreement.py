@@ -1,0 +1,259 @@
+"""The judge against the humans, next to the humans against each other.
+
+For every statistic the judge's agreement is reported against the majority (categorical) or
+mean (numeric) label, against each annotator, and leave-one-out: annotator i's label is
+replaced by the judge's and compared with the consensus of the others. The human ceiling is
+the same statistic for annotator i against the others, so the ratio of the two says how
+close the judge comes to an expert.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from human_labels.alpha import Level, krippendorff_alpha
+from human_labels.errors import AgreementError
+from human_labels.intervals import Estimate, bootstrap
+from human_labels.stats import (
+    accuracy_score,
+    cohen_kappa,
+    kendall_tau_score,
+    macro_f1_score,
+    pearson_score,
+    spearman_score,
+)
+
+Kind = Literal["categorical", "ordinal", "interval"]
+LabelTable = Mapping[str, Mapping[str, Any]]
+"""item id → annotator → value."""
+
+
+def majority(values: Sequence[Any]) -> Any | None:
+    """The strict plurality value, or ``None`` when the top two are tied.
+
+    >>> majority(["A", "B", "A"]), majority(["A", "B"])
+    ('A', None)
+    """
+    if not values:
+        return None
+    top = Counter(values).most_common(2)
+    if len(top) > 1 and top[0][1] == top[1][1]:
+        return None
+    return top[0][0]
+
+
+def consensus(values: Sequence[Any], kind: Kind) -> Any | None:
+    if not values:
+        return None
+    if kind == "categorical":
+        return majority(values)
+    return float(np.mean(np.asarray(values, dtype=float)))
+
+
+def statistics_for(kind: Kind) -> dict[str, Callable[[Any, Any], float]]:
+    if kind == "categorical":
+        return {"accuracy": accuracy_score, "cohen_kappa": cohen_kappa, "macro_f1": macro_f1_score}
+    return {
+        "quadratic_kappa": lambda a, b: cohen_kappa(np.rint(a.astype(float)), np.rint(b.astype(float)), weights="quadratic"),
+        "spearman": spearman_score,
+        "kendall_tau": kendall_tau_score,
+        "pearson": pearson_score,
+    }
+
+
+@dataclass
+class AgreementRow:
+    statistic: str
+    reference: str
+    """``majority``/``mean``, ``leave_one_out`` or an annotator's name."""
+    estimate: Estimate | None
+    ceiling: Estimate | None = None
+    note: str = ""
+
+    @property
+    def fraction_of_ceiling(self) -> float | None:
+        if self.estimate is None or self.ceiling is None or self.ceiling.value <= 0:
+            return None
+        return self.estimate.value / self.ceiling.value
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "statistic": self.statistic,
+            "reference": self.reference,
+            "value": None if self.estimate is None else self.estimate.value,
+            "ci_low": None if self.estimate is None else self.estimate.low,
+            "ci_high": None if self.estimate is None else self.estimate.high,
+            "n": None if self.estimate is None else self.estimate.n,
+            "human_ceiling": None if self.ceiling is None else self.ceiling.value,
+            "ceiling_ci_low": None if self.ceiling is None else self.ceiling.low,
+            "ceiling_ci_high": None if self.ceiling is None else self.ceiling.high,
+            "fraction_of_ceiling": self.fraction_of_ceiling,
+            "note": self.note,
+        }
+
+
+@dataclass
+class AgreementReport:
+    kind: Kind
+    n_items: int
+    annotators: list[str]
+    rows: list[AgreementRow] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "n_items": self.n_items,
+            "annotators": self.annotators,
+            "rows": [r.as_dict() for r in self.rows],
+        }
+
+    def row(self, statistic: str, reference: str) -> AgreementRow:
+        for r in self.rows:
+            if r.statistic == statistic and r.reference == reference:
+                return r
+        raise KeyError((statistic, reference))
+
+
+def _safe(fn: Callable[[], Estimate]) -> tuple[Estimate | None, str]:
+    try:
+        return fn(), ""
+    except AgreementError as exc:
+        return None, str(exc)
+
+
+def _loo_arrays(
+    judge: Mapping[str, Any], labels: LabelTable, annotator: str, kind: Kind
+) -> tuple[list[Any], list[Any], list[Any]]:
+    """Items where ``annotator`` labelled, the judge answered and the others reach consensus:
+    (annotator's labels, judge's, consensus of the others)."""
+    own, judged, others = [], [], []
+    for item_id, by in labels.items():
+        if annotator not in by or item_id not in judge:
+            continue
+        rest = consensus([v for a, v in by.items() if a != annotator], kind)
+        if rest is None:
+            continue
+        own.append(by[annotator])
+        judged.append(judge[item_id])
+        others.append(rest)
+    return own, judged, others
+
+
+def compare_with_humans(
+    judge: Mapping[str, Any],
+    labels: LabelTable,
+    *,
+    kind: Kind,
+    n_boot: int = 1000,
+    random_state: int = 0,
+    alpha_level: Level | None = None,
+) -> AgreementReport:
+    """Every agreement statistic for ``kind`` with bootstrap CIs and the human ceiling.
+
+    ``judge`` maps item id → the judge's value (items it could not score are simply absent
+    and counted by the caller); ``labels`` maps item id → annotator → value.
+    """
+    annotators = sorted({a for by in labels.values() for a in by})
+    if not labels:
+        raise AgreementError("no human labels to compare with")
+    report = AgreementReport(kind=kind, n_items=len(labels), annotators=annotators)
+    boot = {"n_boot": n_boot, "random_state": random_state}
+    reference_name = "majority" if kind == "categorical" else "mean"
+    items = [i for i in labels if i in judge]
+    ref_items = [(i, consensus(list(labels[i].values()), kind)) for i in items]
+    ref_items = [(i, v) for i, v in ref_items if v is not None]
+
+    for name, statistic in statistics_for(kind).items():
+        ref = np.asarray([v for _, v in ref_items], dtype=object)
+        pred = np.asarray([judge[i] for i, _ in ref_items], dtype=object)
+        estimate, note = _safe(lambda s=statistic, r=ref, p=pred: bootstrap(s, r, p, **boot))  # type: ignore[misc]
+        report.rows.append(AgreementRow(name, reference_name, estimate, note=note))
+
+        if len(annotators) >= 2:
+            # Pool leave-one-out pairs over annotators, tagging each with the annotator so
+            # the statistic is the mean over annotators on each bootstrap replicate.
+            tags, owns, judged_all, others_all = [], [], [], []
+            for annotator in annotators:
+                own, judged, others = _loo_arrays(judge, labels, annotator, kind)
+                tags += [annotator] * len(own)
+                owns += own
+                judged_all += judged
+                others_all += others
+            tag_arr = np.asarray(tags, dtype=object)
+            own_arr = np.asarray(owns, dtype=object)
+            judged_arr = np.asarray(judged_all, dtype=object)
+            others_arr = np.asarray(others_all, dtype=object)
+
+            def mean_over(stat: Callable[[Any, Any], float], t: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
+                values = [stat(y[t == a], x[t == a]) for a in annotators if np.any(t == a)]
+                if not values:
+                    raise AgreementError("no annotator has leave-one-out pairs")
+                return float(np.mean(values))
+
+            judge_loo, note_j = _safe(
+                lambda s=statistic: bootstrap(lambda t, x, y: mean_over(s, t, x, y), tag_arr, judged_arr, others_arr, **boot)  # type: ignore[misc]
+            )
+            ceiling, note_c = _safe(
+                lambda s=statistic: bootstrap(lambda t, x, y: mean_over(s, t, x, y), tag_arr, own_arr, others_arr, **boot)  # type: ignore[misc]
+            )
+            report.rows.append(AgreementRow(name, "leave_one_out", judge_loo, ceiling, note=note_j or note_c))
+        for annotator in annotators if len(annotators) > 1 else []:
+            pairs = [(by[annotator], judge[i]) for i, by in labels.items() if annotator in by and i in judge]
+            if not pairs:
+                continue
+            ann = np.asarray([p[0] for p in pairs], dtype=object)
+            jud = np.asarray([p[1] for p in pairs], dtype=object)
+            estimate, note = _safe(lambda s=statistic, a=ann, j=jud: bootstrap(s, a, j, **boot))  # type: ignore[misc]
+            report.rows.append(AgreementRow(name, annotator, estimate, note=note))
+
+    if len(annotators) >= 2:
+        level: Level = alpha_level or ("nominal" if kind == "categorical" else kind)
+        report.rows.append(_alpha_row(judge, labels, annotators, level, boot))
+    return report
+
+
+def _encode(values: list[Any]) -> tuple[dict[Any, float], bool]:
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    if numeric:
+        return {}, True
+    return {v: float(i) for i, v in enumerate(sorted(set(values), key=str))}, False
+
+
+def _alpha_row(
+    judge: Mapping[str, Any], labels: LabelTable, annotators: list[str], level: Level, boot: dict[str, int]
+) -> AgreementRow:
+    items = [i for i in labels if i in judge]
+    every = [v for i in items for v in labels[i].values()] + [judge[i] for i in items]
+    codes, numeric = _encode(every)
+
+    def code(v: Any) -> float:
+        return float(v) if numeric else codes[v]
+
+    humans = np.full((len(annotators), len(items)), np.nan)
+    for u, i in enumerate(items):
+        for c, a in enumerate(annotators):
+            if a in labels[i]:
+                humans[c, u] = code(labels[i][a])
+    judge_row = np.asarray([code(judge[i]) for i in items])
+
+    def ceiling_stat(h: np.ndarray, _j: np.ndarray) -> float:
+        return krippendorff_alpha(h, level)
+
+    def judge_stat(h: np.ndarray, j: np.ndarray) -> float:
+        values = []
+        for c in range(h.shape[0]):
+            replaced = h.copy()
+            present = ~np.isnan(replaced[c])
+            replaced[c, present] = j[present]
+            values.append(krippendorff_alpha(replaced, level))
+        return float(np.mean(values))
+
+    n_boot = boot["n_boot"]
+    judge_est, note_j = _safe(lambda: bootstrap(judge_stat, humans, judge_row[None, :], n_boot=n_boot, random_state=boot["random_state"], axis=1))
+    ceiling_est, note_c = _safe(lambda: bootstrap(ceiling_stat, humans, judge_row[None, :], n_boot=n_boot, random_state=boot["random_state"], axis=1))
+    return AgreementRow(f"alpha_{level}", "replace_one", judge_est, ceiling_est, note=note_j or note_c)

@@ -1,0 +1,160 @@
+"""Agreement statistics between two raters (or a judge and a reference), and among many.
+
+Each takes ``(y_true, y_pred, *, ...)`` and says in its docstring what it ranges over, what
+chance gives, and when it is undefined (then it raises :class:`AgreementError` rather than
+returning a number that means nothing). Higher is better for all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import stats as sps
+from sklearn.metrics import cohen_kappa_score, f1_score
+
+from human_labels.errors import AgreementError
+
+TieHandling = Literal["as_class", "drop"]
+
+
+def _pair(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(y_true, dtype=object)
+    b = np.asarray(y_pred, dtype=object)
+    if a.shape != b.shape or a.ndim != 1:
+        raise AgreementError(f"y_true and y_pred must be 1-D and equally long, got {a.shape} and {b.shape}")
+    if a.size == 0:
+        raise AgreementError("no items to compare")
+    return a, b
+
+
+def _numeric(values: np.ndarray, name: str) -> np.ndarray:
+    try:
+        return values.astype(np.float64)
+    except (TypeError, ValueError):
+        raise AgreementError(f"{name} must be numeric for this statistic") from None
+
+
+def accuracy_score(y_true: ArrayLike, y_pred: ArrayLike, *, ties: TieHandling = "as_class", tie_label: Any = "tie") -> float:
+    """Share of items where the two agree exactly. Range 0..1; chance is Σ p_k q_k over the
+    marginals. ``ties="drop"`` leaves out items whose reference is a tie.
+
+    >>> accuracy_score(["A", "B", "tie"], ["A", "A", "tie"])
+    0.666...
+    >>> accuracy_score(["A", "B", "tie"], ["A", "A", "A"], ties="drop")
+    0.5
+    """
+    a, b = _pair(y_true, y_pred)
+    if ties == "drop":
+        keep = a != tie_label
+        a, b = a[keep], b[keep]
+        if a.size == 0:
+            raise AgreementError("every reference label is a tie; accuracy without ties is undefined")
+    return float(np.mean(a == b))
+
+
+def macro_f1_score(y_true: ArrayLike, y_pred: ArrayLike, *, labels: Sequence[Any] | None = None) -> float:
+    """Unweighted mean of per-class F1 over ``labels`` (default: the classes of ``y_true``).
+    Range 0..1; a class never predicted scores 0. Ties are an ordinary class here.
+
+    >>> round(macro_f1_score(["A", "B", "B"], ["A", "B", "A"]), 4)
+    0.6667
+    """
+    a, b = _pair(y_true, y_pred)
+    labels = list(labels) if labels is not None else sorted(set(a.tolist()), key=str)
+    return float(f1_score(a.astype(str), b.astype(str), labels=[str(x) for x in labels], average="macro", zero_division=0))
+
+
+def cohen_kappa(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    weights: Literal["linear", "quadratic"] | None = None,
+    labels: Sequence[Any] | None = None,
+) -> float:
+    """Cohen's κ: agreement corrected for chance, 1 − (1 − p_o)/(1 − p_e).
+
+    Range −1..1, chance 0. ``weights`` gives linear or quadratic weighted κ for ordinal
+    labels (they must be numeric). Undefined when both raters use a single, identical class
+    (p_e = 1).
+
+    >>> cohen_kappa([1, 2, 3, 1], [1, 2, 3, 2])
+    0.636...
+    """
+    a, b = _pair(y_true, y_pred)
+    if weights is not None:
+        a, b = _numeric(a, "y_true"), _numeric(b, "y_pred")
+        all_labels = np.unique(np.concatenate([a, b])) if labels is None else np.asarray(labels, dtype=float)
+    else:
+        a, b = a.astype(str), b.astype(str)
+        all_labels = np.unique(np.concatenate([a, b])) if labels is None else np.asarray([str(x) for x in labels])
+    if all_labels.size < 2:
+        raise AgreementError("both raters used one and the same label; kappa is undefined")
+    value = cohen_kappa_score(a, b, weights=weights, labels=all_labels)
+    if not np.isfinite(value):
+        raise AgreementError("chance agreement is 1; kappa is undefined")
+    return float(value)
+
+
+def fleiss_kappa(ratings: ArrayLike) -> float:
+    """Fleiss' κ for many raters: ``ratings`` is raters × items (``None``/NaN = missing is
+    not allowed: every item needs the same number of raters).
+
+    Range −1..1 (lower bound depends on raters), chance 0. Undefined when every rating is the
+    same category.
+
+    >>> round(fleiss_kappa([["A", "A", "B"], ["A", "A", "B"], ["A", "B", "B"]]), 4)
+    0.55
+    """
+    data = np.asarray(ratings, dtype=object)
+    if data.ndim != 2 or data.shape[0] < 2:
+        raise AgreementError("Fleiss' kappa needs a raters × items array with at least two raters")
+    if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in data.ravel()):
+        raise AgreementError("Fleiss' kappa needs every item rated by every rater; drop incomplete items")
+    n_raters = data.shape[0]
+    categories = sorted({str(v) for v in data.ravel()})
+    counts = np.stack([(data.astype(str) == c).sum(axis=0) for c in categories], axis=1).astype(float)
+    p_j = counts.sum(axis=0) / counts.sum()
+    p_i = (np.sum(counts * counts, axis=1) - n_raters) / (n_raters * (n_raters - 1))
+    p_bar, p_e = float(p_i.mean()), float(np.sum(p_j * p_j))
+    if p_e >= 1.0:
+        raise AgreementError("every rating is the same category; Fleiss' kappa is undefined")
+    return (p_bar - p_e) / (1.0 - p_e)
+
+
+def _correlation(fn: Any, y_true: ArrayLike, y_pred: ArrayLike, name: str) -> float:
+    a, b = _pair(y_true, y_pred)
+    x, y = _numeric(a, "y_true"), _numeric(b, "y_pred")
+    if np.all(x == x[0]) or np.all(y == y[0]):
+        raise AgreementError(f"{name} is undefined when one side is constant")
+    return float(fn(x, y)[0])
+
+
+def spearman_score(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Spearman's ρ (rank correlation, ties averaged). Range −1..1, chance 0; undefined when
+    either side is constant."""
+    return _correlation(sps.spearmanr, y_true, y_pred, "Spearman's rho")
+
+
+def kendall_tau_score(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Kendall's τ-b (tie-corrected). Range −1..1, chance 0; undefined when either side is
+    constant."""
+    return _correlation(lambda x, y: sps.kendalltau(x, y, variant="b"), y_true, y_pred, "Kendall's tau")
+
+
+def pearson_score(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Pearson's r (linear correlation). Range −1..1, chance 0; undefined when either side is
+    constant."""
+    return _correlation(sps.pearsonr, y_true, y_pred, "Pearson's r")
+
+
+STATISTICS = {
+    "accuracy": accuracy_score,
+    "macro_f1": macro_f1_score,
+    "cohen_kappa": cohen_kappa,
+    "spearman": spearman_score,
+    "kendall_tau": kendall_tau_score,
+    "pearson": pearson_score,
+}

@@ -1,0 +1,3 @@
+from judgecal.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,319 @@
+"""``judgecal``: the command line. Every command calls the same functions as the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from judgecal import api
+from judgecal.errors import USER_ERRORS
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str, allow_nan=True))
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+# -- rubric ------------------------------------------------------------------------------
+
+
+def cmd_rubric_validate(args: argparse.Namespace) -> int:
+    from rubrics import load_rubric
+
+    rubric = load_rubric(args.path)
+    print(f"ok: {rubric.ref} ({rubric.mode}, {len(rubric.criteria)} criteria)")
+    return 0
+
+
+def cmd_rubric_show(args: argparse.Namespace) -> int:
+    from rubrics import load_rubric, render_instructions
+
+    rubric = load_rubric(args.path)
+    if args.json:
+        _print_json({"ref": rubric.ref, "hash": rubric.content_hash, "rubric": rubric.model_dump(mode="json")})
+        return 0
+    print(f"{rubric.ref}  mode={rubric.mode}")
+    rows = [[c.id, c.kind, f"{c.effective_weight:g}", c.scale.type] for c in rubric.criteria]
+    print(_table(rows, ["criterion", "kind", "weight", "scale"]))
+    print("\n--- judge instructions ---\n" + render_instructions(rubric))
+    return 0
+
+
+def cmd_rubric_list(args: argparse.Namespace) -> int:
+    from rubrics import library_names, load_rubric
+
+    for name in library_names():
+        rubric = load_rubric(name)
+        print(f"{name:24} {rubric.mode:9} {rubric.ref}")
+    return 0
+
+
+# -- run -----------------------------------------------------------------------------------
+
+
+def _runner_config(args: argparse.Namespace) -> Any:
+    from judge import RunnerConfig
+
+    return RunnerConfig(
+        max_concurrency=args.concurrency,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        max_retries=args.retries,
+        timeout_s=args.timeout,
+        cache=not args.no_cache,
+        progress=args.progress,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from judge import JudgeConfig, make_backend
+
+    if args.resume:
+        summary = api.resume_run(args.resume, db=args.db, runner=_runner_config(args), base_url=args.base_url)
+    else:
+        missing = [f"--{n}" for n in ("rubric", "items", "model") if getattr(args, n) is None]
+        if missing:
+            raise SystemExit(f"judgecal run: error: {', '.join(missing)} required (or --resume RUN)")
+        rubric = api._rubric(args.rubric)
+        backend = make_backend(args.model, rubric=rubric, base_url=args.base_url)
+        defaults = api.default_judge_config(backend)
+        judge = JudgeConfig(
+            samples=args.samples or defaults.samples,
+            temperature=defaults.temperature if args.temperature is None else args.temperature,
+            both_orders=defaults.both_orders and not args.single_order,
+            aggregation=args.aggregation,
+            adaptive=args.adaptive,
+            logprobs=args.logprobs,
+            reask=args.reask,
+            max_tokens=args.max_tokens,
+            seed=args.seed,
+        )
+        summary = api.run_judge(
+            rubric=rubric, items=args.items, model=args.model, db=args.db, dataset=args.dataset,
+            judge=judge, runner=_runner_config(args), base_url=args.base_url, run_id=args.run_id,
+        )
+    data = summary.as_dict()
+    if args.json:
+        _print_json(data)
+    else:
+        cost = "unknown (no price for this model)" if data["cost_usd"] is None else f"${data['cost_usd']:.4f}"
+        print(
+            f"run {data['run_id']}: {data['n_scored']}/{data['n_items']} items scored, "
+            f"{data['n_unscored']} unscored; {data['n_calls']} calls "
+            f"({data['n_cache_hits']} cached, {data['n_parse_failures']} unparseable, "
+            f"{data['n_call_errors']} failed, {data['n_retries']} retries"
+            + (f", {data['calls_saved']} saved by adaptive sampling" if data["calls_saved"] else "")
+            + f"); cost {cost}; {data['wall_s']:.1f}s"
+        )
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from judge import Store
+
+    with Store(args.db) as store:
+        runs = store.list_runs()
+    if args.json:
+        _print_json(runs)
+        return 0
+    rows = [[r["run_id"], str(r["created_at"])[:19], r["dataset"], r["backend"], r["protocol"], r["status"], str(r["n_verdicts"])] for r in runs]
+    print(_table(rows, ["run", "created", "dataset", "backend", "protocol", "status", "verdicts"]))
+    return 0
+
+
+# -- labels and agreement ------------------------------------------------------------------
+
+
+def cmd_labels_import(args: argparse.Namespace) -> int:
+    options: dict[str, Any] = {}
+    if args.format == "wide" and args.criterion:
+        options["criterion"] = args.criterion
+    result = api.import_labels(args.path, db=args.db, dataset=args.dataset, rubric=args.rubric, fmt=args.format, **options)
+    if args.json:
+        _print_json(result)
+    else:
+        print(
+            f"imported {result['labels']} labels ({result['added']} new) from "
+            f"{len(result['annotators'])} annotators into dataset {result['dataset']!r}"
+        )
+    return 0
+
+
+def cmd_agree(args: argparse.Namespace) -> int:
+    result = api.agreement(args.run, db=args.db, criterion=args.criterion, n_boot=args.n_boot, random_state=args.seed)
+    if args.json:
+        _print_json(result)
+        return 0
+    print(
+        f"run {result['run_id']} · criterion {result['criterion']} · {result['n_judged']} items judged "
+        f"({result['n_unscored']} unscored) · annotators: {', '.join(result['annotators'])}"
+    )
+    rows = []
+    for r in result["rows"]:
+        ci = "—" if r["ci_low"] is None else f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+        rows.append([r["statistic"], r["reference"], _fmt(r["value"]), ci, _fmt(r["n"]), _fmt(r["human_ceiling"]), _fmt(r["fraction_of_ceiling"], 2), r["note"]])
+    print(_table(rows, ["statistic", "against", "value", "95% CI", "n", "human ceiling", "of ceiling", "note"]))
+    if result.get("baseline"):
+        b = result["baseline"]
+        print(f"trivial baseline: always {b['majority_class']!r} → accuracy {b['majority_class_accuracy']:.3f}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    result = api.summarize(args.run, db=args.db)
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"audit of run {result['run_id']} ({result['backend']}, {result['protocol']}, dataset {result['dataset']})")
+    print(f"  items scored       {result['n_scored']}/{result['n_items']}")
+    print(f"  calls parsed       {result['n_parsed']}/{result['n_calls']}  (failed calls: {result['n_call_errors']})")
+    if "position" in result:
+        pos = result["position"]
+        print(f"  positional agreement  {_fmt(pos['position_consistency'])}  (same winner in both orders, n={pos['n']})")
+        print(f"  preference fairness   {_fmt(result['preference_fairness'])}  (+1 always first, −1 always second)")
+    for order, acc in result.get("accuracy_by_order", {}).items():
+        print(f"  accuracy, order {order}    {_fmt(acc['accuracy'])}  ({acc['n_correct']}/{acc['n']} vs expert majority)")
+    if "balanced" in result:
+        bal = result["balanced"]
+        print(f"  accuracy, both orders {_fmt(bal['accuracy'])}  ({bal['n_correct']}/{bal['n']}, balanced-position verdicts)")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from human_labels import plan
+
+    result = plan(args.expected, args.half_width, n_categories=args.categories, level=args.level)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"{result['n_items']} labelled items for ±{args.half_width} at {args.level:.0%} (expected κ {args.expected}, chance {result['chance']:.3f})")
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="judgecal", description="Audit, calibrate and serve LLM judges.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rubric = sub.add_parser("rubric", help="validate and inspect rubrics").add_subparsers(dest="rubric_command", required=True)
+    p = rubric.add_parser("validate", help="check a rubric file")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_rubric_validate)
+    p = rubric.add_parser("show", help="print a rubric and the judge instructions it renders")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rubric_show)
+    p = rubric.add_parser("list", help="list the ready rubrics")
+    p.set_defaults(func=cmd_rubric_list)
+
+    p = sub.add_parser("run", help="judge a dataset (or --resume an interrupted run)")
+    p.add_argument("--rubric")
+    p.add_argument("--items")
+    p.add_argument("--model", help="openai/<m>, anthropic/<m>, dspy/<provider>/<m>, replay/<path>, mock/<b>")
+    p.add_argument("--db", required=True)
+    p.add_argument("--dataset", help="dataset name (default: the items file's stem)")
+    p.add_argument("--resume", metavar="RUN")
+    p.add_argument("--run-id")
+    p.add_argument("--base-url", help="OpenAI-compatible server (vLLM, Ollama, llama.cpp)")
+    p.add_argument("--samples", type=int, help="k evidence-first samples per order (default 3; replay: as recorded)")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--single-order", action="store_true", help="pairwise: judge in one order only")
+    p.add_argument("--aggregation", choices=["mean", "conservative"], default="mean")
+    p.add_argument("--adaptive", action="store_true", help="stop early when the first samples agree")
+    p.add_argument("--logprobs", action="store_true")
+    p.add_argument("--reask", action="store_true", help="re-ask once after an unparseable answer")
+    p.add_argument("--max-tokens", type=int, default=1024)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--rpm", type=float)
+    p.add_argument("--tpm", type=float)
+    p.add_argument("--retries", type=int, default=5)
+    p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--progress", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("runs", help="list runs")
+    p.add_argument("--db", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    labels = sub.add_parser("labels", help="human labels").add_subparsers(dest="labels_command", required=True)
+    p = labels.add_parser("import", help="import expert labels (long JSONL/CSV, wide CSV, Label Studio JSON)")
+    p.add_argument("path")
+    p.add_argument("--db", required=True)
+    p.add_argument("--dataset")
+    p.add_argument("--rubric", help="check values against this rubric (default: the dataset's last run)")
+    p.add_argument("--format", choices=["long", "wide", "label-studio"])
+    p.add_argument("--criterion", help="wide CSV: the criterion its columns grade")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_labels_import)
+
+    p = sub.add_parser("agree", help="agreement of a run with the human labels")
+    p.add_argument("--run", required=True)
+    p.add_argument("--db", required=True)
+    p.add_argument("--criterion")
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_agree)
+
+    p = sub.add_parser("audit", help="audit a run: parse rates, position bias, accuracy vs experts")
+    p.add_argument("--run", required=True)
+    p.add_argument("--db", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("plan", help="labelled items needed for a target CI half-width")
+    p.add_argument("--expected", type=float, required=True)
+    p.add_argument("--half-width", type=float, required=True)
+    p.add_argument("--categories", type=int, default=2)
+    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except USER_ERRORS as exc:
+        print(f"judgecal: error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"judgecal: error: invalid option ({problems})", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("judgecal: interrupted; finished calls are saved, continue with `judgecal run --resume RUN`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

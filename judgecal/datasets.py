@@ -1,0 +1,69 @@
+"""Converters from public judge-evaluation datasets into judgecal's files.
+
+* LLMBar (and its processed FairEval, MT-Bench, LLMEval² subsets): ``dataset.json`` gives the
+  pairs and gold labels; an evaluator's ``result.json`` gives the judge's raw completions in
+  both presentation orders. Only the raw text is kept: the stored winner is not copied, so
+  judgecal's own parser decides.
+* PandaLM: 999 pairs with three annotators, and single-order GPT-3.5 and PandaLM-7B verdicts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+_GOLD = {1: "A", 2: "B"}
+
+
+def llmbar_items(dataset_json: str | Path, *, prefix: str) -> list[dict[str, Any]]:
+    """Pairwise items from an LLMBar ``dataset.json`` (ids ``{prefix}-{index:04d}``)."""
+    rows = json.loads(Path(dataset_json).read_text(encoding="utf-8"))
+    return [
+        {"id": f"{prefix}-{i:04d}", "prompt": r["input"], "response_a": r["output_1"], "response_b": r["output_2"]}
+        for i, r in enumerate(rows)
+    ]
+
+
+def llmbar_labels(dataset_json: str | Path, *, prefix: str, annotator: str) -> list[dict[str, Any]]:
+    """The gold winner of each pair as one label (``A`` = output_1)."""
+    rows = json.loads(Path(dataset_json).read_text(encoding="utf-8"))
+    return [
+        {"item_id": f"{prefix}-{i:04d}", "annotator": annotator, "value": _GOLD[int(r["label"])]}
+        for i, r in enumerate(rows)
+    ]
+
+
+def llmbar_replay(result_json: str | Path, *, prefix: str) -> list[dict[str, Any]]:
+    """Replay records from an evaluator's ``result.json``: the raw completion of the final
+    generation in each order (``swap = False`` is ``ab``, ``swap = True`` is ``ba``)."""
+    rows = json.loads(Path(result_json).read_text(encoding="utf-8"))
+    out = []
+    for i, r in enumerate(rows):
+        final = r["results"][-1]
+        for key, order in (("swap = False", "ab"), ("swap = True", "ba")):
+            if key in final:
+                out.append({"item_id": f"{prefix}-{i:04d}", "order": order, "sample": 0, "text": final[key]["completion"][0]})
+    return out
+
+
+def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    with Path(path).open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+PANDALM_LABEL = {0: "tie", 1: "A", 2: "B"}
+
+
+def pandalm(test_json: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """PandaLM test set: items and three annotators' labels (0 tie, 1 response1, 2 response2)."""
+    rows = json.loads(Path(test_json).read_text(encoding="utf-8"))
+    items, labels = [], []
+    for r in rows:
+        item_id = f"pandalm-{r['idx']:04d}"
+        prompt = r["instruction"] + (f"\n\n{r['input']}" if r.get("input") else "")
+        items.append({"id": item_id, "prompt": prompt, "response_a": r["response1"], "response_b": r["response2"], "meta": {"cmp_key": r["cmp_key"]}})
+        for k in (1, 2, 3):
+            labels.append({"item_id": item_id, "annotator": f"annotator{k}", "value": PANDALM_LABEL[int(r[f"annotator{k}"])]})
+    return items, labels
