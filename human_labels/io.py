@@ -261,7 +261,8 @@ def detect_format(path: Path) -> str:
     if path.suffix.lower() == ".csv":
         with path.open(encoding="utf-8", newline="") as handle:
             header = next(csv.reader(handle), [])
-        return "long" if {"annotator", "value"} <= set(header) else "wide"
+        # A "value" or "annotator" column means long form; wide files have neither.
+        return "long" if {"annotator", "value"} & set(header) else "wide"
     raise LabelsError(f"{path}: unsupported labels format {path.suffix!r}; use .jsonl, .csv or a Label Studio .json")
 
 

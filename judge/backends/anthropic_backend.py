@@ -5,6 +5,7 @@ Anthropic returns no token logprobs, so probability-weighted scores are not avai
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from typing import Any
@@ -32,9 +33,13 @@ class AnthropicBackend(Backend):
         self.base_url = base_url
         self._anthropic = anthropic
         self.client = anthropic.AsyncAnthropic(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+        # Recent SDKs dropped sampling parameters from messages.create; send temperature only
+        # where the installed SDK still accepts it, and record which way it went.
+        create = anthropic.resources.messages.AsyncMessages.create
+        self.supports_temperature = "temperature" in inspect.signature(create).parameters
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "base_url": self.base_url}
+        return {"backend": self.name, "base_url": self.base_url, "temperature_sent": self.supports_temperature}
 
     async def generate(self, request: GenerateRequest) -> Completion:
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
@@ -43,8 +48,9 @@ class AnthropicBackend(Backend):
             "model": request.model,
             "messages": messages,
             "max_tokens": request.max_tokens,
-            "temperature": min(request.temperature, 1.0),
         }
+        if self.supports_temperature:
+            kwargs["temperature"] = min(request.temperature, 1.0)
         if system:
             kwargs["system"] = system
         started = time.perf_counter()

@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any, Literal
 
-from judge.backends.base import Backend, classify_status, parse_retry_after, require
+from judge.backends.base import Backend, classify_status, require
 from judge.errors import BackendError, ConfigError
 from judge.types import Completion, GenerateRequest
 from rubrics import LikertScale, Rubric, render_instructions
@@ -111,14 +111,14 @@ class DSPyBackend(Backend):
         return Completion(text=json.dumps(answer), tokens_in=tokens_in, tokens_out=tokens_out)
 
     def classify(self, exc: BaseException) -> BackendError:
-        status = getattr(exc, "status_code", None)
-        name = type(exc).__name__
-        if isinstance(status, int):
-            response = getattr(exc, "response", None)
-            retry_after = parse_retry_after(getattr(response, "headers", None))
-            return classify_status(status, f"HTTP {status}: {exc}", retry_after)
-        if "Timeout" in name:
-            return BackendError("request timed out", kind="transient")
-        if "Connection" in name:
-            return BackendError(f"connection error: {exc}", kind="transient")
+        errors = self._dspy.utils.exceptions
+        status = getattr(exc, "status", None)
+        if isinstance(exc, errors.LMRateLimitError):
+            return BackendError(f"rate limited: {exc}", kind="rate_limit", retry_after=exc.retry_after, status=status)
+        if isinstance(exc, errors.LMServerError | errors.LMTimeoutError | errors.LMTransportError):
+            return BackendError(str(exc), kind="transient", retry_after=getattr(exc, "retry_after", None), status=status)
+        if isinstance(exc, errors.LMProviderError):
+            if status is None or status == 200:
+                return BackendError(f"malformed response: {exc}", kind="transient")
+            return classify_status(status, str(exc), getattr(exc, "retry_after", None))
         return super().classify(exc)
