@@ -244,7 +244,8 @@ def _alpha_row(
     def ceiling_stat(h: np.ndarray, _j: np.ndarray) -> float:
         return krippendorff_alpha(h, level)
 
-    def judge_stat(h: np.ndarray, j: np.ndarray) -> float:
+    def judge_stat(h: np.ndarray, j2: np.ndarray) -> float:
+        j = j2[0]
         values = []
         for c in range(h.shape[0]):
             replaced = h.copy()

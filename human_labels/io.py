@@ -206,7 +206,7 @@ def read_label_studio(path: Path, *, id_field: str = "item_id", criteria: Mappin
     The item id is ``task["data"][id_field]``; the annotator is the annotation's
     ``completed_by`` (its email when expanded, else its id); each result's ``from_name`` is the
     criterion (mapped through ``criteria``; a control named ``overall`` or absent from the map
-    grades the whole item). Cancelled annotations are skipped.
+    grades the whole item; any other name is a criterion). Cancelled annotations are skipped.
     """
     try:
         tasks = json.loads(path.read_text(encoding="utf-8"))
@@ -232,7 +232,8 @@ def read_label_studio(path: Path, *, id_field: str = "item_id", criteria: Mappin
                 raise LabelsError(f"{where} annotation {a_index}: no completed_by")
             for r_index, result in enumerate(annotation.get("result", [])):
                 name = result.get("from_name", "")
-                criterion = (criteria or {}).get(name, OVERALL if name in ("", "overall") or criteria is None else name)
+                default = OVERALL if name in ("", "overall") else name
+                criterion = (criteria or {}).get(name, default)
                 try:
                     value = _label_studio_value(result)
                 except ValueError as exc:

@@ -67,3 +67,36 @@ def pandalm(test_json: str | Path) -> tuple[list[dict[str, Any]], list[dict[str,
         for k in (1, 2, 3):
             labels.append({"item_id": item_id, "annotator": f"annotator{k}", "value": PANDALM_LABEL[int(r[f"annotator{k}"])]})
     return items, labels
+
+
+HANNA_CRITERIA = {"RE": "relevance", "CH": "coherence", "EM": "empathy", "SU": "surprise", "EG": "engagement", "CX": "complexity"}
+
+
+def hanna(scores_csv: str | Path) -> list[dict[str, Any]]:
+    """HANNA's per-story table: one dict per story with ``item_id``, ``model``, the three
+    raters' scores per criterion (``ratings[criterion][rater]``) and every other column
+    (automatic metrics, LLM scores) as ``metrics[column]``."""
+    import csv
+    import sys
+
+    csv.field_size_limit(sys.maxsize)
+    with Path(scores_csv).open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        stories: list[dict[str, Any]] = []
+        for row in reader:
+            columns = {k: json.loads(v) for k, v in row.items() if k != "Model"}
+            count = len(next(iter(columns.values())))
+            for k in range(count):
+                ratings = {
+                    name: {f"rater{r}": columns[f"Human {r} {code}"][k] for r in (1, 2, 3)}
+                    for code, name in HANNA_CRITERIA.items()
+                }
+                stories.append(
+                    {
+                        "item_id": f"hanna-{row['Model']}-{k:03d}",
+                        "model": row["Model"],
+                        "ratings": ratings,
+                        "metrics": {c: v[k] for c, v in columns.items()},
+                    }
+                )
+    return stories
