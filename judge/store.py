@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -252,7 +252,10 @@ class Store:
         try:
             self.con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _bulk")
         finally:
-            self.con.unregister("_bulk")
+            # In an aborted transaction unregistering fails too; the next register replaces
+            # the view anyway, and the original error is the one worth raising.
+            with suppress(duckdb.Error):
+                self.con.unregister("_bulk")
 
     # -- rubrics and items ---------------------------------------------------------------
 
@@ -451,11 +454,10 @@ class Store:
         arrow = pa.Table.from_pylist(rows, schema=_CACHE_SCHEMA)
         self.con.register("_bulk", arrow)
         try:
-            self.con.execute(
-                "INSERT INTO request_cache SELECT * FROM _bulk ON CONFLICT DO NOTHING"
-            )
+            self.con.execute("INSERT INTO request_cache SELECT * FROM _bulk ON CONFLICT DO NOTHING")
         finally:
-            self.con.unregister("_bulk")
+            with suppress(duckdb.Error):
+                self.con.unregister("_bulk")
 
     # -- labels --------------------------------------------------------------------------
 

@@ -143,6 +143,8 @@ class FakeProvider:
         """Request bodies' keys (model + messages + sample settings) → times received."""
         self.completed: Counter[str] = Counter()
         self.faults_injected: Counter[str] = Counter()
+        self.log: list[dict[str, Any]] = []
+        """Every request body received, in order."""
         self.lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -233,6 +235,7 @@ class FakeProvider:
         key = _request_key(request)
         with self.lock:
             self.requests[key] += 1
+            self.log.append(request)
         fault = self.faults.draw()
         if self.latency_s:
             await asyncio.sleep(self.latency_s)

@@ -1,0 +1,234 @@
+"""The runner against the loopback fake provider, through the real SDKs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import calibration
+from judge import BackendError, ConfigError, Item, JudgeConfig, Runner, RunnerConfig, Store, make_backend
+from judge.testing import FakeProvider, FaultPlan, ScriptedJudge
+from rubrics import load_rubric
+
+ROOT = Path(__file__).resolve().parents[2]
+RUBRIC = load_rubric("pairwise_helpfulness")
+
+
+@pytest.fixture(autouse=True)
+def keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+
+
+def pairs(n: int, seed: int = 0) -> list[Item]:
+    """Items with a known better answer: the one with the higher quality marker."""
+    items = []
+    for i in range(n):
+        qa, qb = (3, 1) if (i * 7 + seed) % 2 else (1, 3)
+        items.append(Item(id=f"q{i:03d}", prompt=f"question {i}", response_a=f"quality={qa} answer-a-{i}", response_b=f"quality={qb} answer-b-{i}"))
+    return items
+
+
+def truth(item: Item) -> str:
+    return "A" if "quality=3" in (item.response_a or "") else "B"
+
+
+def run(store: Store, backend_name: str, items: list[Item], judge: JudgeConfig, config: RunnerConfig, base_url: str, run_id: str | None = None):
+    backend = make_backend(backend_name, rubric=RUBRIC, base_url=base_url)
+    runner = Runner(store, backend, RUBRIC, judge, config)
+
+    async def go():
+        try:
+            return await runner.run(items, dataset="d", run_id=run_id)
+        finally:
+            await runner.aclose()
+
+    return asyncio.run(go())
+
+
+FAST_RETRY = RunnerConfig(max_concurrency=8, timeout_s=0.3, backoff_base_s=0.01, backoff_max_s=0.05, max_retries=8)
+
+
+@pytest.mark.parametrize("backend", ["openai/gpt-4.1-mini", "anthropic/claude-haiku-4-5", "dspy/openai/gpt-4.1-mini"])
+def test_every_item_ends_with_a_verdict_or_an_explicit_failure_under_faults(backend: str) -> None:
+    items = pairs(40)
+    with FakeProvider(ScriptedJudge(seed=1), faults=FaultPlan(rate=0.2, seed=2, timeout_sleep_s=0.6)) as provider:
+        url = provider.anthropic_base_url if backend.startswith("anthropic") else provider.base_url
+        with Store() as store:
+            summary = run(store, backend, items, JudgeConfig(samples=2), FAST_RETRY, url)
+            verdicts = store.verdicts(summary.run_id)
+            calls = store.calls(summary.run_id)
+    assert sum(provider.faults_injected.values()) > 0.1 * sum(provider.requests.values())
+    assert {v.item_id for v in verdicts} == {i.id for i in items}
+    assert len(calls) == 40 * 4
+    for verdict in verdicts:
+        assert (verdict.status == "scored" and verdict.winner in {"A", "B", "tie"}) or (verdict.status == "unscored" and verdict.reason)
+    for call in calls:
+        # A call is parsed, or it says why not; a truncated answer keeps its raw text.
+        assert call.ok or call.parse_reason or call.error
+        if call.parse_status == "parse_failed":
+            assert call.raw_text is not None
+    assert summary.n_retries > 0
+    assert sum(v.status == "scored" for v in verdicts) >= 36
+
+
+def test_balanced_aggregation_removes_the_scripted_position_bias() -> None:
+    items = pairs(200)
+    with FakeProvider(ScriptedJudge(position_bias=0.4, seed=3)) as provider, Store() as store:
+        single = run(store, "openai/gpt-4.1-mini", items, JudgeConfig(samples=1, both_orders=False, temperature=0), RunnerConfig(max_concurrency=16), provider.base_url, "single")
+        both = run(store, "openai/gpt-4.1-mini", items, JudgeConfig(samples=3), RunnerConfig(max_concurrency=16), provider.base_url, "both")
+        single_verdicts = {v.item_id: v.winner for v in store.verdicts(single.run_id)}
+        both_verdicts = {v.item_id: v.winner for v in store.verdicts(both.run_id)}
+        by_order = calibration.winners_by_order(store.calls(both.run_id))
+    gold = {i.id: truth(i) for i in items}
+    single_first = sum(w == "A" for w in single_verdicts.values()) / len(items)
+    balanced_first = sum(w == "A" for w in both_verdicts.values()) / len(items)
+    true_first = sum(g == "A" for g in gold.values()) / len(items)
+    # Single order: the judge picks what it sees first far more often than the truth says.
+    assert single_first > true_first + 0.15
+    # Both orders: the first-shown advantage is gone and no decision contradicts the truth.
+    assert abs(balanced_first - true_first) < 0.05
+    assert sum(both_verdicts[i] not in (gold[i], "tie") for i in gold) == 0
+    assert sum(single_verdicts[i] != gold[i] for i in gold) > 20
+    assert calibration.preference_fairness(by_order) > 0.2
+
+
+def test_identical_requests_are_served_from_the_cache() -> None:
+    items = pairs(10)
+    with FakeProvider() as provider, Store() as store:
+        first = run(store, "openai/gpt-4.1-mini", items, JudgeConfig(samples=1), RunnerConfig(), provider.base_url, "first")
+        sent = sum(provider.requests.values())
+        second = run(store, "openai/gpt-4.1-mini", items, JudgeConfig(samples=1), RunnerConfig(), provider.base_url, "second")
+        assert sum(provider.requests.values()) == sent == 20
+        assert second.n_cache_hits == 20 and second.cost_usd == 0.0
+        assert all(c.cache_hit for c in store.calls("second"))
+        assert [v.winner for v in store.verdicts("first")] == [v.winner for v in store.verdicts("second")]
+        run(store, "openai/gpt-4.1-mini", items, JudgeConfig(samples=1), RunnerConfig(cache=False), provider.base_url, "third")
+        assert sum(provider.requests.values()) == 40
+        assert first.n_cache_hits == 0
+
+
+def test_adaptive_sampling_saves_calls_and_reports_them() -> None:
+    items = pairs(30)
+    with FakeProvider(ScriptedJudge(position_bias=0.2, seed=5)) as provider, Store() as store:
+        summary = run(store, "openai/gpt-4.1-mini", items, JudgeConfig(samples=3, adaptive=True), RunnerConfig(), provider.base_url)
+    assert summary.calls_saved > 0
+    assert summary.n_calls + summary.calls_saved == 30 * 6
+
+
+def test_logprobs_give_a_probability_weighted_preference() -> None:
+    items = pairs(6)
+    with FakeProvider(logprob_confidence=0.8) as provider, Store() as store:
+        summary = run(store, "openai/gpt-4.1-mini", items, JudgeConfig(samples=1, logprobs=True), RunnerConfig(), provider.base_url)
+        verdicts = store.verdicts(summary.run_id)
+    for verdict, item in zip(verdicts, items, strict=True):
+        expected = 0.8 + 0.1 * 0.5 if truth(item) == "A" else 0.1 + 0.1 * 0.5
+        assert verdict.details["logprob_preference_a"] == pytest.approx(expected)
+        assert request_has_logprobs(provider)
+
+
+def request_has_logprobs(provider: FakeProvider) -> bool:
+    return all(body.get("logprobs") is True and body.get("top_logprobs") == 5 for body in provider.log)
+
+
+def test_unparseable_answer_is_reasked_once_and_both_calls_are_stored() -> None:
+    def responder(system: str, user: str) -> tuple[str, str | None]:
+        if "could not be read" in user:
+            return '{"evidence": "fixed", "winner": "B"}', "B"
+        return "I think they are both fine.", None
+
+    items = pairs(3)
+    with FakeProvider(responder=responder) as provider, Store() as store:
+        summary = run(store, "openai/gpt-4.1-mini", items, JudgeConfig(samples=1, reask=True), RunnerConfig(), provider.base_url)
+        calls = store.calls(summary.run_id)
+        verdicts = store.verdicts(summary.run_id)
+    assert len(calls) == 12 and sum(c.attempt == 1 for c in calls) == 6
+    assert all(c.parse_status == "parse_failed" and c.raw_text for c in calls if c.attempt == 0)
+    assert all(v.status == "scored" for v in verdicts)
+
+
+def test_without_reask_garbage_stays_unscored() -> None:
+    with FakeProvider(responder=lambda s, u: ("No idea.", None)) as provider, Store() as store:
+        summary = run(store, "openai/gpt-4.1-mini", pairs(2), JudgeConfig(samples=1), RunnerConfig(), provider.base_url)
+        verdicts = store.verdicts(summary.run_id)
+    assert [v.status for v in verdicts] == ["unscored", "unscored"]
+    assert all("no verdict found" in (v.reason or "") for v in verdicts)
+
+
+def test_retry_after_is_honoured() -> None:
+    runner = Runner(Store(), make_backend("mock/first"), RUBRIC)
+    assert runner._backoff(0, BackendError("slow down", kind="rate_limit", retry_after=2.0)) >= 2.0
+    assert runner._backoff(3, BackendError("oops", kind="transient")) <= runner.config.backoff_base_s * 8
+
+
+def test_fatal_errors_are_recorded_without_retries() -> None:
+    with FakeProvider() as provider, Store() as store:
+        # An unknown path is a 404 from the fake: fatal, not retried.
+        summary = run(store, "openai/gpt-4.1-mini", pairs(2), JudgeConfig(samples=1), RunnerConfig(), provider.base_url + "/nowhere")
+        calls = store.calls(summary.run_id)
+    assert summary.n_retries == 0
+    assert all(c.parse_status == "error" and c.error_kind == "fatal" and "404" in (c.error or "") for c in calls)
+
+
+def test_missing_keys_fail_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY is not set"):
+        make_backend("openai/gpt-4.1-mini")
+    with pytest.raises(ConfigError, match="ANTHROPIC_API_KEY is not set"):
+        make_backend("anthropic/claude-haiku-4-5")
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        make_backend("dspy/openai/gpt-4.1-mini", rubric=RUBRIC)
+    with pytest.raises(ConfigError, match="unknown judge"):
+        make_backend("gpt-4")
+
+
+def _key_of(body: dict) -> tuple[str, str, int]:
+    user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+    item = user.split("question ", 1)[1].split("\n", 1)[0]
+    first = user.split("RESPONSE A", 1)[1]
+    order = "ab" if first.find("answer-a-") < first.find("answer-b-") else "ba"
+    return (f"q{int(item):03d}", order, int(body["seed"]))
+
+
+def test_killed_run_resumes_without_repeating_or_losing_calls(tmp_path: Path) -> None:
+    items = pairs(60)
+    items_path = tmp_path / "items.jsonl"
+    items_path.write_text("".join(json.dumps(i.model_dump(exclude_defaults=True)) + "\n" for i in items))
+    db = tmp_path / "run.duckdb"
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test", "PYTHONPATH": str(ROOT)}
+    with FakeProvider(latency_s=0.05) as provider:
+        cmd = [sys.executable, "-m", "judgecal", "run", "--rubric", "pairwise_helpfulness", "--items", str(items_path),
+               "--model", "openai/gpt-4.1-mini", "--base-url", provider.base_url, "--db", str(db), "--run-id", "r1",
+               "--samples", "2", "--concurrency", "4"]
+        process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while len(provider.log) < 100 and time.time() < deadline:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert len(provider.log) < 240, "the run finished before it could be killed"
+        with Store(db) as store:
+            recorded = {(c.item_id, c.order, c.sample) for c in store.calls("r1") if c.ok}
+            assert store.get_run("r1")["status"] == "running"
+        assert recorded, "nothing was written before the kill"
+        marker = len(provider.log)
+        resume = subprocess.run([sys.executable, "-m", "judgecal", "run", "--resume", "r1", "--db", str(db)], env=env, capture_output=True, text=True, timeout=120)
+        assert resume.returncode == 0, resume.stderr
+        resent = [_key_of(body) for body in provider.log[marker:]]
+    assert not (set(resent) & recorded), "a call recorded before the kill was sent again"
+    with Store(db) as store:
+        calls = store.calls("r1")
+        verdicts = store.verdicts("r1")
+        assert store.get_run("r1")["status"] == "finished"
+    keys = [(c.item_id, c.order, c.sample, c.attempt) for c in calls]
+    assert len(keys) == len(set(keys)) == 240
+    assert len(verdicts) == 60 and all(v.status == "scored" for v in verdicts)
