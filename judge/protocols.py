@@ -111,6 +111,7 @@ class Protocol:
         self.config = config
         self.model = model
         self.instructions = render_instructions(rubric)
+        self.output_model = output_model(rubric)
 
     @property
     def orders(self) -> tuple[Order, ...]:
@@ -222,7 +223,7 @@ class PairwiseProtocol(Protocol):
         """Validate a JSON answer against the rubric; its value is the per-criterion scores."""
         answer = parse_json_answer(text).value
         try:
-            model = output_model(self.rubric).model_validate(answer)
+            model = self.output_model.model_validate(answer)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])

@@ -355,3 +355,34 @@ def _http(status: int, payload: bytes, headers: dict[str, str]) -> bytes:
     lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", "content-type: application/json", f"content-length: {len(payload)}"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the fake provider in its own process: prints its port, serves until killed."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m judge.testing")
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--position-bias", type=float, default=0.0)
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    provider = FakeProvider(
+        ScriptedJudge(position_bias=args.position_bias), latency_s=args.latency, faults=FaultPlan(rate=args.fault_rate)
+    ).start()
+    provider.log = _NoLog()
+    print(provider.port, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        provider.stop()
+
+
+class _NoLog(list):  # type: ignore[type-arg]
+    """A long-running server keeps no request log."""
+
+    def append(self, item: Any) -> None:
+        pass
+
+
+if __name__ == "__main__":
+    main()

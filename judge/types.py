@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Order = Literal["ab", "ba", ""]
@@ -47,10 +47,20 @@ class GenerateRequest:
     """The item's fields as presented (prompt, response_a, ...), for structured backends."""
 
     def hash(self, backend: str) -> str:
-        payload = asdict(self)
-        payload.pop("item_id")
-        payload.pop("order")
-        payload["backend"] = backend
+        """SHA-256 over what the provider sees (never the item id or order, which only label
+        the request), so equal requests from different runs share one cache entry."""
+        payload = {
+            "backend": backend,
+            "model": self.model,
+            "messages": [[m.role, m.content] for m in self.messages],
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "logprobs": self.logprobs,
+            "top_logprobs": self.top_logprobs,
+            "sample": self.sample,
+            "seed": self.seed,
+            "inputs": self.inputs,
+        }
         return content_hash(payload)
 
 

@@ -7,6 +7,7 @@ The SDK's own retries are off: the runner retries, classified, and records every
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -14,6 +15,15 @@ from typing import Any
 from judge.backends.base import Backend, classify_status, parse_retry_after, require
 from judge.errors import BackendError, ConfigError
 from judge.types import Completion, GenerateRequest, TokenLogprob
+
+
+def _http_client(openai: Any) -> Any:
+    """aiohttp's connection pool when installed: httpx's pool scans every idle connection on
+    each request, which dominates CPU at high concurrency."""
+    try:
+        return openai.DefaultAioHttpClient()
+    except (AttributeError, RuntimeError, ImportError):
+        return None
 
 
 class OpenAIBackend(Backend):
@@ -38,7 +48,9 @@ class OpenAIBackend(Backend):
         self.model = model
         self.base_url = base_url
         self._openai = openai
-        self.client = openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+        self.client = openai.AsyncOpenAI(
+            api_key=key, base_url=base_url, timeout=timeout, max_retries=0, http_client=_http_client(openai)
+        )
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "base_url": self.base_url}
@@ -57,30 +69,34 @@ class OpenAIBackend(Backend):
             if request.top_logprobs:
                 kwargs["top_logprobs"] = request.top_logprobs
         started = time.perf_counter()
-        response = await self.client.chat.completions.create(**kwargs)
+        # `chat.completions.create` re-walks every message through the SDK's TypedDict transform
+        # and builds a pydantic model of the reply (together over a millisecond a call). The
+        # messages are plain dicts of strings already, so post them through the same client,
+        # which keeps auth, error types and timeouts, and read the JSON reply directly.
+        raw = await self.client.post("/chat/completions", body=kwargs, cast_to=str)
         latency = time.perf_counter() - started
-        if not getattr(response, "choices", None):
-            raise BackendError("response has no choices", kind="transient")
-        choice = response.choices[0]
-        text = choice.message.content
+        try:
+            response = json.loads(raw)
+            choice = response["choices"][0]
+            text = choice["message"].get("content")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise BackendError(f"malformed response: {raw[:200]!r}", kind="transient") from None
         if text is None:
-            raise BackendError(f"response has no text (finish_reason={choice.finish_reason})", kind="transient")
+            raise BackendError(f"response has no text (finish_reason={choice.get('finish_reason')})", kind="transient")
         logprobs = None
-        content = getattr(choice.logprobs, "content", None) if choice.logprobs else None
+        content = (choice.get("logprobs") or {}).get("content")
         if content:
             logprobs = [
-                TokenLogprob(
-                    t.token, t.logprob, tuple((a.token, a.logprob) for a in (t.top_logprobs or ()))
-                )
+                TokenLogprob(t["token"], t["logprob"], tuple((a["token"], a["logprob"]) for a in t.get("top_logprobs") or ()))
                 for t in content
             ]
-        usage = response.usage
+        usage = response.get("usage") or {}
         return Completion(
             text=text,
-            tokens_in=usage.prompt_tokens if usage else 0,
-            tokens_out=usage.completion_tokens if usage else 0,
+            tokens_in=int(usage.get("prompt_tokens") or 0),
+            tokens_out=int(usage.get("completion_tokens") or 0),
             latency_s=latency,
-            finish_reason=choice.finish_reason,
+            finish_reason=choice.get("finish_reason"),
             logprobs=logprobs,
         )
 

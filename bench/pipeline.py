@@ -1,0 +1,110 @@
+"""Pipeline throughput: N pairwise judgments through the real ``openai`` SDK against the
+loopback fake provider with a fixed latency, compared with the ideal time.
+
+A judgment is one judge call on one pair in one presentation order: N = 10,000 judgments are
+5,000 items judged in both orders. Ideal time = calls × latency / concurrency; the ratio
+(wall / ideal) is what the README reports. Also reports the pipeline's CPU seconds per call
+(SDK, protocol, parsing, DuckDB writes); the fake provider runs in its own process.
+
+    python bench/pipeline.py [--judgments 10000] [--latency 0.05] [--concurrency 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
+
+from judge import Item, JudgeConfig, Runner, RunnerConfig, Store, make_backend  # noqa: E402
+from rubrics import load_rubric  # noqa: E402
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--judgments", type=int, default=10_000)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+
+    n_items = args.judgments // 2
+    items = [
+        Item(id=f"b{i:06d}", prompt=f"Question {i}: explain the idea briefly.", response_a=f"quality={i % 5} answer {i} " * 20, response_b=f"quality={(i + 2) % 5} reply {i} " * 20)
+        for i in range(n_items)
+    ]
+    # The provider runs in its own process so that its CPU is not counted as the pipeline's.
+    server = subprocess.Popen([sys.executable, "-m", "judge.testing", "--latency", str(args.latency)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert server.stdout is not None
+    port = int(server.stdout.readline())
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = measure(items, base_url, Path(tmp) / "bench.duckdb", args)
+    finally:
+        server.terminate()
+        server.wait()
+    print(json.dumps(result, indent=2))
+
+
+def measure(items: list[Item], base_url: str, db: Path, args: argparse.Namespace) -> dict:
+    rubric = load_rubric("pairwise_helpfulness")
+    store = Store(db)
+    backend = make_backend("openai/gpt-4.1-mini", base_url=base_url)
+    runner = Runner(store, backend, rubric, JudgeConfig(samples=1, temperature=0), RunnerConfig(max_concurrency=args.concurrency, cache=False, flush_every=1024))
+
+    async def go() -> tuple[object, float, float]:
+        try:
+            # Warm up: lazy imports, TLS contexts and the connection pool are set up by the
+            # first calls; the timed run measures the steady state.
+            await runner.run(warmup, dataset="warmup")
+            cpu0, t0 = cpu_seconds(), time.perf_counter()
+            summary = await runner.run(items, dataset="bench")
+            return summary, time.perf_counter() - t0, cpu_seconds() - cpu0
+        finally:
+            await runner.aclose()
+
+    warmup = [Item(id=f"w{i}", prompt="warm up", response_a=f"a{i}", response_b="b") for i in range(args.concurrency)]
+    summary, wall, cpu = asyncio.run(go())
+    stored = store.table_counts()
+    store.close()
+    calls = summary.n_calls
+    ideal = calls * args.latency / args.concurrency
+    result = {
+        "benchmark": "pipeline",
+        "judgments": calls,
+        "latency_s": args.latency,
+        "concurrency": args.concurrency,
+        "wall_s": round(wall, 3),
+        "ideal_s": round(ideal, 3),
+        "ratio_to_ideal": round(wall / ideal, 3),
+        "goal_ratio": 1.15,
+        "calls_per_s": round(calls / wall, 1),
+        "cpu_s": round(cpu, 3),
+        "cpu_ms_per_call": round(1000 * cpu / calls, 3),
+        "cpu_share_of_two_cores": round(cpu / (2 * wall), 3),
+        "verdicts_stored": stored["verdicts"] - len(warmup),
+        "calls_stored": stored["calls"] - 2 * len(warmup),
+        "errors": summary.n_call_errors,
+        "items": len(items),
+    }
+    return result
+
+
+if __name__ == "__main__":
+    main()
