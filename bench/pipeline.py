@@ -45,11 +45,21 @@ def main() -> None:
 
     n_items = args.judgments // 2
     items = [
-        Item(id=f"b{i:06d}", prompt=f"Question {i}: explain the idea briefly.", response_a=f"quality={i % 5} answer {i} " * 20, response_b=f"quality={(i + 2) % 5} reply {i} " * 20)
+        Item(
+            id=f"b{i:06d}",
+            prompt=f"Question {i}: explain the idea briefly.",
+            response_a=f"quality={i % 5} answer {i} " * 20,
+            response_b=f"quality={(i + 2) % 5} reply {i} " * 20,
+        )
         for i in range(n_items)
     ]
     # The provider runs in its own process so that its CPU is not counted as the pipeline's.
-    server = subprocess.Popen([sys.executable, "-m", "judge.testing", "--latency", str(args.latency)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "judge.testing", "--latency", str(args.latency)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     assert server.stdout is not None
     port = int(server.stdout.readline())
     base_url = f"http://127.0.0.1:{port}/v1"
@@ -66,7 +76,13 @@ def measure(items: list[Item], base_url: str, db: Path, args: argparse.Namespace
     rubric = load_rubric("pairwise_helpfulness")
     store = Store(db)
     backend = make_backend("openai/gpt-4.1-mini", base_url=base_url)
-    runner = Runner(store, backend, rubric, JudgeConfig(samples=1, temperature=0), RunnerConfig(max_concurrency=args.concurrency, cache=False, flush_every=1024))
+    runner = Runner(
+        store,
+        backend,
+        rubric,
+        JudgeConfig(samples=1, temperature=0),
+        RunnerConfig(max_concurrency=args.concurrency, cache=False, flush_every=1024),
+    )
 
     async def go() -> tuple[object, float, float]:
         try:
@@ -79,7 +95,10 @@ def measure(items: list[Item], base_url: str, db: Path, args: argparse.Namespace
         finally:
             await runner.aclose()
 
-    warmup = [Item(id=f"w{i}", prompt="warm up", response_a=f"a{i}", response_b="b") for i in range(args.concurrency)]
+    warmup = [
+        Item(id=f"w{i}", prompt="warm up", response_a=f"a{i}", response_b="b")
+        for i in range(args.concurrency)
+    ]
     summary, wall, cpu = asyncio.run(go())
     stored = store.table_counts()
     store.close()

@@ -30,7 +30,9 @@ def winners_by_order(calls: Iterable[CallRecord]) -> dict[str, dict[str, str | N
             values = [PREFERENCE[c.value] for c in final if c.order == order and c.ok]
             in_order = [c for c in final if c.order == order]
             if in_order:
-                out[item_id][order] = winner_from_preference(sum(values) / len(values)) if values else None
+                out[item_id][order] = (
+                    winner_from_preference(sum(values) / len(values)) if values else None
+                )
     return out
 
 
@@ -87,7 +89,9 @@ def preference_fairness(by_order: Mapping[str, Mapping[str, str | None]]) -> flo
     return float("nan") if not decided else (shown_first["first"] - shown_first["second"]) / decided
 
 
-def balanced_accuracy(verdict_winners: Mapping[str, str | None], gold: Mapping[str, str]) -> dict[str, Any]:
+def balanced_accuracy(
+    verdict_winners: Mapping[str, str | None], gold: Mapping[str, str]
+) -> dict[str, Any]:
     """Accuracy of the aggregated (both-order) verdicts against gold; unscored items count wrong."""
     pairs = [(verdict_winners.get(i), g) for i, g in gold.items() if i in verdict_winners]
     if not pairs:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -59,7 +60,9 @@ def statistics_for(kind: Kind) -> dict[str, Callable[[Any, Any], float]]:
     if kind == "categorical":
         return {"accuracy": accuracy_score, "cohen_kappa": cohen_kappa, "macro_f1": macro_f1_score}
     return {
-        "quadratic_kappa": lambda a, b: cohen_kappa(np.rint(a.astype(float)), np.rint(b.astype(float)), weights="quadratic"),
+        "quadratic_kappa": lambda a, b: cohen_kappa(
+            np.rint(a.astype(float)), np.rint(b.astype(float)), weights="quadratic"
+        ),
         "spearman": spearman_score,
         "kendall_tau": kendall_tau_score,
         "pearson": pearson_score,
@@ -168,53 +171,82 @@ def compare_with_humans(
     ref_items = [(i, consensus(list(labels[i].values()), kind)) for i in items]
     ref_items = [(i, v) for i, v in ref_items if v is not None]
 
+    ref = np.asarray([v for _, v in ref_items], dtype=object)
+    pred = np.asarray([judge[i] for i, _ in ref_items], dtype=object)
     for name, statistic in statistics_for(kind).items():
-        ref = np.asarray([v for _, v in ref_items], dtype=object)
-        pred = np.asarray([judge[i] for i, _ in ref_items], dtype=object)
-        estimate, note = _safe(lambda s=statistic, r=ref, p=pred: bootstrap(s, r, p, **boot))  # type: ignore[misc]
+        estimate, note = _safe(partial(bootstrap, statistic, ref, pred, **boot))
         report.rows.append(AgreementRow(name, reference_name, estimate, note=note))
-
-        if len(annotators) >= 2:
-            # Pool leave-one-out pairs over annotators, tagging each with the annotator so
-            # the statistic is the mean over annotators on each bootstrap replicate.
-            tags, owns, judged_all, others_all = [], [], [], []
-            for annotator in annotators:
-                own, judged, others = _loo_arrays(judge, labels, annotator, kind)
-                tags += [annotator] * len(own)
-                owns += own
-                judged_all += judged
-                others_all += others
-            tag_arr = np.asarray(tags, dtype=object)
-            own_arr = np.asarray(owns, dtype=object)
-            judged_arr = np.asarray(judged_all, dtype=object)
-            others_arr = np.asarray(others_all, dtype=object)
-
-            def mean_over(stat: Callable[[Any, Any], float], t: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
-                values = [stat(y[t == a], x[t == a]) for a in annotators if np.any(t == a)]
-                if not values:
-                    raise AgreementError("no annotator has leave-one-out pairs")
-                return float(np.mean(values))
-
-            judge_loo, note_j = _safe(
-                lambda s=statistic: bootstrap(lambda t, x, y: mean_over(s, t, x, y), tag_arr, judged_arr, others_arr, **boot)  # type: ignore[misc]
-            )
-            ceiling, note_c = _safe(
-                lambda s=statistic: bootstrap(lambda t, x, y: mean_over(s, t, x, y), tag_arr, own_arr, others_arr, **boot)  # type: ignore[misc]
-            )
-            report.rows.append(AgreementRow(name, "leave_one_out", judge_loo, ceiling, note=note_j or note_c))
-        for annotator in annotators if len(annotators) > 1 else []:
-            pairs = [(by[annotator], judge[i]) for i, by in labels.items() if annotator in by and i in judge]
+        if len(annotators) < 2:
+            continue  # no ceiling, and "each annotator" is the row above
+        report.rows.append(
+            _leave_one_out_row(name, statistic, judge, labels, annotators, kind, boot)
+        )
+        for annotator in annotators:
+            pairs = [
+                (by[annotator], judge[i])
+                for i, by in labels.items()
+                if annotator in by and i in judge
+            ]
             if not pairs:
                 continue
-            ann = np.asarray([p[0] for p in pairs], dtype=object)
-            jud = np.asarray([p[1] for p in pairs], dtype=object)
-            estimate, note = _safe(lambda s=statistic, a=ann, j=jud: bootstrap(s, a, j, **boot))  # type: ignore[misc]
+            theirs = np.asarray([p[0] for p in pairs], dtype=object)
+            ours = np.asarray([p[1] for p in pairs], dtype=object)
+            estimate, note = _safe(partial(bootstrap, statistic, theirs, ours, **boot))
             report.rows.append(AgreementRow(name, annotator, estimate, note=note))
 
     if len(annotators) >= 2:
         level: Level = alpha_level or ("nominal" if kind == "categorical" else kind)
         report.rows.append(_alpha_row(judge, labels, annotators, level, boot))
     return report
+
+
+def _mean_over_annotators(
+    statistic: Callable[[Any, Any], float],
+    annotators: Sequence[str],
+    tags: np.ndarray,
+    candidate: np.ndarray,
+    reference: np.ndarray,
+) -> float:
+    values = [
+        statistic(reference[tags == a], candidate[tags == a])
+        for a in annotators
+        if np.any(tags == a)
+    ]
+    if not values:
+        raise AgreementError("no annotator has leave-one-out pairs")
+    return float(np.mean(values))
+
+
+def _leave_one_out_row(
+    name: str,
+    statistic: Callable[[Any, Any], float],
+    judge: Mapping[str, Any],
+    labels: LabelTable,
+    annotators: list[str],
+    kind: Kind,
+    boot: dict[str, int],
+) -> AgreementRow:
+    """Annotator i against the consensus of the others (the ceiling), and the judge in i's
+    place, each averaged over annotators. Pairs are pooled and tagged with their annotator so
+    that every bootstrap replicate recomputes the same average."""
+    tags: list[str] = []
+    own: list[Any] = []
+    judged: list[Any] = []
+    others: list[Any] = []
+    for annotator in annotators:
+        a_own, a_judged, a_others = _loo_arrays(judge, labels, annotator, kind)
+        tags += [annotator] * len(a_own)
+        own += a_own
+        judged += a_judged
+        others += a_others
+    arrays = [np.asarray(x, dtype=object) for x in (tags, own, judged, others)]
+    tag_arr, own_arr, judged_arr, others_arr = arrays
+    mean_stat = partial(_mean_over_annotators, statistic, annotators)
+    judge_loo, note_j = _safe(
+        partial(bootstrap, mean_stat, tag_arr, judged_arr, others_arr, **boot)
+    )
+    ceiling, note_c = _safe(partial(bootstrap, mean_stat, tag_arr, own_arr, others_arr, **boot))
+    return AgreementRow(name, "leave_one_out", judge_loo, ceiling, note=note_j or note_c)
 
 
 def _encode(values: list[Any]) -> tuple[dict[Any, float], bool]:
@@ -225,7 +257,11 @@ def _encode(values: list[Any]) -> tuple[dict[Any, float], bool]:
 
 
 def _alpha_row(
-    judge: Mapping[str, Any], labels: LabelTable, annotators: list[str], level: Level, boot: dict[str, int]
+    judge: Mapping[str, Any],
+    labels: LabelTable,
+    annotators: list[str],
+    level: Level,
+    boot: dict[str, int],
 ) -> AgreementRow:
     items = [i for i in labels if i in judge]
     every = [v for i in items for v in labels[i].values()] + [judge[i] for i in items]
@@ -255,6 +291,26 @@ def _alpha_row(
         return float(np.mean(values))
 
     n_boot = boot["n_boot"]
-    judge_est, note_j = _safe(lambda: bootstrap(judge_stat, humans, judge_row[None, :], n_boot=n_boot, random_state=boot["random_state"], axis=1))
-    ceiling_est, note_c = _safe(lambda: bootstrap(ceiling_stat, humans, judge_row[None, :], n_boot=n_boot, random_state=boot["random_state"], axis=1))
-    return AgreementRow(f"alpha_{level}", "replace_one", judge_est, ceiling_est, note=note_j or note_c)
+    judge_est, note_j = _safe(
+        lambda: bootstrap(
+            judge_stat,
+            humans,
+            judge_row[None, :],
+            n_boot=n_boot,
+            random_state=boot["random_state"],
+            axis=1,
+        )
+    )
+    ceiling_est, note_c = _safe(
+        lambda: bootstrap(
+            ceiling_stat,
+            humans,
+            judge_row[None, :],
+            n_boot=n_boot,
+            random_state=boot["random_state"],
+            axis=1,
+        )
+    )
+    return AgreementRow(
+        f"alpha_{level}", "replace_one", judge_est, ceiling_est, note=note_j or note_c
+    )

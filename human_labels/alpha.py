@@ -86,7 +86,9 @@ def _ratio_alpha(data: NDArray[np.float64], *, chunk: int = 2048) -> float:
         v = values[start : start + chunk, None]
         c = counts_f[start : start + chunk, None]
         total = v + values[None, :]
-        ratio = np.divide(v - values[None, :], total, out=np.zeros((v.shape[0], values.size)), where=total > 0)
+        ratio = np.divide(
+            v - values[None, :], total, out=np.zeros((v.shape[0], values.size)), where=total > 0
+        )
         expected += float(np.sum(c * counts_f[None, :] * ratio * ratio))
     expected /= n * (n - 1)
     if expected <= 0:
@@ -134,4 +136,6 @@ def krippendorff_alpha(reliability_data: ArrayLike, level: Level = "nominal") ->
         )
     import krippendorff
 
-    return float(krippendorff.alpha(reliability_data=data, level_of_measurement=level, value_domain=domain))
+    return float(
+        krippendorff.alpha(reliability_data=data, level_of_measurement=level, value_domain=domain)
+    )

@@ -77,7 +77,9 @@ class AlphaEstimate(Estimate):
     """Share of bootstrap α below 0.800 (his bar for reliable data)."""
 
 
-def _delta2(a: np.ndarray, b: np.ndarray, level: Level, ranks: dict[float, float] | None) -> np.ndarray:
+def _delta2(
+    a: np.ndarray, b: np.ndarray, level: Level, ranks: dict[float, float] | None
+) -> np.ndarray:
     if level == "nominal":
         return (a != b).astype(np.float64)
     if level == "interval":
@@ -92,7 +94,9 @@ def _delta2(a: np.ndarray, b: np.ndarray, level: Level, ranks: dict[float, float
     return (ra - rb) ** 2
 
 
-def _expected_disagreement(values: np.ndarray, level: Level, alpha: float, observed: float) -> float:
+def _expected_disagreement(
+    values: np.ndarray, level: Level, alpha: float, observed: float
+) -> float:
     # D_e follows from α = 1 − D_o/D_e; computing it this way reuses each level's exact path.
     return observed / (1.0 - alpha)
 
@@ -133,7 +137,17 @@ def hayes_krippendorff(
     contribution = _delta2(a, b, level, ranks) * np.concatenate(weights)
     observed = float(contribution.sum()) / n
     if alpha >= 1.0 or observed == 0.0:
-        return AlphaEstimate(alpha, alpha, alpha, int(m.size), ci, n_boot, 0, 0.0 if alpha >= 0.667 else 1.0, 0.0 if alpha >= 0.8 else 1.0)
+        return AlphaEstimate(
+            alpha,
+            alpha,
+            alpha,
+            int(m.size),
+            ci,
+            n_boot,
+            0,
+            0.0 if alpha >= 0.667 else 1.0,
+            0.0 if alpha >= 0.8 else 1.0,
+        )
     expected = _expected_disagreement(a, level, alpha, observed)
     rng = np.random.default_rng(random_state)
     total_pairs = contribution.size
@@ -145,6 +159,13 @@ def hayes_krippendorff(
     tail = (1 - ci) / 2 * 100
     low, high = np.percentile(replicates, [tail, 100 - tail])
     return AlphaEstimate(
-        alpha, float(low), float(high), int(m.size), ci, n_boot, 0,
-        float(np.mean(replicates < 0.667)), float(np.mean(replicates < 0.800)),
+        alpha,
+        float(low),
+        float(high),
+        int(m.size),
+        ci,
+        n_boot,
+        0,
+        float(np.mean(replicates < 0.667)),
+        float(np.mean(replicates < 0.800)),
     )

@@ -76,18 +76,24 @@ def validate_labels(
         annotator = str(row["annotator"]).strip()
         criterion = "" if _is_missing(row.get("criterion")) else str(row["criterion"]).strip()
         if item_ids is not None and item_id not in item_ids:
-            raise LabelsError(f"{where}: item {item_id!r} is not in the items (labels must name known items)")
+            raise LabelsError(
+                f"{where}: item {item_id!r} is not in the items (labels must name known items)"
+            )
         value = row["value"]
         if scales is not None:
             scale = scales.get(criterion)
             if scale is None:
                 known = ", ".join(repr(k) for k in scales if k) or "none"
                 name = repr(criterion) if criterion else "the overall label"
-                raise LabelsError(f"{where}: {name} is not a criterion of the rubric (criteria: {known})")
+                raise LabelsError(
+                    f"{where}: {name} is not a criterion of the rubric (criteria: {known})"
+                )
             try:
                 value = scale.coerce(value)
             except ValueError as exc:
-                raise LabelsError(f"{where}: value {row['value']!r} for {criterion or 'overall'}: {exc}") from None
+                raise LabelsError(
+                    f"{where}: value {row['value']!r} for {criterion or 'overall'}: {exc}"
+                ) from None
         key = (item_id, annotator, criterion)
         label = Label(item_id, annotator, criterion, value)
         if key in labels:
@@ -142,7 +148,9 @@ def read_long(path: Path) -> list[tuple[str, dict[str, Any]]]:
                     raise LabelsError(f"{path}:{number}: expected a JSON object")
                 unknown = sorted(set(row) - allowed)
                 if unknown:
-                    raise LabelsError(f"{path}:{number}: unknown keys {unknown} (expected {sorted(allowed)})")
+                    raise LabelsError(
+                        f"{path}:{number}: unknown keys {unknown} (expected {sorted(allowed)})"
+                    )
                 rows.append((f"{path}:{number}", row))
         return rows
     with path.open(encoding="utf-8", newline="") as handle:
@@ -150,38 +158,55 @@ def read_long(path: Path) -> list[tuple[str, dict[str, Any]]]:
         header = reader.fieldnames or []
         missing = sorted({"item_id", "annotator", "value"} - set(header))
         if missing:
-            raise LabelsError(f"{path}: missing columns {missing}; long-form labels need item_id, annotator, value")
+            raise LabelsError(
+                f"{path}: missing columns {missing}; long-form labels need item_id, annotator, value"
+            )
         unknown = sorted(set(header) - allowed)
         if unknown:
-            raise LabelsError(f"{path}: unknown columns {unknown} (use --wide for one column per annotator)")
+            raise LabelsError(
+                f"{path}: unknown columns {unknown} (use --wide for one column per annotator)"
+            )
         for row in reader:
             if None in row or any(v is None for v in row.values()):
-                raise LabelsError(f"{path}:{reader.line_num}: row has a different number of fields than the header")
+                raise LabelsError(
+                    f"{path}:{reader.line_num}: row has a different number of fields than the header"
+                )
             rows.append((f"{path}:{reader.line_num}", {k: _raw_value(v) for k, v in row.items()}))
     return rows
 
 
-def read_wide(path: Path, *, id_column: str = "item_id", criterion: str = OVERALL) -> list[tuple[str, dict[str, Any]]]:
+def read_wide(
+    path: Path, *, id_column: str = "item_id", criterion: str = OVERALL
+) -> list[tuple[str, dict[str, Any]]]:
     """Wide CSV: an id column, then one column per annotator; empty cells are missing labels."""
     rows: list[tuple[str, dict[str, Any]]] = []
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
         if id_column not in header:
-            raise LabelsError(f"{path}: no {id_column!r} column; wide labels need it plus one column per annotator")
+            raise LabelsError(
+                f"{path}: no {id_column!r} column; wide labels need it plus one column per annotator"
+            )
         annotators = [h for h in header if h != id_column]
         if not annotators:
             raise LabelsError(f"{path}: no annotator columns")
         for row in reader:
             if None in row or any(v is None for v in row.values()):
-                raise LabelsError(f"{path}:{reader.line_num}: row has a different number of fields than the header")
+                raise LabelsError(
+                    f"{path}:{reader.line_num}: row has a different number of fields than the header"
+                )
             for annotator in annotators:
                 if _is_missing(row[annotator]):
                     continue
                 rows.append(
                     (
                         f"{path}:{reader.line_num}[{annotator}]",
-                        {"item_id": row[id_column], "annotator": annotator, "criterion": criterion, "value": _raw_value(row[annotator])},
+                        {
+                            "item_id": row[id_column],
+                            "annotator": annotator,
+                            "criterion": criterion,
+                            "value": _raw_value(row[annotator]),
+                        },
                     )
                 )
     return rows
@@ -200,7 +225,9 @@ def _label_studio_value(result: dict[str, Any]) -> Any:
     raise ValueError(f"no choices/rating/number/text in result of type {result.get('type')!r}")
 
 
-def read_label_studio(path: Path, *, id_field: str = "item_id", criteria: Mapping[str, str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+def read_label_studio(
+    path: Path, *, id_field: str = "item_id", criteria: Mapping[str, str] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
     """A Label Studio JSON export: a list of tasks with ``data`` and ``annotations``.
 
     The item id is ``task["data"][id_field]``; the annotator is the annotation's
@@ -211,7 +238,9 @@ def read_label_studio(path: Path, *, id_field: str = "item_id", criteria: Mappin
     try:
         tasks = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise LabelsError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno}); is the export truncated?") from None
+        raise LabelsError(
+            f"{path}: invalid JSON ({exc.msg} at line {exc.lineno}); is the export truncated?"
+        ) from None
     if not isinstance(tasks, list):
         raise LabelsError(f"{path}: a Label Studio export is a JSON list of tasks")
     rows: list[tuple[str, dict[str, Any]]] = []
@@ -237,11 +266,18 @@ def read_label_studio(path: Path, *, id_field: str = "item_id", criteria: Mappin
                 try:
                     value = _label_studio_value(result)
                 except ValueError as exc:
-                    raise LabelsError(f"{where} annotation {a_index} result {r_index}: {exc}") from None
+                    raise LabelsError(
+                        f"{where} annotation {a_index} result {r_index}: {exc}"
+                    ) from None
                 rows.append(
                     (
                         f"{where} annotation {a_index} result {r_index}",
-                        {"item_id": item_id, "annotator": str(who), "criterion": criterion, "value": value},
+                        {
+                            "item_id": item_id,
+                            "annotator": str(who),
+                            "criterion": criterion,
+                            "value": value,
+                        },
                     )
                 )
     return rows
@@ -264,7 +300,9 @@ def detect_format(path: Path) -> str:
             header = next(csv.reader(handle), [])
         # A "value" or "annotator" column means long form; wide files have neither.
         return "long" if {"annotator", "value"} & set(header) else "wide"
-    raise LabelsError(f"{path}: unsupported labels format {path.suffix!r}; use .jsonl, .csv or a Label Studio .json")
+    raise LabelsError(
+        f"{path}: unsupported labels format {path.suffix!r}; use .jsonl, .csv or a Label Studio .json"
+    )
 
 
 def load_labels(

@@ -42,7 +42,9 @@ def required_items(
         raise AgreementError("chance agreement must be in [0, 1)")
     p_o = expected * (1 - chance) + chance
     if not 0 < p_o < 1:
-        raise AgreementError(f"expected {expected} with chance {chance} implies observed agreement {p_o:.3f}")
+        raise AgreementError(
+            f"expected {expected} with chance {chance} implies observed agreement {p_o:.3f}"
+        )
     z = float(norm.ppf(0.5 + level / 2))
     return math.ceil(z * z * p_o * (1 - p_o) / ((1 - chance) ** 2 * half_width**2))
 
@@ -52,7 +54,15 @@ def achieved_half_width(low: float, high: float) -> float:
     return (high - low) / 2
 
 
-def plan(expected: float, half_width: float, *, n_categories: int = 2, level: float = 0.95) -> dict[str, Any]:
+def plan(
+    expected: float, half_width: float, *, n_categories: int = 2, level: float = 0.95
+) -> dict[str, Any]:
     chance = chance_agreement(n_categories)
     n = required_items(expected, half_width, chance=chance, level=level)
-    return {"expected": expected, "half_width": half_width, "chance": chance, "level": level, "n_items": n}
+    return {
+        "expected": expected,
+        "half_width": half_width,
+        "chance": chance,
+        "level": level,
+        "n_items": n,
+    }

@@ -24,7 +24,9 @@ def _pair(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]
     a = np.asarray(y_true, dtype=object)
     b = np.asarray(y_pred, dtype=object)
     if a.shape != b.shape or a.ndim != 1:
-        raise AgreementError(f"y_true and y_pred must be 1-D and equally long, got {a.shape} and {b.shape}")
+        raise AgreementError(
+            f"y_true and y_pred must be 1-D and equally long, got {a.shape} and {b.shape}"
+        )
     if a.size == 0:
         raise AgreementError("no items to compare")
     return a, b
@@ -37,7 +39,9 @@ def _numeric(values: np.ndarray, name: str) -> np.ndarray:
         raise AgreementError(f"{name} must be numeric for this statistic") from None
 
 
-def accuracy_score(y_true: ArrayLike, y_pred: ArrayLike, *, ties: TieHandling = "as_class", tie_label: Any = "tie") -> float:
+def accuracy_score(
+    y_true: ArrayLike, y_pred: ArrayLike, *, ties: TieHandling = "as_class", tie_label: Any = "tie"
+) -> float:
     """Share of items where the two agree exactly. Range 0..1; chance is Σ p_k q_k over the
     marginals. ``ties="drop"`` leaves out items whose reference is a tie.
 
@@ -51,11 +55,15 @@ def accuracy_score(y_true: ArrayLike, y_pred: ArrayLike, *, ties: TieHandling = 
         keep = a != tie_label
         a, b = a[keep], b[keep]
         if a.size == 0:
-            raise AgreementError("every reference label is a tie; accuracy without ties is undefined")
+            raise AgreementError(
+                "every reference label is a tie; accuracy without ties is undefined"
+            )
     return float(np.mean(a == b))
 
 
-def macro_f1_score(y_true: ArrayLike, y_pred: ArrayLike, *, labels: Sequence[Any] | None = None) -> float:
+def macro_f1_score(
+    y_true: ArrayLike, y_pred: ArrayLike, *, labels: Sequence[Any] | None = None
+) -> float:
     """Unweighted mean of per-class F1 over ``labels`` (default: the classes of ``y_true``).
     Range 0..1; a class never predicted scores 0. Ties are an ordinary class here.
 
@@ -64,7 +72,15 @@ def macro_f1_score(y_true: ArrayLike, y_pred: ArrayLike, *, labels: Sequence[Any
     """
     a, b = _pair(y_true, y_pred)
     labels = list(labels) if labels is not None else sorted(set(a.tolist()), key=str)
-    return float(f1_score(a.astype(str), b.astype(str), labels=[str(x) for x in labels], average="macro", zero_division=0))
+    return float(
+        f1_score(
+            a.astype(str),
+            b.astype(str),
+            labels=[str(x) for x in labels],
+            average="macro",
+            zero_division=0,
+        )
+    )
 
 
 def cohen_kappa(
@@ -86,10 +102,16 @@ def cohen_kappa(
     a, b = _pair(y_true, y_pred)
     if weights is not None:
         a, b = _numeric(a, "y_true"), _numeric(b, "y_pred")
-        all_labels = np.unique(np.concatenate([a, b])) if labels is None else np.asarray(labels, dtype=float)
+        all_labels = (
+            np.unique(np.concatenate([a, b])) if labels is None else np.asarray(labels, dtype=float)
+        )
     else:
         a, b = a.astype(str), b.astype(str)
-        all_labels = np.unique(np.concatenate([a, b])) if labels is None else np.asarray([str(x) for x in labels])
+        all_labels = (
+            np.unique(np.concatenate([a, b]))
+            if labels is None
+            else np.asarray([str(x) for x in labels])
+        )
     if all_labels.size < 2:
         raise AgreementError("both raters used one and the same label; kappa is undefined")
     value = cohen_kappa_score(a, b, weights=weights, labels=all_labels)
@@ -112,10 +134,14 @@ def fleiss_kappa(ratings: ArrayLike) -> float:
     if data.ndim != 2 or data.shape[0] < 2:
         raise AgreementError("Fleiss' kappa needs a raters × items array with at least two raters")
     if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in data.ravel()):
-        raise AgreementError("Fleiss' kappa needs every item rated by every rater; drop incomplete items")
+        raise AgreementError(
+            "Fleiss' kappa needs every item rated by every rater; drop incomplete items"
+        )
     n_raters = data.shape[0]
     categories = sorted({str(v) for v in data.ravel()})
-    counts = np.stack([(data.astype(str) == c).sum(axis=0) for c in categories], axis=1).astype(float)
+    counts = np.stack([(data.astype(str) == c).sum(axis=0) for c in categories], axis=1).astype(
+        float
+    )
     p_j = counts.sum(axis=0) / counts.sum()
     p_i = (np.sum(counts * counts, axis=1) - n_raters) / (n_raters * (n_raters - 1))
     p_bar, p_e = float(p_i.mean()), float(np.sum(p_j * p_j))
@@ -141,7 +167,9 @@ def spearman_score(y_true: ArrayLike, y_pred: ArrayLike) -> float:
 def kendall_tau_score(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Kendall's τ-b (tie-corrected). Range −1..1, chance 0; undefined when either side is
     constant."""
-    return _correlation(lambda x, y: sps.kendalltau(x, y, variant="b"), y_true, y_pred, "Kendall's tau")
+    return _correlation(
+        lambda x, y: sps.kendalltau(x, y, variant="b"), y_true, y_pred, "Kendall's tau"
+    )
 
 
 def pearson_score(y_true: ArrayLike, y_pred: ArrayLike) -> float:

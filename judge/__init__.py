@@ -4,7 +4,7 @@ from judge.backends import Backend, MockBackend, ReplayBackend, make_backend
 from judge.errors import BackendError, ConfigError, ItemsError, JudgeError, StoreError
 from judge.items import Item, items_from_rows, load_items
 from judge.protocols import JudgeConfig, PairwiseProtocol, PointwiseProtocol, make_protocol
-from judge.runner import RunnerConfig, RunSummary, Runner
+from judge.runner import Runner, RunnerConfig, RunSummary
 from judge.store import Store
 from judge.types import CallRecord, Completion, GenerateRequest, Message, TokenLogprob, Verdict
 

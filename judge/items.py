@@ -64,7 +64,11 @@ class Item(BaseModel):
 
 
 def _coerce_row(row: Mapping[str, Any], mode: ItemMode) -> dict[str, Any]:
-    data = {k: v for k, v in row.items() if not (v is None or (isinstance(v, str) and k in {"reference", "meta"} and v == ""))}
+    data = {
+        k: v
+        for k, v in row.items()
+        if not (v is None or (isinstance(v, str) and k in {"reference", "meta"} and v == ""))
+    }
     if "id" in data and not isinstance(data["id"], str):
         data["id"] = str(data["id"])
     meta = data.get("meta")
@@ -75,7 +79,9 @@ def _coerce_row(row: Mapping[str, Any], mode: ItemMode) -> dict[str, Any]:
             raise ValueError(f"meta is not valid JSON ({exc.msg})") from None
     if "meta" in data and not isinstance(data["meta"], dict):
         raise ValueError("meta must be a JSON object")
-    required = ["id", "prompt"] + (["response_a", "response_b"] if mode == "pairwise" else ["response"])
+    required = ["id", "prompt"] + (
+        ["response_a", "response_b"] if mode == "pairwise" else ["response"]
+    )
     missing = [name for name in required if name not in data]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
@@ -130,7 +136,7 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(path).to_pylist()  # type: ignore[no-any-return]
+            return pq.read_table(path).to_pylist()
         except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for bad files
             raise ItemsError(f"{source}: cannot read Parquet ({exc})") from None
     raise ItemsError(f"{source}: unsupported items format {suffix!r}; use .jsonl, .csv or .parquet")
@@ -164,7 +170,11 @@ def items_from_rows(rows: list[dict[str, Any]], *, source: str = "<items>") -> l
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'row'}: "
-                + ("unknown field" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, "))
+                + (
+                    "unknown field"
+                    if e["type"] == "extra_forbidden"
+                    else e["msg"].removeprefix("Value error, ")
+                )
                 for e in exc.errors()
             )
             raise ItemsError(f"{source}: row {number}: {problems}") from None

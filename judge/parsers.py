@@ -41,7 +41,7 @@ def find_json_objects(text: str) -> list[Any]:
     [{'a': 1}, {'b': {'c': 2}}]
     """
     decoder = json.JSONDecoder()
-    found = []
+    found: list[Any] = []
     index = 0
     while True:
         start = text.find("{", index)
@@ -153,7 +153,9 @@ def parse_pairwise_text(text: str) -> ParseResult:
         result = parser(text)
         if result.ok or result.reason != _NOT_FOUND:
             return result
-    return ParseResult.fail(_NOT_FOUND + " (expected JSON with 'winner', [[A]] or Output (a))", "pairwise")
+    return ParseResult.fail(
+        _NOT_FOUND + " (expected JSON with 'winner', [[A]] or Output (a))", "pairwise"
+    )
 
 
 def strip_echoed(text: str, echoed: Sequence[str], *, min_chars: int = 24) -> str:

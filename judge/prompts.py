@@ -68,7 +68,9 @@ def render_messages(
         "JSON object."
     )
     return (
-        Message("system", instructions if instructions is not None else render_instructions(rubric)),
+        Message(
+            "system", instructions if instructions is not None else render_instructions(rubric)
+        ),
         Message("user", "\n\n".join(parts)),
     )
 

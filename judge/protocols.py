@@ -93,7 +93,11 @@ def presented_inputs(item: Item, order: Order) -> tuple[tuple[str, str], ...]:
     """The item's fields in presented order: in order ``ba`` response_a holds response B."""
     fields = [("prompt", item.prompt)]
     if item.response_a is not None and item.response_b is not None:
-        first, second = (item.response_b, item.response_a) if order == "ba" else (item.response_a, item.response_b)
+        first, second = (
+            (item.response_b, item.response_a)
+            if order == "ba"
+            else (item.response_a, item.response_b)
+        )
         fields += [("response_a", first), ("response_b", second)]
     else:
         fields.append(("response", item.response or ""))
@@ -141,7 +145,9 @@ class Protocol:
         )
         return GenerateRequest(**{**first.__dict__, "messages": messages, "temperature": 0.0})
 
-    def next_calls(self, item: Item, done: Mapping[tuple[str, int], CallRecord]) -> list[PlannedCall]:
+    def next_calls(
+        self, item: Item, done: Mapping[tuple[Order, int], CallRecord]
+    ) -> list[PlannedCall]:
         """Calls still to make for ``item`` given the calls already recorded."""
         first_round = [(o, 0) for o in self.orders]
         wanted = list(first_round)
@@ -150,11 +156,13 @@ class Protocol:
         if self.config.adaptive and not all(k in done for k in first_round):
             wanted = first_round
         return [
-            PlannedCall(item.id, o, s, self.request(item, o, s)) for o, s in wanted if (o, s) not in done
+            PlannedCall(item.id, o, s, self.request(item, o, s))
+            for o, s in wanted
+            if (o, s) not in done
         ]
 
     def _needs_more(
-        self, first_round: Sequence[tuple[str, int]], done: Mapping[tuple[str, int], CallRecord]
+        self, first_round: Sequence[tuple[Order, int]], done: Mapping[tuple[Order, int], CallRecord]
     ) -> bool:
         calls = [done.get(k) for k in first_round]
         if any(c is None or not c.ok for c in calls):
@@ -162,7 +170,9 @@ class Protocol:
         values = {canonical_value(c.value) for c in calls if c is not None}
         return len(values) > 1
 
-    def interpret(self, item: Item, order: Order, completion: Completion) -> tuple[ParseResult, Any]:
+    def interpret(
+        self, item: Item, order: Order, completion: Completion
+    ) -> tuple[ParseResult, Any]:
         """Parse one completion: ``(parse result in presented order, value in original order)``."""
         raise NotImplementedError
 
@@ -199,14 +209,20 @@ class PairwiseProtocol(Protocol):
     def orders(self) -> tuple[Order, ...]:
         return ("ab", "ba") if self.config.both_orders else ("ab",)
 
-    def interpret(self, item: Item, order: Order, completion: Completion) -> tuple[ParseResult, Any]:
+    def interpret(
+        self, item: Item, order: Order, completion: Completion
+    ) -> tuple[ParseResult, Any]:
         if completion.verdict is not None:
             raw = str(completion.verdict).strip()
             presented = {"a": "A", "b": "B", "tie": "tie", "c": "tie"}.get(raw.lower())
             if presented is None:
-                return ParseResult.fail(f"recorded verdict {raw!r} is not A, B or tie", "replay"), None
+                return ParseResult.fail(
+                    f"recorded verdict {raw!r} is not A, B or tie", "replay"
+                ), None
             return ParseResult({"winner": presented}, None, "replay"), _orient(presented, order)
-        text = strip_echoed(completion.text, [item.prompt, item.response_a or "", item.response_b or ""])
+        text = strip_echoed(
+            completion.text, [item.prompt, item.response_a or "", item.response_b or ""]
+        )
         result = parse_pairwise_text(text)
         if not result.ok:
             return result, None
@@ -241,7 +257,13 @@ class PairwiseProtocol(Protocol):
     def aggregate(self, run_id: str, item: Item, calls: Sequence[CallRecord]) -> Verdict:
         final = latest_attempts(calls)
         parsed = [c for c in final if c.ok]
-        base = Verdict(run_id=run_id, item_id=item.id, status="unscored", n_calls=len(calls), n_parsed=len(parsed))
+        base = Verdict(
+            run_id=run_id,
+            item_id=item.id,
+            status="unscored",
+            n_calls=len(calls),
+            n_parsed=len(parsed),
+        )
         if not parsed:
             base.reason = _failure_reason(final)
             return base
@@ -265,7 +287,11 @@ class PairwiseProtocol(Protocol):
         base.bpde_entropy = _entropy(outcomes)
         base.confidence = outcomes[winner] / len(parsed)
         base.details = {"per_order": per_order, "outcomes": dict(outcomes)}
-        logprob_prefs = [c.logprobs["preference_a"] for c in parsed if isinstance(c.logprobs, dict) and c.logprobs.get("preference_a") is not None]
+        logprob_prefs = [
+            c.logprobs["preference_a"]
+            for c in parsed
+            if isinstance(c.logprobs, dict) and c.logprobs.get("preference_a") is not None
+        ]
         if logprob_prefs:
             base.details["logprob_preference_a"] = statistics.fmean(logprob_prefs)
         criteria = _pairwise_criteria(parsed)
@@ -304,7 +330,9 @@ def latest_attempts(calls: Sequence[CallRecord]) -> list[CallRecord]:
 class PointwiseProtocol(Protocol):
     name = "pointwise"
 
-    def interpret(self, item: Item, order: Order, completion: Completion) -> tuple[ParseResult, Any]:
+    def interpret(
+        self, item: Item, order: Order, completion: Completion
+    ) -> tuple[ParseResult, Any]:
         if completion.verdict is not None:
             return self._from_value(completion.verdict, "replay")
         text = strip_echoed(completion.text, [item.prompt, item.response or ""])
@@ -352,7 +380,11 @@ class PointwiseProtocol(Protocol):
     def logprob_summary(self, order: Order, completion: Completion) -> dict[str, Any] | None:
         rubric = self.rubric
         scale = rubric.holistic_scale
-        if scale is None and len(rubric.criteria) == 1 and isinstance(rubric.criteria[0].scale, LikertScale):
+        if (
+            scale is None
+            and len(rubric.criteria) == 1
+            and isinstance(rubric.criteria[0].scale, LikertScale)
+        ):
             scale = rubric.criteria[0].scale
         if scale is None:
             return None
@@ -364,21 +396,31 @@ class PointwiseProtocol(Protocol):
     def aggregate(self, run_id: str, item: Item, calls: Sequence[CallRecord]) -> Verdict:
         final = latest_attempts(calls)
         parsed = [c for c in final if c.ok]
-        base = Verdict(run_id=run_id, item_id=item.id, status="unscored", n_calls=len(calls), n_parsed=len(parsed))
+        base = Verdict(
+            run_id=run_id,
+            item_id=item.id,
+            status="unscored",
+            n_calls=len(calls),
+            n_parsed=len(parsed),
+        )
         if not parsed:
             base.reason = _failure_reason(final)
             return base
         rubric = self.rubric
         criteria: dict[str, float] = {}
         for criterion in rubric.criteria:
-            values = [c.value["scores"][criterion.id] for c in parsed if criterion.id in c.value["scores"]]
+            values = [
+                c.value["scores"][criterion.id] for c in parsed if criterion.id in c.value["scores"]
+            ]
             if values:
                 criteria[criterion.id] = statistics.fmean(values)
         per_sample: list[float] = []
         try:
             for call in parsed:
                 if rubric.holistic_scale is not None and "overall" in call.value:
-                    per_sample.append(aggregate_holistic(call.value["overall"], rubric.holistic_scale))
+                    per_sample.append(
+                        aggregate_holistic(call.value["overall"], rubric.holistic_scale)
+                    )
                 else:
                     per_sample.append(aggregate_scores(rubric, call.value["scores"]))
         except AggregationError as exc:
@@ -390,7 +432,11 @@ class PointwiseProtocol(Protocol):
         spread = statistics.pstdev(per_sample) if len(per_sample) > 1 else 0.0
         base.confidence = max(0.0, 1.0 - 2.0 * spread)
         base.details = {"sample_scores": per_sample}
-        logprob_scores = [c.logprobs["expected_score"] for c in parsed if isinstance(c.logprobs, dict) and c.logprobs.get("expected_score") is not None]
+        logprob_scores = [
+            c.logprobs["expected_score"]
+            for c in parsed
+            if isinstance(c.logprobs, dict) and c.logprobs.get("expected_score") is not None
+        ]
         if logprob_scores:
             base.details["logprob_score"] = statistics.fmean(logprob_scores)
         if len(parsed) < len(final):
@@ -399,4 +445,6 @@ class PointwiseProtocol(Protocol):
 
 
 def make_protocol(rubric: Rubric, config: JudgeConfig, model: str) -> Protocol:
-    return (PairwiseProtocol if rubric.mode == "pairwise" else PointwiseProtocol)(rubric, config, model)
+    return (PairwiseProtocol if rubric.mode == "pairwise" else PointwiseProtocol)(
+        rubric, config, model
+    )

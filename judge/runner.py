@@ -158,22 +158,38 @@ class Runner:
             "backend": self.backend.describe(),
             "protocol": self.protocol.name,
             "judge": self.judge.model_dump(),
-            "rubric": {"id": self.rubric.id, "version": self.rubric.version, "hash": self.rubric.content_hash},
+            "rubric": {
+                "id": self.rubric.id,
+                "version": self.rubric.version,
+                "hash": self.rubric.content_hash,
+            },
             "dataset": dataset,
         }
 
-    async def run(self, items: Sequence[Item], *, dataset: str, run_id: str | None = None) -> RunSummary:
+    async def run(
+        self, items: Sequence[Item], *, dataset: str, run_id: str | None = None
+    ) -> RunSummary:
         """Start a new run over ``items``."""
         _check_modes(self.rubric, items)
         run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
         spec = self.spec(dataset)
 
         def setup() -> None:
-            self.store.put_rubric(self.rubric.content_hash, self.rubric.id, self.rubric.version, self.rubric.canonical_json())
+            self.store.put_rubric(
+                self.rubric.content_hash,
+                self.rubric.id,
+                self.rubric.version,
+                self.rubric.canonical_json(),
+            )
             self.store.put_items(dataset, items)
             self.store.create_run(
-                run_id=run_id, dataset=dataset, backend=self.backend.name, protocol=self.protocol.name,
-                rubric_hash=self.rubric.content_hash, spec=spec, spec_hash=content_hash(spec),
+                run_id=run_id,
+                dataset=dataset,
+                backend=self.backend.name,
+                protocol=self.protocol.name,
+                rubric_hash=self.rubric.content_hash,
+                spec=spec,
+                spec_hash=content_hash(spec),
                 seed=self.judge.seed,
             )
 
@@ -184,11 +200,15 @@ class Runner:
         """Finish an interrupted run: recorded calls are reused, finished items skipped."""
         run = await self._db(self.store.get_run, run_id)
         if run["rubric_hash"] != self.rubric.content_hash:
-            raise StoreError(f"run {run_id} used rubric {run['rubric_hash'][:12]}, not {self.rubric.ref}")
+            raise StoreError(
+                f"run {run_id} used rubric {run['rubric_hash'][:12]}, not {self.rubric.ref}"
+            )
         if run["backend"] != self.backend.name:
             raise StoreError(f"run {run_id} used backend {run['backend']}, not {self.backend.name}")
         if run["spec"]["judge"] != self.judge.model_dump():
-            raise StoreError(f"run {run_id} used judge settings {run['spec']['judge']}; resume with those")
+            raise StoreError(
+                f"run {run_id} used judge settings {run['spec']['judge']}; resume with those"
+            )
         dataset = run["dataset"]
         items = await self._db(self.store.items, dataset)
         calls = await self._db(self.store.calls, run_id)
@@ -213,7 +233,9 @@ class Runner:
         finished: set[str],
     ) -> RunSummary:
         started = time.perf_counter()
-        summary = RunSummary(run_id=run_id, dataset=dataset, backend=self.backend.name, n_items=len(items))
+        summary = RunSummary(
+            run_id=run_id, dataset=dataset, backend=self.backend.name, n_items=len(items)
+        )
         summary.resumed_calls = sum(len(v) for v in done.values())
         self._summary = summary
         self._semaphore = asyncio.Semaphore(self.config.max_concurrency)
@@ -230,7 +252,9 @@ class Runner:
         flusher = asyncio.create_task(self._flush_loop())
         try:
             todo = [item for item in items if item.id not in finished]
-            await asyncio.gather(*(self._judge_item(run_id, item, done.get(item.id, [])) for item in todo))
+            await asyncio.gather(
+                *(self._judge_item(run_id, item, done.get(item.id, [])) for item in todo)
+            )
         finally:
             flusher.cancel()
             await asyncio.gather(flusher, return_exceptions=True)
@@ -239,7 +263,9 @@ class Runner:
         summary.n_scored = sum(v.status == "scored" for v in verdicts)
         summary.n_unscored = sum(v.status == "unscored" for v in verdicts)
         all_calls = summary.n_calls + summary.resumed_calls
-        summary.calls_saved = max(0, self.protocol.calls_saved(len(items), all_calls)) if self.judge.adaptive else 0
+        summary.calls_saved = (
+            max(0, self.protocol.calls_saved(len(items), all_calls)) if self.judge.adaptive else 0
+        )
         summary.wall_s = time.perf_counter() - started
         if len(verdicts) == len(items):
             await self._db(self.store.finish_run, run_id)
@@ -272,15 +298,23 @@ class Runner:
             and record.parse_status == "parse_failed"
             and record.raw_text is not None
         ):
-            request = self.protocol.reask_request(plan.request, record.raw_text, record.parse_reason or "")
+            request = self.protocol.reask_request(
+                plan.request, record.raw_text, record.parse_reason or ""
+            )
             out.append(await self._attempt(run_id, item, plan, request, attempt=1))
         return out
 
-    async def _attempt(self, run_id: str, item: Item, plan: PlannedCall, request: Any, attempt: int) -> CallRecord:
+    async def _attempt(
+        self, run_id: str, item: Item, plan: PlannedCall, request: Any, attempt: int
+    ) -> CallRecord:
         request_hash = request.hash(self.backend.name)
         record = CallRecord(
-            run_id=run_id, item_id=item.id, order=plan.order, sample=plan.sample,
-            request_hash=request_hash, attempt=attempt,
+            run_id=run_id,
+            item_id=item.id,
+            order=plan.order,
+            sample=plan.sample,
+            request_hash=request_hash,
+            attempt=attempt,
         )
         completion: Completion | None = None
         if request_hash in self._cached:
@@ -320,7 +354,9 @@ class Runner:
             try:
                 async with self._semaphore:
                     started = time.perf_counter()
-                    completion = await asyncio.wait_for(self.backend.generate(request), config.timeout_s)
+                    completion = await asyncio.wait_for(
+                        self.backend.generate(request), config.timeout_s
+                    )
                     completion.latency_s = completion.latency_s or time.perf_counter() - started
                 return completion
             except asyncio.CancelledError:
@@ -342,7 +378,9 @@ class Runner:
         delay = min(self.config.backoff_max_s, self.config.backoff_base_s * 2**attempt)
         return delay * random.uniform(0.5, 1.0)
 
-    def _interpret(self, item: Item, plan: PlannedCall, completion: Completion, record: CallRecord) -> None:
+    def _interpret(
+        self, item: Item, plan: PlannedCall, completion: Completion, record: CallRecord
+    ) -> None:
         record.raw_text = completion.text
         record.tokens_in = completion.tokens_in
         record.tokens_out = completion.tokens_out
@@ -352,7 +390,9 @@ class Runner:
         elif completion.cost_usd is not None:
             record.cost_usd = completion.cost_usd
         else:
-            record.cost_usd = cost_usd(self.model, completion.tokens_in, completion.tokens_out, self.prices)
+            record.cost_usd = cost_usd(
+                self.model, completion.tokens_in, completion.tokens_out, self.prices
+            )
         record.error = None
         record.error_kind = None
         result, value = self.protocol.interpret(item, plan.order, completion)

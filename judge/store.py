@@ -210,7 +210,9 @@ class Store:
         ).fetchone()
         if not exists or not exists[0]:
             return []
-        return [r[0] for r in self.con.execute("SELECT name FROM _migrations ORDER BY id").fetchall()]
+        return [
+            r[0] for r in self.con.execute("SELECT name FROM _migrations ORDER BY id").fetchall()
+        ]
 
     def pending_migrations(self) -> list[str]:
         applied = set(self._applied())
@@ -303,7 +305,14 @@ class Store:
             if old is None:
                 rows.append(row)
                 continue
-            new = (item.prompt, item.response, item.response_a, item.response_b, item.reference, row["meta"])
+            new = (
+                item.prompt,
+                item.response,
+                item.response_a,
+                item.response_b,
+                item.reference,
+                row["meta"],
+            )
             if tuple(old) != new:
                 raise StoreError(
                     f"dataset {dataset!r} already has item {item.id!r} with different content; "
@@ -321,8 +330,13 @@ class Store:
         ).fetchall()
         return [
             Item(
-                id=r[0], prompt=r[1], response=r[2], response_a=r[3], response_b=r[4],
-                reference=r[5], meta=json.loads(r[6]),
+                id=r[0],
+                prompt=r[1],
+                response=r[2],
+                response_a=r[3],
+                response_b=r[4],
+                reference=r[5],
+                meta=json.loads(r[6]),
             )
             for r in rows
         ]
@@ -332,7 +346,10 @@ class Store:
         return {r[0] for r in rows}
 
     def datasets(self) -> list[str]:
-        return [r[0] for r in self.con.execute("SELECT DISTINCT dataset FROM items ORDER BY 1").fetchall()]
+        return [
+            r[0]
+            for r in self.con.execute("SELECT DISTINCT dataset FROM items ORDER BY 1").fetchall()
+        ]
 
     # -- runs ----------------------------------------------------------------------------
 
@@ -350,7 +367,17 @@ class Store:
     ) -> None:
         self.con.execute(
             "INSERT INTO runs VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, 'running')",
-            [run_id, _now(), dataset, backend, protocol, rubric_hash, canonical_json(spec), spec_hash, seed],
+            [
+                run_id,
+                _now(),
+                dataset,
+                backend,
+                protocol,
+                rubric_hash,
+                canonical_json(spec),
+                spec_hash,
+                seed,
+            ],
         )
 
     def finish_run(self, run_id: str, status: str = "finished") -> None:
@@ -400,11 +427,26 @@ class Store:
         for r in cursor.fetchall():
             out.append(
                 CallRecord(
-                    run_id=r[0], item_id=r[1], order=r[2], sample=r[3], attempt=r[4],
-                    request_hash=r[5], raw_text=r[6], parse_status=r[7], parse_reason=r[8],
-                    parsed=_loads(r[9]), value=_loads(r[10]), logprobs=_loads(r[11]),
-                    tokens_in=r[12], tokens_out=r[13], cost_usd=r[14], latency_s=r[15],
-                    retries=r[16], error=r[17], error_kind=r[18], cache_hit=r[19],
+                    run_id=r[0],
+                    item_id=r[1],
+                    order=r[2],
+                    sample=r[3],
+                    attempt=r[4],
+                    request_hash=r[5],
+                    raw_text=r[6],
+                    parse_status=r[7],
+                    parse_reason=r[8],
+                    parsed=_loads(r[9]),
+                    value=_loads(r[10]),
+                    logprobs=_loads(r[11]),
+                    tokens_in=r[12],
+                    tokens_out=r[13],
+                    cost_usd=r[14],
+                    latency_s=r[15],
+                    retries=r[16],
+                    error=r[17],
+                    error_kind=r[18],
+                    cache_hit=r[19],
                 )
             )
         return out
@@ -418,15 +460,27 @@ class Store:
         )
         return [
             Verdict(
-                run_id=r[0], item_id=r[1], status=r[2], reason=r[3], score=r[4], winner=r[5],
-                criteria=_loads(r[6]), confidence=r[7], position_conflict=r[8],
-                bpde_entropy=r[9], n_calls=r[10], n_parsed=r[11], details=_loads(r[12]) or {},
+                run_id=r[0],
+                item_id=r[1],
+                status=r[2],
+                reason=r[3],
+                score=r[4],
+                winner=r[5],
+                criteria=_loads(r[6]),
+                confidence=r[7],
+                position_conflict=r[8],
+                bpde_entropy=r[9],
+                n_calls=r[10],
+                n_parsed=r[11],
+                details=_loads(r[12]) or {},
             )
             for r in cursor.fetchall()
         ]
 
     def verdict_item_ids(self, run_id: str) -> set[str]:
-        rows = self.con.execute("SELECT item_id FROM verdicts WHERE run_id = ?", [run_id]).fetchall()
+        rows = self.con.execute(
+            "SELECT item_id FROM verdicts WHERE run_id = ?", [run_id]
+        ).fetchall()
         return {r[0] for r in rows}
 
     # -- request cache -------------------------------------------------------------------
@@ -446,7 +500,12 @@ class Store:
     def cache_put(self, entries: Iterable[tuple[str, str, Completion]]) -> None:
         now = _now()
         rows = [
-            {"request_hash": h, "backend": b, "completion": canonical_json(c.to_cache()), "created_at": now}
+            {
+                "request_hash": h,
+                "backend": b,
+                "completion": canonical_json(c.to_cache()),
+                "created_at": now,
+            }
             for h, b, c in entries
         ]
         if not rows:
@@ -461,7 +520,9 @@ class Store:
 
     # -- labels --------------------------------------------------------------------------
 
-    def put_labels(self, dataset: str, rows: Sequence[dict[str, Any]], *, source: str | None = None) -> int:
+    def put_labels(
+        self, dataset: str, rows: Sequence[dict[str, Any]], *, source: str | None = None
+    ) -> int:
         """Insert labels for ``dataset`` in one transaction; a label that already exists with a
         different value is an error and nothing is written."""
         known = self.item_ids(dataset)
@@ -470,11 +531,14 @@ class Store:
         unknown = sorted({r["item_id"] for r in rows} - known)
         if unknown:
             shown = ", ".join(repr(u) for u in unknown[:5])
-            raise StoreError(f"labels name {len(unknown)} items not in dataset {dataset!r}: {shown}")
+            raise StoreError(
+                f"labels name {len(unknown)} items not in dataset {dataset!r}: {shown}"
+            )
         existing = {
             (r[0], r[1], r[2]): r[3]
             for r in self.con.execute(
-                "SELECT item_id, annotator, criterion, value FROM labels WHERE dataset = ?", [dataset]
+                "SELECT item_id, annotator, criterion, value FROM labels WHERE dataset = ?",
+                [dataset],
             ).fetchall()
         }
         now = _now()
@@ -520,5 +584,14 @@ class Store:
     # -- snapshots (tests and diagnostics) -----------------------------------------------
 
     def table_counts(self) -> dict[str, int]:
-        tables = ["runs", "rubrics", "items", "calls", "verdicts", "labels", "models", "request_cache"]
+        tables = [
+            "runs",
+            "rubrics",
+            "items",
+            "calls",
+            "verdicts",
+            "labels",
+            "models",
+            "request_cache",
+        ]
         return {t: int(self.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}  # type: ignore[index]

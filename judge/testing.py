@@ -61,7 +61,9 @@ class ScriptedJudge:
         blocks = {m.group(1): m.group(3) for m in _BLOCK.finditer(user)}
         if "RESPONSE A" in blocks:
             winner = self.decide(blocks["RESPONSE A"], blocks.get("RESPONSE B", ""))
-            return json.dumps({"evidence": "Compared both responses on each criterion.", "winner": winner}), winner
+            return json.dumps(
+                {"evidence": "Compared both responses on each criterion.", "winner": winner}
+            ), winner
         example = _last_json(system)
         scores = {k: self.score(blocks.get("RESPONSE", "")) for k in (example.get("scores") or {})}
         answer: dict[str, Any] = {"evidence": "Checked each criterion.", "scores": scores}
@@ -222,14 +224,25 @@ class FakeProvider:
                 await writer.drain()
                 if headers.get("connection", "").lower() == "close":
                     break
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, asyncio.CancelledError):
+        except (
+            asyncio.IncompleteReadError,
+            ConnectionError,
+            asyncio.LimitOverrunError,
+            asyncio.CancelledError,
+        ):
             pass
         finally:
             writer.close()
 
-    async def _route(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    async def _route(
+        self, method: str, path: str, body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         path = path.split("?", 1)[0]
-        if method != "POST" or path not in ("/v1/chat/completions", "/v1/messages", "/chat/completions"):
+        if method != "POST" or path not in (
+            "/v1/chat/completions",
+            "/v1/messages",
+            "/chat/completions",
+        ):
             return 404, {}, b'{"error": {"message": "not found"}}'
         request = json.loads(body)
         key = _request_key(request)
@@ -266,10 +279,16 @@ class FakeProvider:
             self.completed[key] += 1
         return 200, {}, json.dumps(payload).encode()
 
-    def _openai(self, request: dict[str, Any], text: str, token: str | None, truncated: bool) -> dict[str, Any]:
+    def _openai(
+        self, request: dict[str, Any], text: str, token: str | None, truncated: bool
+    ) -> dict[str, Any]:
         logprobs = None
         if request.get("logprobs"):
-            logprobs = {"content": _token_logprobs(text, token, self.logprob_confidence, int(request.get("top_logprobs") or 0))}
+            logprobs = {
+                "content": _token_logprobs(
+                    text, token, self.logprob_confidence, int(request.get("top_logprobs") or 0)
+                )
+            }
         return {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
@@ -283,7 +302,11 @@ class FakeProvider:
                     "finish_reason": "length" if truncated else "stop",
                 }
             ],
-            "usage": {"prompt_tokens": _tokens(request), "completion_tokens": len(text.split()), "total_tokens": _tokens(request) + len(text.split())},
+            "usage": {
+                "prompt_tokens": _tokens(request),
+                "completion_tokens": len(text.split()),
+                "total_tokens": _tokens(request) + len(text.split()),
+            },
         }
 
     def _anthropic(self, request: dict[str, Any], text: str, truncated: bool) -> dict[str, Any]:
@@ -312,7 +335,11 @@ def _texts(request: dict[str, Any], anthropic: bool) -> tuple[str, str]:
         return str(value)
 
     messages = request.get("messages", [])
-    system = request.get("system", "") if anthropic else "\n".join(content(m) for m in messages if m.get("role") == "system")
+    system = (
+        request.get("system", "")
+        if anthropic
+        else "\n".join(content(m) for m in messages if m.get("role") == "system")
+    )
     if isinstance(system, list):
         system = "".join(part.get("text", "") for part in system)
     user = "\n".join(content(m) for m in messages if m.get("role") == "user")
@@ -320,10 +347,14 @@ def _texts(request: dict[str, Any], anthropic: bool) -> tuple[str, str]:
 
 
 def _tokens(request: dict[str, Any]) -> int:
-    return sum(len(str(m.get("content", "")).split()) for m in request.get("messages", [])) + len(str(request.get("system", "")).split())
+    return sum(len(str(m.get("content", "")).split()) for m in request.get("messages", [])) + len(
+        str(request.get("system", "")).split()
+    )
 
 
-def _token_logprobs(text: str, token: str | None, confidence: float, top: int) -> list[dict[str, Any]]:
+def _token_logprobs(
+    text: str, token: str | None, confidence: float, top: int
+) -> list[dict[str, Any]]:
     """The answer as tokens; the verdict token carries alternatives with ``confidence`` on it."""
     if token is None:
         return [{"token": text, "logprob": 0.0, "bytes": None, "top_logprobs": []}]
@@ -331,13 +362,23 @@ def _token_logprobs(text: str, token: str | None, confidence: float, top: int) -
     at = text.rfind(quoted)
     if at < 0:
         return [{"token": text, "logprob": 0.0, "bytes": None, "top_logprobs": []}]
-    alternatives = ["A", "B", "tie"] if token in ("A", "B", "tie") else [str(v) for v in range(1, 6)]
+    alternatives = (
+        ["A", "B", "tie"] if token in ("A", "B", "tie") else [str(v) for v in range(1, 6)]
+    )
     rest = (1 - confidence) / (len(alternatives) - 1)
-    tops = [{"token": alt, "logprob": math.log(confidence if alt == token else rest), "bytes": None} for alt in alternatives]
-    tops.sort(key=lambda t: -t["logprob"])
+    tops = [
+        {"token": alt, "logprob": math.log(confidence if alt == token else rest), "bytes": None}
+        for alt in alternatives
+    ]
+    tops.sort(key=lambda t: -float(t["logprob"]))  # type: ignore[arg-type]
     return [
         {"token": text[: at + 1], "logprob": 0.0, "bytes": None, "top_logprobs": []},
-        {"token": token, "logprob": math.log(confidence), "bytes": None, "top_logprobs": tops[: max(top, 1)]},
+        {
+            "token": token,
+            "logprob": math.log(confidence),
+            "bytes": None,
+            "top_logprobs": tops[: max(top, 1)],
+        },
         {"token": text[at + 1 + len(token) :], "logprob": 0.0, "bytes": None, "top_logprobs": []},
     ]
 
@@ -352,7 +393,11 @@ _REASONS = {200: "OK", 404: "Not Found", 429: "Too Many Requests", 500: "Interna
 
 
 def _http(status: int, payload: bytes, headers: dict[str, str]) -> bytes:
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", "content-type: application/json", f"content-length: {len(payload)}"]
+    lines = [
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
+        "content-type: application/json",
+        f"content-length: {len(payload)}",
+    ]
     lines += [f"{k}: {v}" for k, v in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
 
@@ -367,7 +412,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fault-rate", type=float, default=0.0)
     args = parser.parse_args(argv)
     provider = FakeProvider(
-        ScriptedJudge(position_bias=args.position_bias), latency_s=args.latency, faults=FaultPlan(rate=args.fault_rate)
+        ScriptedJudge(position_bias=args.position_bias),
+        latency_s=args.latency,
+        faults=FaultPlan(rate=args.fault_rate),
     ).start()
     provider.log = _NoLog()
     print(provider.port, flush=True)
@@ -377,7 +424,7 @@ def main(argv: list[str] | None = None) -> None:
         provider.stop()
 
 
-class _NoLog(list):  # type: ignore[type-arg]
+class _NoLog(list[Any]):
     """A long-running server keeps no request log."""
 
     def append(self, item: Any) -> None:

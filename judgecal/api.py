@@ -18,6 +18,7 @@ from human_labels import (
     load_labels,
     majority,
 )
+from human_labels.agreement import Kind
 from judge import (
     Item,
     JudgeConfig,
@@ -30,7 +31,14 @@ from judge import (
     load_items,
     make_backend,
 )
-from rubrics import LikertScale, PairwiseScale, Rubric, load_rubric, rubric_from_yaml, winner_from_preference
+from rubrics import (
+    LikertScale,
+    PairwiseScale,
+    Rubric,
+    load_rubric,
+    rubric_from_yaml,
+    winner_from_preference,
+)
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -81,7 +89,9 @@ def default_dataset_name(path: str | Path) -> str:
 def default_judge_config(backend: Any) -> JudgeConfig:
     """Replays hold what was recorded: as many samples as the file has, at its temperature."""
     if isinstance(backend, ReplayBackend):
-        return JudgeConfig(samples=backend.samples_per_order, temperature=0.0, both_orders="ba" in backend.orders)
+        return JudgeConfig(
+            samples=backend.samples_per_order, temperature=0.0, both_orders="ba" in backend.orders
+        )
     return JudgeConfig()
 
 
@@ -97,7 +107,9 @@ def resume_run(
         run = store.get_run(run_id)
         rubric = rubric_from_yaml(store.get_rubric_body(run["rubric_hash"]))
         spec = run["spec"]
-        backend = make_backend(run["backend"], rubric=rubric, base_url=base_url or spec["backend"].get("base_url"))
+        backend = make_backend(
+            run["backend"], rubric=rubric, base_url=base_url or spec["backend"].get("base_url")
+        )
         engine = Runner(store, backend, rubric, JudgeConfig(**spec["judge"]), runner)
 
         async def go() -> RunSummary:
@@ -154,7 +166,9 @@ def import_labels(
         dataset = _dataset_for_labels(store, dataset)
         item_ids = store.item_ids(dataset)
         if not item_ids:
-            raise LabelsError(f"dataset {dataset!r} has no items in {db}; run the judge or import items first")
+            raise LabelsError(
+                f"dataset {dataset!r} has no items in {db}; run the judge or import items first"
+            )
         resolved = _rubric(rubric) if rubric is not None else _rubric_for_dataset(store, dataset)
         scales = label_scales(resolved) if resolved is not None else None
         labels = load_labels(path, fmt=fmt, item_ids=item_ids, scales=scales, **options)
@@ -206,13 +220,21 @@ def agreement(
         scale = label_scales(rubric).get(criterion)
         labels: dict[str, dict[str, Any]] = {}
         for row in rows:
-            value = row["value_num"] if row["value_num"] is not None and not isinstance(scale, PairwiseScale) else row["value"]
+            value = (
+                row["value_num"]
+                if row["value_num"] is not None and not isinstance(scale, PairwiseScale)
+                else row["value"]
+            )
             labels.setdefault(row["item_id"], {})[row["annotator"]] = value
         judge_values = _judge_values(store, run_id, rubric, criterion)
         n_verdicts = len(store.verdicts(run_id))
-    kind = "categorical" if isinstance(scale, PairwiseScale) or scale is None else "ordinal"
+    kind: Kind = "categorical" if isinstance(scale, PairwiseScale) or scale is None else "ordinal"
     report: AgreementReport = compare_with_humans(
-        judge_values, labels, kind=kind, n_boot=n_boot, random_state=random_state,
+        judge_values,
+        labels,
+        kind=kind,
+        n_boot=n_boot,
+        random_state=random_state,
         alpha_level="interval" if kind == "ordinal" else None,  # judge means are not on the grid
     )
     out = report.as_dict()
@@ -260,7 +282,9 @@ def summarize(run_id: str, *, db: str | Path) -> dict[str, Any]:
         "n_calls": len(calls),
         "n_parsed": sum(c.ok for c in calls),
         "n_call_errors": sum(c.parse_status == "error" for c in calls),
-        "cost_usd": None if any(c.cost_usd is None and c.parse_status != "error" for c in calls) else sum(c.cost_usd or 0 for c in calls),
+        "cost_usd": None
+        if any(c.cost_usd is None and c.parse_status != "error" for c in calls)
+        else sum(c.cost_usd or 0 for c in calls),
     }
     if run["protocol"] != "pairwise":
         return out
@@ -275,5 +299,7 @@ def summarize(run_id: str, *, db: str | Path) -> dict[str, Any]:
     if gold:
         out["gold_labels"] = len(gold)
         out["accuracy_by_order"] = calibration.accuracy_by_order(by_order, gold)
-        out["balanced"] = calibration.balanced_accuracy({v.item_id: v.winner for v in verdicts}, gold)
+        out["balanced"] = calibration.balanced_accuracy(
+            {v.item_id: v.winner for v in verdicts}, gold
+        )
     return out

@@ -51,7 +51,13 @@ def cmd_rubric_show(args: argparse.Namespace) -> int:
 
     rubric = load_rubric(args.path)
     if args.json:
-        _print_json({"ref": rubric.ref, "hash": rubric.content_hash, "rubric": rubric.model_dump(mode="json")})
+        _print_json(
+            {
+                "ref": rubric.ref,
+                "hash": rubric.content_hash,
+                "rubric": rubric.model_dump(mode="json"),
+            }
+        )
         return 0
     print(f"{rubric.ref}  mode={rubric.mode}")
     rows = [[c.id, c.kind, f"{c.effective_weight:g}", c.scale.type] for c in rubric.criteria]
@@ -90,11 +96,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from judge import JudgeConfig, make_backend
 
     if args.resume:
-        summary = api.resume_run(args.resume, db=args.db, runner=_runner_config(args), base_url=args.base_url)
+        summary = api.resume_run(
+            args.resume, db=args.db, runner=_runner_config(args), base_url=args.base_url
+        )
     else:
         missing = [f"--{n}" for n in ("rubric", "items", "model") if getattr(args, n) is None]
         if missing:
-            raise SystemExit(f"judgecal run: error: {', '.join(missing)} required (or --resume RUN)")
+            raise SystemExit(
+                f"judgecal run: error: {', '.join(missing)} required (or --resume RUN)"
+            )
         rubric = api._rubric(args.rubric)
         backend = make_backend(args.model, rubric=rubric, base_url=args.base_url)
         defaults = api.default_judge_config(backend)
@@ -110,14 +120,25 @@ def cmd_run(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
         summary = api.run_judge(
-            rubric=rubric, items=args.items, model=args.model, db=args.db, dataset=args.dataset,
-            judge=judge, runner=_runner_config(args), base_url=args.base_url, run_id=args.run_id,
+            rubric=rubric,
+            items=args.items,
+            model=args.model,
+            db=args.db,
+            dataset=args.dataset,
+            judge=judge,
+            runner=_runner_config(args),
+            base_url=args.base_url,
+            run_id=args.run_id,
         )
     data = summary.as_dict()
     if args.json:
         _print_json(data)
     else:
-        cost = "unknown (no price for this model)" if data["cost_usd"] is None else f"${data['cost_usd']:.4f}"
+        cost = (
+            "unknown (no price for this model)"
+            if data["cost_usd"] is None
+            else f"${data['cost_usd']:.4f}"
+        )
         print(
             f"run {data['run_id']}: {data['n_scored']}/{data['n_items']} items scored, "
             f"{data['n_unscored']} unscored; {data['n_calls']} calls "
@@ -137,7 +158,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(runs)
         return 0
-    rows = [[r["run_id"], str(r["created_at"])[:19], r["dataset"], r["backend"], r["protocol"], r["status"], str(r["n_verdicts"])] for r in runs]
+    rows = [
+        [
+            r["run_id"],
+            str(r["created_at"])[:19],
+            r["dataset"],
+            r["backend"],
+            r["protocol"],
+            r["status"],
+            str(r["n_verdicts"]),
+        ]
+        for r in runs
+    ]
     print(_table(rows, ["run", "created", "dataset", "backend", "protocol", "status", "verdicts"]))
     return 0
 
@@ -149,7 +181,9 @@ def cmd_labels_import(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.format == "wide" and args.criterion:
         options["criterion"] = args.criterion
-    result = api.import_labels(args.path, db=args.db, dataset=args.dataset, rubric=args.rubric, fmt=args.format, **options)
+    result = api.import_labels(
+        args.path, db=args.db, dataset=args.dataset, rubric=args.rubric, fmt=args.format, **options
+    )
     if args.json:
         _print_json(result)
     else:
@@ -161,7 +195,9 @@ def cmd_labels_import(args: argparse.Namespace) -> int:
 
 
 def cmd_agree(args: argparse.Namespace) -> int:
-    result = api.agreement(args.run, db=args.db, criterion=args.criterion, n_boot=args.n_boot, random_state=args.seed)
+    result = api.agreement(
+        args.run, db=args.db, criterion=args.criterion, n_boot=args.n_boot, random_state=args.seed
+    )
     if args.json:
         _print_json(result)
         return 0
@@ -172,11 +208,29 @@ def cmd_agree(args: argparse.Namespace) -> int:
     rows = []
     for r in result["rows"]:
         ci = "—" if r["ci_low"] is None else f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
-        rows.append([r["statistic"], r["reference"], _fmt(r["value"]), ci, _fmt(r["n"]), _fmt(r["human_ceiling"]), _fmt(r["fraction_of_ceiling"], 2), r["note"]])
-    print(_table(rows, ["statistic", "against", "value", "95% CI", "n", "human ceiling", "of ceiling", "note"]))
+        rows.append(
+            [
+                r["statistic"],
+                r["reference"],
+                _fmt(r["value"]),
+                ci,
+                _fmt(r["n"]),
+                _fmt(r["human_ceiling"]),
+                _fmt(r["fraction_of_ceiling"], 2),
+                r["note"],
+            ]
+        )
+    print(
+        _table(
+            rows,
+            ["statistic", "against", "value", "95% CI", "n", "human ceiling", "of ceiling", "note"],
+        )
+    )
     if result.get("baseline"):
         b = result["baseline"]
-        print(f"trivial baseline: always {b['majority_class']!r} → accuracy {b['majority_class_accuracy']:.3f}")
+        print(
+            f"trivial baseline: always {b['majority_class']!r} → accuracy {b['majority_class_accuracy']:.3f}"
+        )
     return 0
 
 
@@ -185,18 +239,30 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
         return 0
-    print(f"audit of run {result['run_id']} ({result['backend']}, {result['protocol']}, dataset {result['dataset']})")
+    print(
+        f"audit of run {result['run_id']} ({result['backend']}, {result['protocol']}, dataset {result['dataset']})"
+    )
     print(f"  items scored       {result['n_scored']}/{result['n_items']}")
-    print(f"  calls parsed       {result['n_parsed']}/{result['n_calls']}  (failed calls: {result['n_call_errors']})")
+    print(
+        f"  calls parsed       {result['n_parsed']}/{result['n_calls']}  (failed calls: {result['n_call_errors']})"
+    )
     if "position" in result:
         pos = result["position"]
-        print(f"  positional agreement  {_fmt(pos['position_consistency'])}  (same winner in both orders, n={pos['n']})")
-        print(f"  preference fairness   {_fmt(result['preference_fairness'])}  (+1 always first, −1 always second)")
+        print(
+            f"  positional agreement  {_fmt(pos['position_consistency'])}  (same winner in both orders, n={pos['n']})"
+        )
+        print(
+            f"  preference fairness   {_fmt(result['preference_fairness'])}  (+1 always first, −1 always second)"
+        )
     for order, acc in result.get("accuracy_by_order", {}).items():
-        print(f"  accuracy, order {order}    {_fmt(acc['accuracy'])}  ({acc['n_correct']}/{acc['n']} vs expert majority)")
+        print(
+            f"  accuracy, order {order}    {_fmt(acc['accuracy'])}  ({acc['n_correct']}/{acc['n']} vs expert majority)"
+        )
     if "balanced" in result:
         bal = result["balanced"]
-        print(f"  accuracy, both orders {_fmt(bal['accuracy'])}  ({bal['n_correct']}/{bal['n']}, balanced-position verdicts)")
+        print(
+            f"  accuracy, both orders {_fmt(bal['accuracy'])}  ({bal['n_correct']}/{bal['n']}, balanced-position verdicts)"
+        )
     return 0
 
 
@@ -207,7 +273,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
     else:
-        print(f"{result['n_items']} labelled items for ±{args.half_width} at {args.level:.0%} (expected κ {args.expected}, chance {result['chance']:.3f})")
+        print(
+            f"{result['n_items']} labelled items for ±{args.half_width} at {args.level:.0%} (expected κ {args.expected}, chance {result['chance']:.3f})"
+        )
     return 0
 
 
@@ -215,10 +283,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="judgecal", description="Audit, calibrate and serve LLM judges.")
+    parser = argparse.ArgumentParser(
+        prog="judgecal", description="Audit, calibrate and serve LLM judges."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    rubric = sub.add_parser("rubric", help="validate and inspect rubrics").add_subparsers(dest="rubric_command", required=True)
+    rubric = sub.add_parser("rubric", help="validate and inspect rubrics").add_subparsers(
+        dest="rubric_command", required=True
+    )
     p = rubric.add_parser("validate", help="check a rubric file")
     p.add_argument("path")
     p.set_defaults(func=cmd_rubric_validate)
@@ -232,17 +304,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="judge a dataset (or --resume an interrupted run)")
     p.add_argument("--rubric")
     p.add_argument("--items")
-    p.add_argument("--model", help="openai/<m>, anthropic/<m>, dspy/<provider>/<m>, replay/<path>, mock/<b>")
+    p.add_argument(
+        "--model", help="openai/<m>, anthropic/<m>, dspy/<provider>/<m>, replay/<path>, mock/<b>"
+    )
     p.add_argument("--db", required=True)
     p.add_argument("--dataset", help="dataset name (default: the items file's stem)")
     p.add_argument("--resume", metavar="RUN")
     p.add_argument("--run-id")
     p.add_argument("--base-url", help="OpenAI-compatible server (vLLM, Ollama, llama.cpp)")
-    p.add_argument("--samples", type=int, help="k evidence-first samples per order (default 3; replay: as recorded)")
+    p.add_argument(
+        "--samples",
+        type=int,
+        help="k evidence-first samples per order (default 3; replay: as recorded)",
+    )
     p.add_argument("--temperature", type=float)
     p.add_argument("--single-order", action="store_true", help="pairwise: judge in one order only")
     p.add_argument("--aggregation", choices=["mean", "conservative"], default="mean")
-    p.add_argument("--adaptive", action="store_true", help="stop early when the first samples agree")
+    p.add_argument(
+        "--adaptive", action="store_true", help="stop early when the first samples agree"
+    )
     p.add_argument("--logprobs", action="store_true")
     p.add_argument("--reask", action="store_true", help="re-ask once after an unparseable answer")
     p.add_argument("--max-tokens", type=int, default=1024)
@@ -262,12 +342,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
 
-    labels = sub.add_parser("labels", help="human labels").add_subparsers(dest="labels_command", required=True)
-    p = labels.add_parser("import", help="import expert labels (long JSONL/CSV, wide CSV, Label Studio JSON)")
+    labels = sub.add_parser("labels", help="human labels").add_subparsers(
+        dest="labels_command", required=True
+    )
+    p = labels.add_parser(
+        "import", help="import expert labels (long JSONL/CSV, wide CSV, Label Studio JSON)"
+    )
     p.add_argument("path")
     p.add_argument("--db", required=True)
     p.add_argument("--dataset")
-    p.add_argument("--rubric", help="check values against this rubric (default: the dataset's last run)")
+    p.add_argument(
+        "--rubric", help="check values against this rubric (default: the dataset's last run)"
+    )
     p.add_argument("--format", choices=["long", "wide", "label-studio"])
     p.add_argument("--criterion", help="wide CSV: the criterion its columns grade")
     p.add_argument("--json", action="store_true")
@@ -311,7 +397,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"judgecal: error: invalid option ({problems})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("judgecal: interrupted; finished calls are saved, continue with `judgecal run --resume RUN`", file=sys.stderr)
+        print(
+            "judgecal: interrupted; finished calls are saved, continue with `judgecal run --resume RUN`",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -20,7 +20,12 @@ def llmbar_items(dataset_json: str | Path, *, prefix: str) -> list[dict[str, Any
     """Pairwise items from an LLMBar ``dataset.json`` (ids ``{prefix}-{index:04d}``)."""
     rows = json.loads(Path(dataset_json).read_text(encoding="utf-8"))
     return [
-        {"id": f"{prefix}-{i:04d}", "prompt": r["input"], "response_a": r["output_1"], "response_b": r["output_2"]}
+        {
+            "id": f"{prefix}-{i:04d}",
+            "prompt": r["input"],
+            "response_a": r["output_1"],
+            "response_b": r["output_2"],
+        }
         for i, r in enumerate(rows)
     ]
 
@@ -43,7 +48,14 @@ def llmbar_replay(result_json: str | Path, *, prefix: str) -> list[dict[str, Any
         final = r["results"][-1]
         for key, order in (("swap = False", "ab"), ("swap = True", "ba")):
             if key in final:
-                out.append({"item_id": f"{prefix}-{i:04d}", "order": order, "sample": 0, "text": final[key]["completion"][0]})
+                out.append(
+                    {
+                        "item_id": f"{prefix}-{i:04d}",
+                        "order": order,
+                        "sample": 0,
+                        "text": final[key]["completion"][0],
+                    }
+                )
     return out
 
 
@@ -63,13 +75,34 @@ def pandalm(test_json: str | Path) -> tuple[list[dict[str, Any]], list[dict[str,
     for r in rows:
         item_id = f"pandalm-{r['idx']:04d}"
         prompt = r["instruction"] + (f"\n\n{r['input']}" if r.get("input") else "")
-        items.append({"id": item_id, "prompt": prompt, "response_a": r["response1"], "response_b": r["response2"], "meta": {"cmp_key": r["cmp_key"]}})
+        items.append(
+            {
+                "id": item_id,
+                "prompt": prompt,
+                "response_a": r["response1"],
+                "response_b": r["response2"],
+                "meta": {"cmp_key": r["cmp_key"]},
+            }
+        )
         for k in (1, 2, 3):
-            labels.append({"item_id": item_id, "annotator": f"annotator{k}", "value": PANDALM_LABEL[int(r[f"annotator{k}"])]})
+            labels.append(
+                {
+                    "item_id": item_id,
+                    "annotator": f"annotator{k}",
+                    "value": PANDALM_LABEL[int(r[f"annotator{k}"])],
+                }
+            )
     return items, labels
 
 
-HANNA_CRITERIA = {"RE": "relevance", "CH": "coherence", "EM": "empathy", "SU": "surprise", "EG": "engagement", "CX": "complexity"}
+HANNA_CRITERIA = {
+    "RE": "relevance",
+    "CH": "coherence",
+    "EM": "empathy",
+    "SU": "surprise",
+    "EG": "engagement",
+    "CX": "complexity",
+}
 
 
 def hanna(scores_csv: str | Path) -> list[dict[str, Any]]:

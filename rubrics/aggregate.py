@@ -72,4 +72,3 @@ def winner_from_preference(preference_for_a: float, *, tolerance: float = 1e-9) 
     if preference_for_a < 0.5 - tolerance:
         return "B"
     return "tie"
-

@@ -70,7 +70,9 @@ def render_instructions(rubric: Rubric) -> str:
     if rubric.holistic_scale is not None:
         scale = rubric.holistic_scale
         anchors = "; ".join(f"{k} = {v}" for k, v in sorted(scale.anchors.items()))
-        lines.append(f"- overall: one holistic rating from {scale.low} to {scale.high} ({anchors}).")
+        lines.append(
+            f"- overall: one holistic rating from {scale.low} to {scale.high} ({anchors})."
+        )
     lines += [
         "",
         "First write your evidence: quote or point to the parts of the responses that decide "
@@ -97,7 +99,7 @@ def _value_type(criterion: Criterion) -> Any:
 def output_model(rubric: Rubric) -> type[BaseModel]:
     """A pydantic model of the judge's JSON answer for this rubric (used by the parser)."""
     score_fields: dict[str, Any] = {c.id: (_value_type(c), ...) for c in rubric.criteria}
-    scores = create_model(  # type: ignore[call-overload]
+    scores = create_model(
         f"{rubric.id.replace('-', '_')}_scores",
         __config__=ConfigDict(extra="forbid"),
         **score_fields,
@@ -111,7 +113,7 @@ def output_model(rubric: Rubric) -> type[BaseModel]:
         fields["winner"] = (Literal["A", "B", "tie"], ...)
     if rubric.holistic_scale is not None:
         fields["overall"] = (int, ...)
-    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    model: type[BaseModel] = create_model(
         f"{rubric.id.replace('-', '_')}_answer", __config__=ConfigDict(extra="ignore"), **fields
     )
     return model

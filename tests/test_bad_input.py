@@ -64,7 +64,12 @@ def snapshot(db: Path) -> str:
     """A digest of every row of every table."""
     con = duckdb.connect(str(db), read_only=True)
     try:
-        tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables ORDER BY 1"
+            ).fetchall()
+        ]
         digest = hashlib.sha256()
         for table in tables:
             for row in con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall():
@@ -80,7 +85,9 @@ def test_at_least_twenty_malformed_files() -> None:
     assert set(RUBRICS) | set(ITEMS) | set(LABELS) <= on_disk
 
 
-def _fails_cleanly(argv: list[str], expected: str, db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _fails_cleanly(
+    argv: list[str], expected: str, db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     before = snapshot(db)
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -97,26 +104,69 @@ def test_malformed_rubric(name: str, demo_db: Path, capsys: pytest.CaptureFixtur
     assert main(["rubric", "validate", str(path)]) == 2
     assert RUBRICS[name] in capsys.readouterr().err
     _fails_cleanly(
-        ["run", "--rubric", str(path), "--items", str(EXAMPLES / "mtbench" / "items.jsonl"), "--model", REPLAY, "--db", str(demo_db)],
-        RUBRICS[name], demo_db, capsys,
+        [
+            "run",
+            "--rubric",
+            str(path),
+            "--items",
+            str(EXAMPLES / "mtbench" / "items.jsonl"),
+            "--model",
+            REPLAY,
+            "--db",
+            str(demo_db),
+        ],
+        RUBRICS[name],
+        demo_db,
+        capsys,
     )
 
 
 @pytest.mark.parametrize("name", sorted(ITEMS))
 def test_malformed_items(name: str, demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _fails_cleanly(
-        ["run", "--rubric", "answer_correctness", "--items", str(BAD / "items" / name), "--model", "mock/example", "--db", str(demo_db)],
-        ITEMS[name], demo_db, capsys,
+        [
+            "run",
+            "--rubric",
+            "answer_correctness",
+            "--items",
+            str(BAD / "items" / name),
+            "--model",
+            "mock/example",
+            "--db",
+            str(demo_db),
+        ],
+        ITEMS[name],
+        demo_db,
+        capsys,
     )
 
 
 @pytest.mark.parametrize("name", sorted(LABELS))
 def test_malformed_labels(name: str, demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _fails_cleanly(["labels", "import", str(BAD / "labels" / name), "--db", str(demo_db)], LABELS[name], demo_db, capsys)
-
-
-def test_items_of_the_wrong_mode_for_the_rubric(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _fails_cleanly(
-        ["run", "--rubric", "answer_correctness", "--items", str(EXAMPLES / "mtbench" / "items.jsonl"), "--model", "mock/example", "--db", str(demo_db)],
-        "rubric 'answer_correctness' is pointwise but 200 items are not", demo_db, capsys,
+        ["labels", "import", str(BAD / "labels" / name), "--db", str(demo_db)],
+        LABELS[name],
+        demo_db,
+        capsys,
+    )
+
+
+def test_items_of_the_wrong_mode_for_the_rubric(
+    demo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fails_cleanly(
+        [
+            "run",
+            "--rubric",
+            "answer_correctness",
+            "--items",
+            str(EXAMPLES / "mtbench" / "items.jsonl"),
+            "--model",
+            "mock/example",
+            "--db",
+            str(demo_db),
+        ],
+        "rubric 'answer_correctness' is pointwise but 200 items are not",
+        demo_db,
+        capsys,
     )

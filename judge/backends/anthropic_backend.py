@@ -32,18 +32,26 @@ class AnthropicBackend(Backend):
         self.model = model
         self.base_url = base_url
         self._anthropic = anthropic
-        self.client = anthropic.AsyncAnthropic(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+        self.client = anthropic.AsyncAnthropic(
+            api_key=key, base_url=base_url, timeout=timeout, max_retries=0
+        )
         # Recent SDKs dropped sampling parameters from messages.create; send temperature only
         # where the installed SDK still accepts it, and record which way it went.
         create = anthropic.resources.messages.AsyncMessages.create
         self.supports_temperature = "temperature" in inspect.signature(create).parameters
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "base_url": self.base_url, "temperature_sent": self.supports_temperature}
+        return {
+            "backend": self.name,
+            "base_url": self.base_url,
+            "temperature_sent": self.supports_temperature,
+        }
 
     async def generate(self, request: GenerateRequest) -> Completion:
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
-        messages = [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"]
+        messages = [
+            {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
+        ]
         kwargs: dict[str, Any] = {
             "model": request.model,
             "messages": messages,
@@ -58,7 +66,9 @@ class AnthropicBackend(Backend):
         latency = time.perf_counter() - started
         blocks = getattr(response, "content", None)
         if not blocks:
-            raise BackendError(f"response has no content (stop_reason={response.stop_reason})", kind="transient")
+            raise BackendError(
+                f"response has no content (stop_reason={response.stop_reason})", kind="transient"
+            )
         text = "".join(getattr(b, "text", "") for b in blocks if getattr(b, "type", "") == "text")
         usage = response.usage
         return Completion(
@@ -77,7 +87,9 @@ class AnthropicBackend(Backend):
             return BackendError(f"connection error: {exc}", kind="transient")
         if isinstance(exc, anthropic.APIStatusError):
             retry_after = parse_retry_after(exc.response.headers)
-            return classify_status(exc.status_code, f"HTTP {exc.status_code}: {exc.message}", retry_after)
+            return classify_status(
+                exc.status_code, f"HTTP {exc.status_code}: {exc.message}", retry_after
+            )
         if isinstance(exc, anthropic.APIResponseValidationError | ValueError):
             return BackendError(f"malformed response: {exc}", kind="transient")
         return super().classify(exc)

@@ -40,7 +40,7 @@ class Backend(ABC):
             return BackendError(f"connection failed: {exc}", kind="transient")
         return BackendError(f"{type(exc).__name__}: {exc}", kind="fatal")
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections."""
 
     def describe(self) -> dict[str, Any]:

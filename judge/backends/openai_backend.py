@@ -49,7 +49,11 @@ class OpenAIBackend(Backend):
         self.base_url = base_url
         self._openai = openai
         self.client = openai.AsyncOpenAI(
-            api_key=key, base_url=base_url, timeout=timeout, max_retries=0, http_client=_http_client(openai)
+            api_key=key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=0,
+            http_client=_http_client(openai),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -82,12 +86,19 @@ class OpenAIBackend(Backend):
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise BackendError(f"malformed response: {raw[:200]!r}", kind="transient") from None
         if text is None:
-            raise BackendError(f"response has no text (finish_reason={choice.get('finish_reason')})", kind="transient")
+            raise BackendError(
+                f"response has no text (finish_reason={choice.get('finish_reason')})",
+                kind="transient",
+            )
         logprobs = None
         content = (choice.get("logprobs") or {}).get("content")
         if content:
             logprobs = [
-                TokenLogprob(t["token"], t["logprob"], tuple((a["token"], a["logprob"]) for a in t.get("top_logprobs") or ()))
+                TokenLogprob(
+                    t["token"],
+                    t["logprob"],
+                    tuple((a["token"], a["logprob"]) for a in t.get("top_logprobs") or ()),
+                )
                 for t in content
             ]
         usage = response.get("usage") or {}
@@ -108,7 +119,9 @@ class OpenAIBackend(Backend):
             return BackendError(f"connection error: {exc}", kind="transient")
         if isinstance(exc, openai.APIStatusError):
             retry_after = parse_retry_after(exc.response.headers)
-            return classify_status(exc.status_code, f"HTTP {exc.status_code}: {exc.message}", retry_after)
+            return classify_status(
+                exc.status_code, f"HTTP {exc.status_code}: {exc.message}", retry_after
+            )
         if isinstance(exc, openai.APIResponseValidationError | ValueError):
             return BackendError(f"malformed response: {exc}", kind="transient")
         return super().classify(exc)

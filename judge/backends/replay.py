@@ -52,7 +52,9 @@ def load_replay(path: str | Path) -> dict[tuple[str, str, int], dict[str, Any]]:
                 raise ConfigError(f"{where}: text must be a string")
             key = (str(row["item_id"]), order, sample)
             if key in records:
-                raise ConfigError(f"{where}: duplicate record for item {key[0]!r} order {order!r} sample {sample}")
+                raise ConfigError(
+                    f"{where}: duplicate record for item {key[0]!r} order {order!r} sample {sample}"
+                )
             records[key] = row
     if not records:
         raise ConfigError(f"{path}: no records")

@@ -40,12 +40,20 @@ def judge_file(result: Path, tmp_path: Path) -> tuple[dict, dict, dict]:
     dataset_dir = result.parents[3]
     prefix = "x"
     items = [Item(**row) for row in llmbar_items(dataset_dir / "dataset.json", prefix=prefix)]
-    gold = {row["item_id"]: row["value"] for row in llmbar_labels(dataset_dir / "dataset.json", prefix=prefix, annotator="gold")}
+    gold = {
+        row["item_id"]: row["value"]
+        for row in llmbar_labels(dataset_dir / "dataset.json", prefix=prefix, annotator="gold")
+    }
     replay = tmp_path / "replay.jsonl"
     write_jsonl(replay, llmbar_replay(result, prefix=prefix))
     assert "winner" not in replay.read_text()
     with Store() as store:
-        runner = Runner(store, ReplayBackend(replay), load_rubric("instruction_following"), JudgeConfig(samples=1, temperature=0))
+        runner = Runner(
+            store,
+            ReplayBackend(replay),
+            load_rubric("instruction_following"),
+            JudgeConfig(samples=1, temperature=0),
+        )
 
         async def go() -> str:
             summary = await runner.run(items, dataset="llmbar", run_id="r")
@@ -88,19 +96,43 @@ def test_reproduces_statistics_json(result: Path, tmp_path: Path) -> None:
 
 
 def test_natural_gpt4_reference_numbers(tmp_path: Path) -> None:
-    result = shared("llmbar", "Dataset", "LLMBar", "Natural", "evaluators", "GPT-4", "Vanilla_NoRules", "result.json")
+    result = shared(
+        "llmbar",
+        "Dataset",
+        "LLMBar",
+        "Natural",
+        "evaluators",
+        "GPT-4",
+        "Vanilla_NoRules",
+        "result.json",
+    )
     by_order, gold, _ = judge_file(result, tmp_path)
     accuracy = calibration.accuracy_by_order(by_order, gold)
     average = (accuracy["ab"]["accuracy"] + accuracy["ba"]["accuracy"]) / 2
     assert round(average * 100, 2) == 93.5
-    assert round(calibration.position_consistency(by_order)["position_consistency"] * 100, 2) == 97.0
+    assert (
+        round(calibration.position_consistency(by_order)["position_consistency"] * 100, 2) == 97.0
+    )
 
 
 def test_faireval_chatgpt_position_bias(tmp_path: Path) -> None:
-    result = shared("llmbar", "Dataset", "Processed", "FairEval", "evaluators", "ChatGPT", "Vanilla_NoRules", "result.json")
+    result = shared(
+        "llmbar",
+        "Dataset",
+        "Processed",
+        "FairEval",
+        "evaluators",
+        "ChatGPT",
+        "Vanilla_NoRules",
+        "result.json",
+    )
     by_order, gold, _ = judge_file(result, tmp_path)
     accuracy = calibration.accuracy_by_order(by_order, gold)
     average = (accuracy["ab"]["accuracy"] + accuracy["ba"]["accuracy"]) / 2
     assert round(average * 100, 2) == 57.58
-    assert round(calibration.position_consistency(by_order)["position_consistency"] * 100, 2) == 18.18
-    assert calibration.preference_fairness(by_order) > 0.7  # ChatGPT mostly picks what it sees first
+    assert (
+        round(calibration.position_consistency(by_order)["position_consistency"] * 100, 2) == 18.18
+    )
+    assert (
+        calibration.preference_fairness(by_order) > 0.7
+    )  # ChatGPT mostly picks what it sees first

@@ -24,7 +24,10 @@ def synthetic(n: int = 300, seed: int = 0, judge_error: float = 0.25, human_erro
         flip = rng.random(n) < rate
         return np.where(flip, rng.choice(["A", "B", "tie"], size=n), truth)
 
-    labels = {f"i{k}": {f"h{a}": v for a, v in enumerate(col)} for k, col in enumerate(zip(*(noisy(human_error) for _ in range(3)), strict=True))}
+    labels = {
+        f"i{k}": {f"h{a}": v for a, v in enumerate(col)}
+        for k, col in enumerate(zip(*(noisy(human_error) for _ in range(3)), strict=True))
+    }
     judge = {f"i{k}": v for k, v in enumerate(noisy(judge_error))}
     return labels, judge
 
@@ -65,7 +68,9 @@ def test_judge_against_majority_and_ceiling_computed_independently() -> None:
 
     kappa = report.row("cohen_kappa", "h1")
     assert kappa.estimate is not None
-    assert kappa.estimate.value == pytest.approx(cohen_kappa([labels[i]["h1"] for i in ids], [judge[i] for i in ids]))
+    assert kappa.estimate.value == pytest.approx(
+        cohen_kappa([labels[i]["h1"] for i in ids], [judge[i] for i in ids])
+    )
     alpha = report.row("alpha_nominal", "replace_one")
     assert alpha.ceiling is not None and alpha.estimate is not None
     assert alpha.ceiling.value > alpha.estimate.value
@@ -74,7 +79,10 @@ def test_judge_against_majority_and_ceiling_computed_independently() -> None:
 def test_ordinal_report_uses_rank_and_weighted_statistics() -> None:
     rng = np.random.default_rng(1)
     truth = rng.integers(1, 6, size=200)
-    labels = {f"i{k}": {f"h{a}": int(np.clip(t + rng.integers(-1, 2), 1, 5)) for a in range(3)} for k, t in enumerate(truth)}
+    labels = {
+        f"i{k}": {f"h{a}": int(np.clip(t + rng.integers(-1, 2), 1, 5)) for a in range(3)}
+        for k, t in enumerate(truth)
+    }
     judge = {f"i{k}": float(t) + rng.normal(0, 0.7) for k, t in enumerate(truth)}
     report = compare_with_humans(judge, labels, kind="ordinal", n_boot=100, alpha_level="interval")
     names = {r.statistic for r in report.rows}
@@ -105,8 +113,16 @@ def test_statistics_refuse_undefined_inputs() -> None:
 def test_fleiss_kappa_matches_the_textbook_example() -> None:
     # Fleiss (1971) style check: 10 items, 14 raters, 5 categories (Wikipedia's worked example).
     table = [
-        [0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-        [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7],
+        [0, 0, 0, 0, 14],
+        [0, 2, 6, 4, 2],
+        [0, 0, 3, 5, 6],
+        [0, 3, 9, 2, 0],
+        [2, 2, 8, 1, 1],
+        [7, 7, 0, 0, 0],
+        [3, 2, 6, 3, 0],
+        [2, 5, 3, 2, 2],
+        [6, 5, 2, 1, 0],
+        [0, 2, 2, 3, 7],
     ]
     ratings = []
     for counts in table:

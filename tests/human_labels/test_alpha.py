@@ -18,7 +18,10 @@ CANONICAL = [
 ]
 
 
-@pytest.mark.parametrize(("level", "expected"), [("nominal", 0.743), ("ordinal", 0.815), ("interval", 0.849), ("ratio", 0.797)])
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [("nominal", 0.743), ("ordinal", 0.815), ("interval", 0.849), ("ratio", 0.797)],
+)
 def test_canonical_example(level: str, expected: float) -> None:
     assert round(krippendorff_alpha(CANONICAL, level), 3) == expected  # type: ignore[arg-type]
 
@@ -73,7 +76,9 @@ def test_hayes_krippendorff_other_levels_centre_on_alpha(level: str) -> None:
 def test_hayes_krippendorff_on_reliable_data_rarely_falls_below_the_bars() -> None:
     rng = np.random.default_rng(3)
     truth = rng.integers(1, 6, size=400)
-    data = np.stack([np.where(rng.random(400) < 0.95, truth, rng.integers(1, 6, size=400)) for _ in range(3)]).astype(float)
+    data = np.stack(
+        [np.where(rng.random(400) < 0.95, truth, rng.integers(1, 6, size=400)) for _ in range(3)]
+    ).astype(float)
     estimate = hayes_krippendorff(data, "nominal", n_boot=1000)
     assert estimate.value > 0.85
     assert estimate.p_below_0800 < 0.05

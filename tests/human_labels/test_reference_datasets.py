@@ -39,7 +39,9 @@ def pandalm_labels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[s
     return table
 
 
-def test_pandalm_pairwise_kappa_between_annotators(pandalm_labels: dict[str, dict[str, str]]) -> None:
+def test_pandalm_pairwise_kappa_between_annotators(
+    pandalm_labels: dict[str, dict[str, str]],
+) -> None:
     ids = sorted(pandalm_labels)
     a = {k: [pandalm_labels[i][f"annotator{k}"] for i in ids] for k in (1, 2, 3)}
     assert round(cohen_kappa(a[1], a[2]), 4) == 0.8520
@@ -58,9 +60,14 @@ def test_pandalm_majority_counts_and_alpha(pandalm_labels: dict[str, dict[str, s
 
 @pytest.mark.parametrize(
     ("file", "field", "accuracy", "f1"),
-    [("gpt-3.5-turbo-testset-v1.json", "gpt_result", 0.7107, 0.5755), ("pandalm-7b-testset-v1.json", "pandalm_result", 0.6677, 0.5743)],
+    [
+        ("gpt-3.5-turbo-testset-v1.json", "gpt_result", 0.7107, 0.5755),
+        ("pandalm-7b-testset-v1.json", "pandalm_result", 0.6677, 0.5743),
+    ],
 )
-def test_pandalm_judges_against_the_majority(pandalm_labels: dict[str, dict[str, str]], file: str, field: str, accuracy: float, f1: float) -> None:
+def test_pandalm_judges_against_the_majority(
+    pandalm_labels: dict[str, dict[str, str]], file: str, field: str, accuracy: float, f1: float
+) -> None:
     verdicts = json.loads(shared("pandalm", file).read_text())
     # Unparseable ("garbage") and "Tie" both count as a tie, as in the reference computation.
     mapping = {"1": "A", "2": "B"}
@@ -90,8 +97,20 @@ def test_hanna_bleu_against_relevance(hanna_stories: list[dict]) -> None:
     assert round(kendall_tau_score(relevance, bleu), 6) == 0.073779
 
 
-@pytest.mark.parametrize(("criterion", "expected"), [("relevance", 0.14), ("coherence", -0.06), ("empathy", 0.12), ("surprise", 0.05), ("engagement", 0.18), ("complexity", 0.28)])
-def test_hanna_human_alpha_through_the_wide_csv_importer(hanna_stories: list[dict], tmp_path: Path, criterion: str, expected: float) -> None:
+@pytest.mark.parametrize(
+    ("criterion", "expected"),
+    [
+        ("relevance", 0.14),
+        ("coherence", -0.06),
+        ("empathy", 0.12),
+        ("surprise", 0.05),
+        ("engagement", 0.18),
+        ("complexity", 0.28),
+    ],
+)
+def test_hanna_human_alpha_through_the_wide_csv_importer(
+    hanna_stories: list[dict], tmp_path: Path, criterion: str, expected: float
+) -> None:
     path = tmp_path / f"{criterion}.csv"
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)

@@ -14,7 +14,16 @@ from pathlib import Path
 import pytest
 
 import calibration
-from judge import BackendError, ConfigError, Item, JudgeConfig, Runner, RunnerConfig, Store, make_backend
+from judge import (
+    BackendError,
+    ConfigError,
+    Item,
+    JudgeConfig,
+    Runner,
+    RunnerConfig,
+    Store,
+    make_backend,
+)
 from judge.testing import FakeProvider, FaultPlan, ScriptedJudge
 from rubrics import load_rubric
 
@@ -33,7 +42,14 @@ def pairs(n: int, seed: int = 0) -> list[Item]:
     items = []
     for i in range(n):
         qa, qb = (3, 1) if (i * 7 + seed) % 2 else (1, 3)
-        items.append(Item(id=f"q{i:03d}", prompt=f"question {i}", response_a=f"quality={qa} answer-a-{i}", response_b=f"quality={qb} answer-b-{i}"))
+        items.append(
+            Item(
+                id=f"q{i:03d}",
+                prompt=f"question {i}",
+                response_a=f"quality={qa} answer-a-{i}",
+                response_b=f"quality={qb} answer-b-{i}",
+            )
+        )
     return items
 
 
@@ -41,7 +57,15 @@ def truth(item: Item) -> str:
     return "A" if "quality=3" in (item.response_a or "") else "B"
 
 
-def run(store: Store, backend_name: str, items: list[Item], judge: JudgeConfig, config: RunnerConfig, base_url: str, run_id: str | None = None):
+def run(
+    store: Store,
+    backend_name: str,
+    items: list[Item],
+    judge: JudgeConfig,
+    config: RunnerConfig,
+    base_url: str,
+    run_id: str | None = None,
+):
     backend = make_backend(backend_name, rubric=RUBRIC, base_url=base_url)
     runner = Runner(store, backend, RUBRIC, judge, config)
 
@@ -54,13 +78,19 @@ def run(store: Store, backend_name: str, items: list[Item], judge: JudgeConfig, 
     return asyncio.run(go())
 
 
-FAST_RETRY = RunnerConfig(max_concurrency=8, timeout_s=0.3, backoff_base_s=0.01, backoff_max_s=0.05, max_retries=8)
+FAST_RETRY = RunnerConfig(
+    max_concurrency=8, timeout_s=0.3, backoff_base_s=0.01, backoff_max_s=0.05, max_retries=8
+)
 
 
-@pytest.mark.parametrize("backend", ["openai/gpt-4.1-mini", "anthropic/claude-haiku-4-5", "dspy/openai/gpt-4.1-mini"])
+@pytest.mark.parametrize(
+    "backend", ["openai/gpt-4.1-mini", "anthropic/claude-haiku-4-5", "dspy/openai/gpt-4.1-mini"]
+)
 def test_every_item_ends_with_a_verdict_or_an_explicit_failure_under_faults(backend: str) -> None:
     items = pairs(40)
-    with FakeProvider(ScriptedJudge(seed=1), faults=FaultPlan(rate=0.2, seed=2, timeout_sleep_s=0.6)) as provider:
+    with FakeProvider(
+        ScriptedJudge(seed=1), faults=FaultPlan(rate=0.2, seed=2, timeout_sleep_s=0.6)
+    ) as provider:
         url = provider.anthropic_base_url if backend.startswith("anthropic") else provider.base_url
         with Store() as store:
             summary = run(store, backend, items, JudgeConfig(samples=2), FAST_RETRY, url)
@@ -70,7 +100,9 @@ def test_every_item_ends_with_a_verdict_or_an_explicit_failure_under_faults(back
     assert {v.item_id for v in verdicts} == {i.id for i in items}
     assert len(calls) == 40 * 4
     for verdict in verdicts:
-        assert (verdict.status == "scored" and verdict.winner in {"A", "B", "tie"}) or (verdict.status == "unscored" and verdict.reason)
+        assert (verdict.status == "scored" and verdict.winner in {"A", "B", "tie"}) or (
+            verdict.status == "unscored" and verdict.reason
+        )
     for call in calls:
         # A call is parsed, or it says why not; a truncated answer keeps its raw text.
         assert call.ok or call.parse_reason or call.error
@@ -83,8 +115,24 @@ def test_every_item_ends_with_a_verdict_or_an_explicit_failure_under_faults(back
 def test_balanced_aggregation_removes_the_scripted_position_bias() -> None:
     items = pairs(200)
     with FakeProvider(ScriptedJudge(position_bias=0.4, seed=3)) as provider, Store() as store:
-        single = run(store, "openai/gpt-4.1-mini", items, JudgeConfig(samples=1, both_orders=False, temperature=0), RunnerConfig(max_concurrency=16), provider.base_url, "single")
-        both = run(store, "openai/gpt-4.1-mini", items, JudgeConfig(samples=3), RunnerConfig(max_concurrency=16), provider.base_url, "both")
+        single = run(
+            store,
+            "openai/gpt-4.1-mini",
+            items,
+            JudgeConfig(samples=1, both_orders=False, temperature=0),
+            RunnerConfig(max_concurrency=16),
+            provider.base_url,
+            "single",
+        )
+        both = run(
+            store,
+            "openai/gpt-4.1-mini",
+            items,
+            JudgeConfig(samples=3),
+            RunnerConfig(max_concurrency=16),
+            provider.base_url,
+            "both",
+        )
         single_verdicts = {v.item_id: v.winner for v in store.verdicts(single.run_id)}
         both_verdicts = {v.item_id: v.winner for v in store.verdicts(both.run_id)}
         by_order = calibration.winners_by_order(store.calls(both.run_id))
@@ -104,14 +152,40 @@ def test_balanced_aggregation_removes_the_scripted_position_bias() -> None:
 def test_identical_requests_are_served_from_the_cache() -> None:
     items = pairs(10)
     with FakeProvider() as provider, Store() as store:
-        first = run(store, "openai/gpt-4.1-mini", items, JudgeConfig(samples=1), RunnerConfig(), provider.base_url, "first")
+        first = run(
+            store,
+            "openai/gpt-4.1-mini",
+            items,
+            JudgeConfig(samples=1),
+            RunnerConfig(),
+            provider.base_url,
+            "first",
+        )
         sent = sum(provider.requests.values())
-        second = run(store, "openai/gpt-4.1-mini", items, JudgeConfig(samples=1), RunnerConfig(), provider.base_url, "second")
+        second = run(
+            store,
+            "openai/gpt-4.1-mini",
+            items,
+            JudgeConfig(samples=1),
+            RunnerConfig(),
+            provider.base_url,
+            "second",
+        )
         assert sum(provider.requests.values()) == sent == 20
         assert second.n_cache_hits == 20 and second.cost_usd == 0.0
         assert all(c.cache_hit for c in store.calls("second"))
-        assert [v.winner for v in store.verdicts("first")] == [v.winner for v in store.verdicts("second")]
-        run(store, "openai/gpt-4.1-mini", items, JudgeConfig(samples=1), RunnerConfig(cache=False), provider.base_url, "third")
+        assert [v.winner for v in store.verdicts("first")] == [
+            v.winner for v in store.verdicts("second")
+        ]
+        run(
+            store,
+            "openai/gpt-4.1-mini",
+            items,
+            JudgeConfig(samples=1),
+            RunnerConfig(cache=False),
+            provider.base_url,
+            "third",
+        )
         assert sum(provider.requests.values()) == 40
         assert first.n_cache_hits == 0
 
@@ -119,7 +193,14 @@ def test_identical_requests_are_served_from_the_cache() -> None:
 def test_adaptive_sampling_saves_calls_and_reports_them() -> None:
     items = pairs(30)
     with FakeProvider(ScriptedJudge(position_bias=0.2, seed=5)) as provider, Store() as store:
-        summary = run(store, "openai/gpt-4.1-mini", items, JudgeConfig(samples=3, adaptive=True), RunnerConfig(), provider.base_url)
+        summary = run(
+            store,
+            "openai/gpt-4.1-mini",
+            items,
+            JudgeConfig(samples=3, adaptive=True),
+            RunnerConfig(),
+            provider.base_url,
+        )
     assert summary.calls_saved > 0
     assert summary.n_calls + summary.calls_saved == 30 * 6
 
@@ -127,7 +208,14 @@ def test_adaptive_sampling_saves_calls_and_reports_them() -> None:
 def test_logprobs_give_a_probability_weighted_preference() -> None:
     items = pairs(6)
     with FakeProvider(logprob_confidence=0.8) as provider, Store() as store:
-        summary = run(store, "openai/gpt-4.1-mini", items, JudgeConfig(samples=1, logprobs=True), RunnerConfig(), provider.base_url)
+        summary = run(
+            store,
+            "openai/gpt-4.1-mini",
+            items,
+            JudgeConfig(samples=1, logprobs=True),
+            RunnerConfig(),
+            provider.base_url,
+        )
         verdicts = store.verdicts(summary.run_id)
     for verdict, item in zip(verdicts, items, strict=True):
         expected = 0.8 + 0.1 * 0.5 if truth(item) == "A" else 0.1 + 0.1 * 0.5
@@ -136,7 +224,9 @@ def test_logprobs_give_a_probability_weighted_preference() -> None:
 
 
 def request_has_logprobs(provider: FakeProvider) -> bool:
-    return all(body.get("logprobs") is True and body.get("top_logprobs") == 5 for body in provider.log)
+    return all(
+        body.get("logprobs") is True and body.get("top_logprobs") == 5 for body in provider.log
+    )
 
 
 def test_unparseable_answer_is_reasked_once_and_both_calls_are_stored() -> None:
@@ -147,7 +237,14 @@ def test_unparseable_answer_is_reasked_once_and_both_calls_are_stored() -> None:
 
     items = pairs(3)
     with FakeProvider(responder=responder) as provider, Store() as store:
-        summary = run(store, "openai/gpt-4.1-mini", items, JudgeConfig(samples=1, reask=True), RunnerConfig(), provider.base_url)
+        summary = run(
+            store,
+            "openai/gpt-4.1-mini",
+            items,
+            JudgeConfig(samples=1, reask=True),
+            RunnerConfig(),
+            provider.base_url,
+        )
         calls = store.calls(summary.run_id)
         verdicts = store.verdicts(summary.run_id)
     assert len(calls) == 12 and sum(c.attempt == 1 for c in calls) == 6
@@ -157,7 +254,14 @@ def test_unparseable_answer_is_reasked_once_and_both_calls_are_stored() -> None:
 
 def test_without_reask_garbage_stays_unscored() -> None:
     with FakeProvider(responder=lambda s, u: ("No idea.", None)) as provider, Store() as store:
-        summary = run(store, "openai/gpt-4.1-mini", pairs(2), JudgeConfig(samples=1), RunnerConfig(), provider.base_url)
+        summary = run(
+            store,
+            "openai/gpt-4.1-mini",
+            pairs(2),
+            JudgeConfig(samples=1),
+            RunnerConfig(),
+            provider.base_url,
+        )
         verdicts = store.verdicts(summary.run_id)
     assert [v.status for v in verdicts] == ["unscored", "unscored"]
     assert all("no verdict found" in (v.reason or "") for v in verdicts)
@@ -166,16 +270,29 @@ def test_without_reask_garbage_stays_unscored() -> None:
 def test_retry_after_is_honoured() -> None:
     runner = Runner(Store(), make_backend("mock/first"), RUBRIC)
     assert runner._backoff(0, BackendError("slow down", kind="rate_limit", retry_after=2.0)) >= 2.0
-    assert runner._backoff(3, BackendError("oops", kind="transient")) <= runner.config.backoff_base_s * 8
+    assert (
+        runner._backoff(3, BackendError("oops", kind="transient"))
+        <= runner.config.backoff_base_s * 8
+    )
 
 
 def test_fatal_errors_are_recorded_without_retries() -> None:
     with FakeProvider() as provider, Store() as store:
         # An unknown path is a 404 from the fake: fatal, not retried.
-        summary = run(store, "openai/gpt-4.1-mini", pairs(2), JudgeConfig(samples=1), RunnerConfig(), provider.base_url + "/nowhere")
+        summary = run(
+            store,
+            "openai/gpt-4.1-mini",
+            pairs(2),
+            JudgeConfig(samples=1),
+            RunnerConfig(),
+            provider.base_url + "/nowhere",
+        )
         calls = store.calls(summary.run_id)
     assert summary.n_retries == 0
-    assert all(c.parse_status == "error" and c.error_kind == "fatal" and "404" in (c.error or "") for c in calls)
+    assert all(
+        c.parse_status == "error" and c.error_kind == "fatal" and "404" in (c.error or "")
+        for c in calls
+    )
 
 
 def test_missing_keys_fail_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -202,13 +319,34 @@ def _key_of(body: dict) -> tuple[str, str, int]:
 def test_killed_run_resumes_without_repeating_or_losing_calls(tmp_path: Path) -> None:
     items = pairs(60)
     items_path = tmp_path / "items.jsonl"
-    items_path.write_text("".join(json.dumps(i.model_dump(exclude_defaults=True)) + "\n" for i in items))
+    items_path.write_text(
+        "".join(json.dumps(i.model_dump(exclude_defaults=True)) + "\n" for i in items)
+    )
     db = tmp_path / "run.duckdb"
     env = {**os.environ, "OPENAI_API_KEY": "sk-test", "PYTHONPATH": str(ROOT)}
     with FakeProvider(latency_s=0.05) as provider:
-        cmd = [sys.executable, "-m", "judgecal", "run", "--rubric", "pairwise_helpfulness", "--items", str(items_path),
-               "--model", "openai/gpt-4.1-mini", "--base-url", provider.base_url, "--db", str(db), "--run-id", "r1",
-               "--samples", "2", "--concurrency", "4"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "judgecal",
+            "run",
+            "--rubric",
+            "pairwise_helpfulness",
+            "--items",
+            str(items_path),
+            "--model",
+            "openai/gpt-4.1-mini",
+            "--base-url",
+            provider.base_url,
+            "--db",
+            str(db),
+            "--run-id",
+            "r1",
+            "--samples",
+            "2",
+            "--concurrency",
+            "4",
+        ]
         process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.time() + 60
         while len(provider.log) < 100 and time.time() < deadline:
@@ -221,7 +359,13 @@ def test_killed_run_resumes_without_repeating_or_losing_calls(tmp_path: Path) ->
             assert store.get_run("r1")["status"] == "running"
         assert recorded, "nothing was written before the kill"
         marker = len(provider.log)
-        resume = subprocess.run([sys.executable, "-m", "judgecal", "run", "--resume", "r1", "--db", str(db)], env=env, capture_output=True, text=True, timeout=120)
+        resume = subprocess.run(
+            [sys.executable, "-m", "judgecal", "run", "--resume", "r1", "--db", str(db)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert resume.returncode == 0, resume.stderr
         resent = [_key_of(body) for body in provider.log[marker:]]
     assert not (set(resent) & recorded), "a call recorded before the kill was sent again"

@@ -12,7 +12,14 @@ from judge.migrations import MIGRATIONS
 def test_fresh_store_applies_every_migration(tmp_path: Path) -> None:
     with Store(tmp_path / "a.duckdb") as store:
         assert store.pending_migrations() == []
-        assert set(store.table_counts()) >= {"runs", "calls", "verdicts", "labels", "models", "request_cache"}
+        assert set(store.table_counts()) >= {
+            "runs",
+            "calls",
+            "verdicts",
+            "labels",
+            "models",
+            "request_cache",
+        }
 
 
 def test_database_from_an_older_version_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
@@ -26,7 +33,9 @@ def test_database_from_an_older_version_is_migrated_and_keeps_its_rows(tmp_path:
     old.put_items("d", [Item(id="1", prompt="p", response="r")])
     old.close()
     con = duckdb.connect(str(path))
-    assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'request_cache'").fetchone() == (0,)
+    assert con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'request_cache'"
+    ).fetchone() == (0,)
     con.close()
     with Store(path) as store:
         assert store.pending_migrations() == []
@@ -44,10 +53,29 @@ def test_newer_database_is_refused(tmp_path: Path) -> None:
 
 def test_results_are_written_in_one_transaction(tmp_path: Path) -> None:
     with Store(tmp_path / "t.duckdb") as store:
-        call = CallRecord(run_id="r", item_id="1", order="", sample=0, request_hash="h", raw_text="x", parse_status="ok")
-        store.write_results([call], [Verdict(run_id="r", item_id="1", status="scored", score=1.0, n_calls=1, n_parsed=1)])
+        call = CallRecord(
+            run_id="r",
+            item_id="1",
+            order="",
+            sample=0,
+            request_hash="h",
+            raw_text="x",
+            parse_status="ok",
+        )
+        store.write_results(
+            [call],
+            [Verdict(run_id="r", item_id="1", status="scored", score=1.0, n_calls=1, n_parsed=1)],
+        )
         duplicate_verdict = Verdict(run_id="r", item_id="1", status="scored")
-        second_call = CallRecord(run_id="r", item_id="2", order="", sample=0, request_hash="h2", raw_text="y", parse_status="ok")
+        second_call = CallRecord(
+            run_id="r",
+            item_id="2",
+            order="",
+            sample=0,
+            request_hash="h2",
+            raw_text="y",
+            parse_status="ok",
+        )
         with pytest.raises(duckdb.ConstraintException):
             store.write_results([second_call], [duplicate_verdict])
         # The failed batch left nothing behind: not even its call.
@@ -74,7 +102,20 @@ def test_read_only_open_while_a_writer_holds_the_file_is_a_clear_error(tmp_path:
 
 def test_bulk_insert_of_many_calls_round_trips(tmp_path: Path) -> None:
     calls = [
-        CallRecord(run_id="r", item_id=str(i), order="ab", sample=0, request_hash=f"h{i}", raw_text="t", parse_status="ok", parsed={"winner": "A"}, value="A", tokens_in=10, tokens_out=2, cost_usd=0.001)
+        CallRecord(
+            run_id="r",
+            item_id=str(i),
+            order="ab",
+            sample=0,
+            request_hash=f"h{i}",
+            raw_text="t",
+            parse_status="ok",
+            parsed={"winner": "A"},
+            value="A",
+            tokens_in=10,
+            tokens_out=2,
+            cost_usd=0.001,
+        )
         for i in range(20_000)
     ]
     with Store(tmp_path / "t.duckdb") as store:

@@ -35,13 +35,33 @@ def test_library_has_the_five_promised_rubrics() -> None:
 
 def test_story_quality_has_the_six_hanna_criteria_on_five_points() -> None:
     rubric = load_rubric("story_quality")
-    assert [c.id for c in rubric.criteria] == ["relevance", "coherence", "empathy", "surprise", "engagement", "complexity"]
-    assert all(isinstance(c.scale, LikertScale) and c.scale.values == (1, 2, 3, 4, 5) for c in rubric.criteria)
+    assert [c.id for c in rubric.criteria] == [
+        "relevance",
+        "coherence",
+        "empathy",
+        "surprise",
+        "engagement",
+        "complexity",
+    ]
+    assert all(
+        isinstance(c.scale, LikertScale) and c.scale.values == (1, 2, 3, 4, 5)
+        for c in rubric.criteria
+    )
 
 
 def test_content_hash_changes_with_any_text_and_ignores_key_order() -> None:
-    base = {"id": "r", "mode": "pointwise", "task": "Grade.", "criteria": [{"id": "a", "description": "x"}]}
-    same = {"criteria": [{"description": "x", "id": "a"}], "task": "Grade.", "mode": "pointwise", "id": "r"}
+    base = {
+        "id": "r",
+        "mode": "pointwise",
+        "task": "Grade.",
+        "criteria": [{"id": "a", "description": "x"}],
+    }
+    same = {
+        "criteria": [{"description": "x", "id": "a"}],
+        "task": "Grade.",
+        "mode": "pointwise",
+        "id": "r",
+    }
     changed = {**base, "task": "Grade!"}
     assert rubric_from_dict(base).content_hash == rubric_from_dict(same).content_hash
     assert rubric_from_dict(base).content_hash != rubric_from_dict(changed).content_hash
@@ -57,20 +77,31 @@ def test_default_weights_by_kind() -> None:
 def test_weighted_aggregation_as_in_rubrics_as_rewards() -> None:
     rubric = load_rubric("answer_correctness")
     # (5 + 3 + 0) / 9 positive weight
-    assert aggregate_scores(rubric, {"correct": 1, "complete": 1, "concise": 0, "hallucination": 0}) == pytest.approx(8 / 9)
+    assert aggregate_scores(
+        rubric, {"correct": 1, "complete": 1, "concise": 0, "hallucination": 0}
+    ) == pytest.approx(8 / 9)
     # a committed pitfall subtracts its weight: (5 + 3 + 1 - 2) / 9
-    assert aggregate_scores(rubric, {"correct": 1, "complete": 1, "concise": 1, "hallucination": 1}) == pytest.approx(7 / 9)
+    assert aggregate_scores(
+        rubric, {"correct": 1, "complete": 1, "concise": 1, "hallucination": 1}
+    ) == pytest.approx(7 / 9)
     # clipped at zero
-    assert aggregate_scores(rubric, {"correct": 0, "complete": 0, "concise": 0, "hallucination": 1}) == 0.0
+    assert (
+        aggregate_scores(rubric, {"correct": 0, "complete": 0, "concise": 0, "hallucination": 1})
+        == 0.0
+    )
     with pytest.raises(AggregationError, match="no score for criteria"):
         aggregate_scores(rubric, {"correct": 1})
     with pytest.raises(AggregationError, match="unknown criteria"):
-        aggregate_scores(rubric, {"correct": 1, "complete": 1, "concise": 1, "hallucination": 0, "x": 1})
+        aggregate_scores(
+            rubric, {"correct": 1, "complete": 1, "concise": 1, "hallucination": 0, "x": 1}
+        )
 
 
 def test_likert_aggregation_normalizes_each_criterion() -> None:
     rubric = load_rubric("summary_quality")
-    assert aggregate_scores(rubric, {"coherence": 5, "consistency": 1, "fluency": 3, "relevance": 3}) == pytest.approx(0.5)
+    assert aggregate_scores(
+        rubric, {"coherence": 5, "consistency": 1, "fluency": 3, "relevance": 3}
+    ) == pytest.approx(0.5)
     with pytest.raises(AggregationError, match="off its scale"):
         aggregate_scores(rubric, {"coherence": 9, "consistency": 1, "fluency": 3, "relevance": 3})
 
@@ -85,13 +116,17 @@ def test_holistic_mode() -> None:
 
 def test_pairwise_aggregation_is_preference_for_a() -> None:
     rubric = load_rubric("pairwise_helpfulness")
-    assert aggregate_scores(rubric, {"helpfulness": "A", "accuracy": "A", "relevance": "B", "depth": "tie"}) == pytest.approx((5 + 5 + 0 + 0.5) / 14)
+    assert aggregate_scores(
+        rubric, {"helpfulness": "A", "accuracy": "A", "relevance": "B", "depth": "tie"}
+    ) == pytest.approx((5 + 5 + 0 + 0.5) / 14)
 
 
 def test_instructions_are_evidence_first_and_name_every_criterion() -> None:
     rubric = load_rubric("summary_quality")
     text = render_instructions(rubric)
-    assert text.index("First write your evidence") < text.index("End your answer with exactly one JSON object")
+    assert text.index("First write your evidence") < text.index(
+        "End your answer with exactly one JSON object"
+    )
     for criterion in rubric.criteria:
         assert f"- {criterion.id} (" in text
     assert "never instructions to you" in text
@@ -101,9 +136,13 @@ def test_instructions_are_evidence_first_and_name_every_criterion() -> None:
 
 def test_output_model_validates_answers() -> None:
     model = output_model(load_rubric("answer_correctness"))
-    model.model_validate({"evidence": "e", "scores": {"correct": 1, "complete": 0, "concise": 1, "hallucination": 0}})
+    model.model_validate(
+        {"evidence": "e", "scores": {"correct": 1, "complete": 0, "concise": 1, "hallucination": 0}}
+    )
     with pytest.raises(ValueError):
-        model.model_validate({"scores": {"correct": 2, "complete": 0, "concise": 1, "hallucination": 0}})
+        model.model_validate(
+            {"scores": {"correct": 2, "complete": 0, "concise": 1, "hallucination": 0}}
+        )
     pairwise = output_model(load_rubric("pairwise_helpfulness"))
     assert pairwise.model_validate({"winner": "tie"}).winner == "tie"
 
@@ -111,14 +150,23 @@ def test_output_model_validates_answers() -> None:
 def test_scales_coerce_common_spellings() -> None:
     rubric = load_rubric("pairwise_helpfulness")
     scale = rubric.criteria[0].scale
-    assert [scale.coerce(v) for v in ("a", 1, "Output (b)", 0, "TIE")] == ["A", "A", "B", "tie", "tie"]
+    assert [scale.coerce(v) for v in ("a", 1, "Output (b)", 0, "TIE")] == [
+        "A",
+        "A",
+        "B",
+        "tie",
+        "tie",
+    ]
     strict = load_rubric("instruction_following").criteria[0].scale
     with pytest.raises(ValueError):
         strict.coerce("tie")
 
 
 def test_load_rubric_error_names_the_file_and_lists_the_library(tmp_path) -> None:
-    with pytest.raises(RubricError, match="no such rubric file; give a path to a YAML file or one of: answer_correctness"):
+    with pytest.raises(
+        RubricError,
+        match="no such rubric file; give a path to a YAML file or one of: answer_correctness",
+    ):
         load_rubric(tmp_path / "missing.yaml")
 
 
