@@ -7,10 +7,17 @@ from human_labels.agreement import (
     consensus,
     majority,
 )
-from human_labels.alpha import LEVELS, interval_alpha, krippendorff_alpha
+from human_labels.alpha import (
+    LEVELS,
+    interval_alpha,
+    interval_alpha_bootstrap,
+    interval_alpha_from_moments,
+    krippendorff_alpha,
+)
 from human_labels.errors import AgreementError, LabelsError
 from human_labels.intervals import AlphaEstimate, Estimate, bootstrap, hayes_krippendorff
 from human_labels.io import OVERALL, Label, load_labels, validate_labels
+from human_labels.matrix import reliability_matrix
 from human_labels.planning import achieved_half_width, plan, required_items
 from human_labels.stats import (
     accuracy_score,
@@ -41,6 +48,8 @@ __all__ = [
     "fleiss_kappa",
     "hayes_krippendorff",
     "interval_alpha",
+    "interval_alpha_bootstrap",
+    "interval_alpha_from_moments",
     "kendall_tau_score",
     "krippendorff_alpha",
     "load_labels",
@@ -48,6 +57,7 @@ __all__ = [
     "majority",
     "pearson_score",
     "plan",
+    "reliability_matrix",
     "required_items",
     "spearman_score",
     "validate_labels",

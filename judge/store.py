@@ -581,6 +581,25 @@ class Store:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
+    def labels_arrow(self, dataset: str, criterion: str = "") -> pa.Table:
+        """Numeric labels of one criterion as an Arrow table (item_id, annotator, value_num)."""
+        return self.con.sql(
+            "SELECT item_id, annotator, value_num FROM labels "
+            "WHERE dataset = $dataset AND criterion = $criterion AND value_num IS NOT NULL",
+            params={"dataset": dataset, "criterion": criterion},
+        ).to_arrow_table()
+
+    def label_moments(self, dataset: str, criterion: str = "") -> dict[str, Any]:
+        """Per item: number of numeric labels, their sum and sum of squares (one GROUP BY),
+        the sufficient statistics of interval agreement."""
+        table = self.con.sql(
+            "SELECT count(value_num) AS m, sum(value_num) AS s1, sum(value_num * value_num) AS s2 "
+            "FROM labels WHERE dataset = $dataset AND criterion = $criterion "
+            "AND value_num IS NOT NULL GROUP BY item_id",
+            params={"dataset": dataset, "criterion": criterion},
+        ).fetchnumpy()
+        return {k: table[k] for k in ("m", "s1", "s2")}
+
     # -- snapshots (tests and diagnostics) -----------------------------------------------
 
     def table_counts(self) -> dict[str, int]:

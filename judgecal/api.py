@@ -263,6 +263,63 @@ def _baseline(labels: dict[str, dict[str, Any]], kind: str) -> dict[str, Any]:
     return {"majority_class": top, "majority_class_accuracy": count / len(consensus)}
 
 
+def human_alpha(
+    *,
+    db: str | Path,
+    dataset: str | None = None,
+    criterion: str | None = None,
+    level: str = "interval",
+    n_boot: int = 1000,
+    random_state: int = 0,
+) -> dict[str, Any]:
+    """Krippendorff's α among the human annotators of a dataset (the reliability of the labels
+    themselves), with Hayes & Krippendorff's bootstrap interval and P(α < 0.667 / 0.800).
+
+    Interval α is computed from per-item moments aggregated inside DuckDB, so it scales to
+    millions of labels; other levels pivot the labels into a matrix first.
+    """
+    from human_labels import hayes_krippendorff, interval_alpha_from_moments, reliability_matrix
+
+    with Store(db) as store:
+        dataset = _dataset_for_labels(store, dataset)
+        criterion = criterion or OVERALL
+        table = store.labels_arrow(dataset, criterion)
+        moments = store.label_moments(dataset, criterion) if table.num_rows else None
+        rows = [] if table.num_rows else store.labels(dataset, criterion)
+    if table.num_rows:
+        matrix, annotators, items = reliability_matrix(
+            table["item_id"], table["annotator"], table["value_num"]
+        )
+    elif rows:
+        # Text labels (A/B/tie) have no order or distance: nominal α only.
+        level = "nominal"
+        codes = {v: float(i) for i, v in enumerate(sorted({r["value"] for r in rows}))}
+        matrix, annotators, items = reliability_matrix(
+            [r["item_id"] for r in rows],
+            [r["annotator"] for r in rows],
+            [codes[r["value"]] for r in rows],
+        )
+    else:
+        raise AgreementError(
+            f"no labels for dataset {dataset!r} criterion {criterion or 'overall'!r}"
+        )
+    estimate = hayes_krippendorff(matrix, level, n_boot=n_boot, random_state=random_state)  # type: ignore[arg-type]
+    alpha = estimate.value
+    if level == "interval" and moments is not None:
+        alpha = interval_alpha_from_moments(moments["m"], moments["s1"], moments["s2"])
+    return {
+        "dataset": dataset,
+        "criterion": criterion or "overall",
+        "level": level,
+        "alpha": alpha,
+        "ci95": [estimate.low, estimate.high],
+        "p_below_0667": estimate.p_below_0667,
+        "p_below_0800": estimate.p_below_0800,
+        "n_items": len(items),
+        "annotators": annotators,
+    }
+
+
 def summarize(run_id: str, *, db: str | Path) -> dict[str, Any]:
     """The short audit of a pairwise or pointwise run: parse rates, cost, and against expert
     labels (when imported) single-order and balanced accuracy and positional agreement."""

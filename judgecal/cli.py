@@ -109,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         backend = make_backend(args.model, rubric=rubric, base_url=args.base_url)
         defaults = api.default_judge_config(backend)
         judge = JudgeConfig(
-            samples=args.samples or defaults.samples,
+            samples=defaults.samples if args.samples is None else args.samples,
             temperature=defaults.temperature if args.temperature is None else args.temperature,
             both_orders=defaults.both_orders and not args.single_order,
             aggregation=args.aggregation,
@@ -190,6 +190,26 @@ def cmd_labels_import(args: argparse.Namespace) -> int:
         print(
             f"imported {result['labels']} labels ({result['added']} new) from "
             f"{len(result['annotators'])} annotators into dataset {result['dataset']!r}"
+        )
+    return 0
+
+
+def cmd_labels_alpha(args: argparse.Namespace) -> int:
+    result = api.human_alpha(
+        db=args.db,
+        dataset=args.dataset,
+        criterion=args.criterion,
+        level=args.level,
+        n_boot=args.n_boot,
+    )
+    if args.json:
+        _print_json(result)
+    else:
+        low, high = result["ci95"]
+        print(
+            f"human α ({result['level']}) on {result['n_items']} items, {len(result['annotators'])} annotators: "
+            f"{result['alpha']:.3f} [{low:.3f}, {high:.3f}]; P(α < 0.667) = {result['p_below_0667']:.3f}, "
+            f"P(α < 0.800) = {result['p_below_0800']:.3f}"
         )
     return 0
 
@@ -358,6 +378,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--criterion", help="wide CSV: the criterion its columns grade")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_labels_import)
+
+    p = labels.add_parser("alpha", help="Krippendorff's alpha among the human annotators")
+    p.add_argument("--db", required=True)
+    p.add_argument("--dataset")
+    p.add_argument("--criterion")
+    p.add_argument(
+        "--level", choices=["nominal", "ordinal", "interval", "ratio"], default="interval"
+    )
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_labels_alpha)
 
     p = sub.add_parser("agree", help="agreement of a run with the human labels")
     p.add_argument("--run", required=True)

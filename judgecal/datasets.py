@@ -68,6 +68,16 @@ def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
 PANDALM_LABEL = {0: "tie", 1: "A", 2: "B"}
 
 
+def _text(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
+def _text(value: Any) -> str:
+    """Six PandaLM responses are stored as JSON booleans (the model answered "True"); the
+    items loader rightly refuses non-text, so keep the text they stand for."""
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
 def pandalm(test_json: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """PandaLM test set: items and three annotators' labels (0 tie, 1 response1, 2 response2)."""
     rows = json.loads(Path(test_json).read_text(encoding="utf-8"))
@@ -79,8 +89,8 @@ def pandalm(test_json: str | Path) -> tuple[list[dict[str, Any]], list[dict[str,
             {
                 "id": item_id,
                 "prompt": prompt,
-                "response_a": r["response1"],
-                "response_b": r["response2"],
+                "response_a": _text(r["response1"]),
+                "response_b": _text(r["response2"]),
                 "meta": {"cmp_key": r["cmp_key"]},
             }
         )
