@@ -69,10 +69,6 @@ PANDALM_LABEL = {0: "tie", 1: "A", 2: "B"}
 
 
 def _text(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, bool) else str(value)
-
-
-def _text(value: Any) -> str:
     """Six PandaLM responses are stored as JSON booleans (the model answered "True"); the
     items loader rightly refuses non-text, so keep the text they stand for."""
     return json.dumps(value) if isinstance(value, bool) else str(value)
