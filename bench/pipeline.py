@@ -6,7 +6,10 @@ A judgment is one judge call on one pair in one presentation order: N = 10,000 j
 (wall / ideal) is what the README reports. Also reports the pipeline's CPU seconds per call
 (SDK, protocol, parsing, DuckDB writes); the fake provider runs in its own process.
 
-    python bench/pipeline.py [--judgments 10000] [--latency 0.05] [--concurrency 64]
+    python bench/pipeline.py [--judgments 10000] [--latency 0.05] [--concurrency 64] [--workers 1]
+
+With many more requests in flight one event loop saturates a core; ``--workers 2`` runs the
+provider client in two processes (judge.pool) and is the configuration to compare there.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import resource
 import subprocess
@@ -28,12 +32,27 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
 
 from judge import Item, JudgeConfig, Runner, RunnerConfig, Store, make_backend  # noqa: E402
+from judge.pool import BackendSpec, ProcessPoolBackend  # noqa: E402
 from rubrics import load_rubric  # noqa: E402
 
 
+def process_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def cpu_seconds() -> float:
+    """CPU of this process and its client workers (children are counted once they exit, so
+    the workers' share is read from /proc while they run)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    total = usage.ru_utime + usage.ru_stime
+    for child in multiprocessing.active_children():
+        if child.pid is not None:
+            total += process_cpu(child.pid)
+    return total
 
 
 def main() -> None:
@@ -41,6 +60,8 @@ def main() -> None:
     parser.add_argument("--judgments", type=int, default=10_000)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=1, help="client processes (1: in-process)")
+    parser.add_argument("--flush-every", type=int, default=256)
     args = parser.parse_args()
 
     n_items = args.judgments // 2
@@ -65,7 +86,9 @@ def main() -> None:
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            server_cpu0 = process_cpu(server.pid)
             result = measure(items, base_url, Path(tmp) / "bench.duckdb", args)
+            result["fake_provider_cpu_s"] = round(process_cpu(server.pid) - server_cpu0, 3)
     finally:
         server.terminate()
         server.wait()
@@ -75,13 +98,18 @@ def main() -> None:
 def measure(items: list[Item], base_url: str, db: Path, args: argparse.Namespace) -> dict:
     rubric = load_rubric("pairwise_helpfulness")
     store = Store(db)
-    backend = make_backend("openai/gpt-4.1-mini", base_url=base_url)
+    if args.workers > 1:
+        backend = ProcessPoolBackend(
+            BackendSpec("openai/gpt-4.1-mini", base_url=base_url), workers=args.workers
+        )
+    else:
+        backend = make_backend("openai/gpt-4.1-mini", base_url=base_url)
     runner = Runner(
         store,
         backend,
         rubric,
         JudgeConfig(samples=1, temperature=0),
-        RunnerConfig(max_concurrency=args.concurrency, cache=False, flush_every=1024),
+        RunnerConfig(max_concurrency=args.concurrency, cache=False, flush_every=args.flush_every),
     )
 
     async def go() -> tuple[object, float, float]:
@@ -109,6 +137,7 @@ def measure(items: list[Item], base_url: str, db: Path, args: argparse.Namespace
         "judgments": calls,
         "latency_s": args.latency,
         "concurrency": args.concurrency,
+        "client_workers": args.workers,
         "wall_s": round(wall, 3),
         "ideal_s": round(ideal, 3),
         "ratio_to_ideal": round(wall / ideal, 3),

@@ -252,9 +252,7 @@ class Runner:
         flusher = asyncio.create_task(self._flush_loop())
         try:
             todo = [item for item in items if item.id not in finished]
-            await asyncio.gather(
-                *(self._judge_item(run_id, item, done.get(item.id, [])) for item in todo)
-            )
+            await self._judge_all(run_id, todo, done)
         finally:
             flusher.cancel()
             await asyncio.gather(flusher, return_exceptions=True)
@@ -272,6 +270,28 @@ class Runner:
         if self.config.progress:
             self._print_progress(final=True)
         return summary
+
+    async def _judge_all(
+        self, run_id: str, todo: list[Item], done: dict[str, list[CallRecord]]
+    ) -> None:
+        """Judge items with a bounded number in progress. Starting every item at once would
+        plan (render and hash) the whole dataset before the first answer is read, leaving
+        request slots idle; twice the request concurrency keeps every slot busy."""
+        slots = asyncio.Semaphore(2 * self.config.max_concurrency)
+
+        async def one(item: Item) -> None:
+            try:
+                await self._judge_item(run_id, item, done.get(item.id, []))
+            finally:
+                slots.release()
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for item in todo:
+                    await slots.acquire()
+                    group.create_task(one(item))
+        except BaseExceptionGroup as failure:
+            raise failure.exceptions[0] from None
 
     async def _judge_item(self, run_id: str, item: Item, previous: list[CallRecord]) -> None:
         done = {(c.order, c.sample): c for c in previous if c.attempt == 0}

@@ -20,6 +20,7 @@ from human_labels import (
 )
 from human_labels.agreement import Kind
 from judge import (
+    ConfigError,
     Item,
     JudgeConfig,
     ReplayBackend,
@@ -31,6 +32,7 @@ from judge import (
     load_items,
     make_backend,
 )
+from judge.pool import BackendSpec, ProcessPoolBackend
 from rubrics import (
     LikertScale,
     PairwiseScale,
@@ -58,6 +60,7 @@ def run_judge(
     runner: RunnerConfig | None = None,
     base_url: str | None = None,
     run_id: str | None = None,
+    workers: int = 1,
 ) -> RunSummary:
     """Judge every item and store calls and verdicts in ``db``. Returns the run's summary."""
     rubric = _rubric(rubric)
@@ -66,7 +69,7 @@ def run_judge(
         items = load_items(items)
     if dataset is None:
         raise StoreError("give a dataset name for items passed in memory")
-    backend = make_backend(model, rubric=rubric, base_url=base_url)
+    backend = build_backend(model, rubric, base_url=base_url, workers=workers)
     judge = judge or default_judge_config(backend)
     with Store(db) as store:
         engine = Runner(store, backend, rubric, judge, runner)
@@ -78,6 +81,23 @@ def run_judge(
                 await engine.aclose()
 
         return asyncio.run(go())
+
+
+def build_backend(
+    model: str, rubric: Rubric, *, base_url: str | None = None, workers: int = 1
+) -> Any:
+    """The backend for ``model``; with ``workers`` > 1 a provider backend runs its client in
+    that many processes (see :mod:`judge.pool`)."""
+    if workers <= 1:
+        return make_backend(model, rubric=rubric, base_url=base_url)
+    if model.split("/", 1)[0] not in ("openai", "anthropic", "dspy"):
+        raise ConfigError(
+            f"--workers applies to provider backends (openai, anthropic, dspy), not {model!r}"
+        )
+    make_backend(model, rubric=rubric, base_url=base_url)  # fail fast here on a missing key
+    return ProcessPoolBackend(
+        BackendSpec(model, base_url, rubric.canonical_json()), workers=workers
+    )
 
 
 def default_dataset_name(path: str | Path) -> str:

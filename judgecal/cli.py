@@ -93,7 +93,7 @@ def _runner_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from judge import JudgeConfig, make_backend
+    from judge import JudgeConfig
 
     if args.resume:
         summary = api.resume_run(
@@ -102,11 +102,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         missing = [f"--{n}" for n in ("rubric", "items", "model") if getattr(args, n) is None]
         if missing:
-            raise SystemExit(
-                f"judgecal run: error: {', '.join(missing)} required (or --resume RUN)"
+            print(
+                f"judgecal: error: {', '.join(missing)} required (or --resume RUN)", file=sys.stderr
             )
+            return 2
         rubric = api._rubric(args.rubric)
-        backend = make_backend(args.model, rubric=rubric, base_url=args.base_url)
+        backend = api.build_backend(args.model, rubric, base_url=args.base_url)
         defaults = api.default_judge_config(backend)
         judge = JudgeConfig(
             samples=defaults.samples if args.samples is None else args.samples,
@@ -129,6 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             runner=_runner_config(args),
             base_url=args.base_url,
             run_id=args.run_id,
+            workers=args.workers,
         )
     data = summary.as_dict()
     if args.json:
@@ -348,6 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=1024)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="client processes for provider backends (high concurrency)",
+    )
     p.add_argument("--rpm", type=float)
     p.add_argument("--tpm", type=float)
     p.add_argument("--retries", type=int, default=5)

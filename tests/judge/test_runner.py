@@ -376,3 +376,33 @@ def test_killed_run_resumes_without_repeating_or_losing_calls(tmp_path: Path) ->
     keys = [(c.item_id, c.order, c.sample, c.attempt) for c in calls]
     assert len(keys) == len(set(keys)) == 240
     assert len(verdicts) == 60 and all(v.status == "scored" for v in verdicts)
+
+
+def test_process_pool_backend_runs_the_sdk_in_workers_and_classifies_errors() -> None:
+    from judge.pool import BackendSpec, ProcessPoolBackend
+
+    items = pairs(20)
+    with (
+        FakeProvider(
+            ScriptedJudge(seed=4),
+            faults=FaultPlan(rate=0.2, kinds=("rate_limit", "server_error"), seed=3),
+        ) as provider,
+        Store() as store,
+    ):
+        backend = ProcessPoolBackend(
+            BackendSpec("openai/gpt-4.1-mini", provider.base_url), workers=2
+        )
+        runner = Runner(store, backend, RUBRIC, JudgeConfig(samples=1), FAST_RETRY)
+
+        async def go():
+            try:
+                return await runner.run(items, dataset="d")
+            finally:
+                await runner.aclose()
+
+        summary = asyncio.run(go())
+        verdicts = store.verdicts(summary.run_id)
+    assert summary.n_retries > 0  # 429/500 crossed the pipe as classified, retryable errors
+    assert all(v.status == "scored" for v in verdicts)
+    assert {v.item_id: v.winner for v in verdicts} == {i.id: truth(i) for i in items}
+    assert backend.describe()["workers"] == 2

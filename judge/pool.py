@@ -1,0 +1,177 @@
+"""Spread a backend's per-call client work over worker processes.
+
+A provider SDK spends most of a call's CPU building and parsing HTTP messages in Python, so
+one event loop saturates one core at around a thousand calls a second. ``ProcessPoolBackend``
+keeps the runner (planning, parsing, the DuckDB writer) in this process and runs ``workers``
+copies of the real backend in child processes, each with its own event loop and connection
+pool. Requests and completions cross a pipe; errors are classified in the worker, where the
+SDK's exception types live, and cross as plain :class:`BackendError` fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import multiprocessing
+import threading
+from dataclasses import dataclass
+from functools import partial
+from multiprocessing.connection import Connection
+from typing import Any
+
+from judge.backends.base import Backend
+from judge.errors import BackendError, ConfigError
+from judge.types import Completion, GenerateRequest
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Everything a worker needs to build the backend (picklable; keys come from its env)."""
+
+    name: str
+    base_url: str | None = None
+    rubric_json: str | None = None
+    timeout: float = 60.0
+
+    def build(self) -> Backend:
+        from judge.backends import make_backend
+        from rubrics import rubric_from_yaml
+
+        rubric = rubric_from_yaml(self.rubric_json) if self.rubric_json else None
+        return make_backend(self.name, rubric=rubric, base_url=self.base_url, timeout=self.timeout)
+
+
+def _worker(spec: BackendSpec, conn: Connection) -> None:
+    backend = spec.build()
+    loop = asyncio.new_event_loop()
+    send_lock = threading.Lock()
+
+    def reply(message: tuple[Any, ...]) -> None:
+        with send_lock:
+            conn.send(message)
+
+    async def handle(call_id: int, request: GenerateRequest) -> None:
+        try:
+            completion = await backend.generate(request)
+        except Exception as exc:  # noqa: BLE001 - classified here, where the SDK's types are
+            error = backend.classify(exc)
+            reply((call_id, "error", (str(error), error.kind, error.retry_after, error.status)))
+        else:
+            reply((call_id, "ok", completion))
+
+    in_flight: set[asyncio.Task[None]] = set()
+
+    def start(call_id: int, request: GenerateRequest) -> None:
+        task = loop.create_task(handle(call_id, request))
+        in_flight.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(in_flight.discard)
+
+    def reader() -> None:
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                message = None
+            if message is None:
+                loop.call_soon_threadsafe(loop.stop)
+                return
+            call_id, request = message
+            loop.call_soon_threadsafe(partial(start, call_id, request))
+
+    threading.Thread(target=reader, daemon=True).start()
+    loop.run_forever()
+    loop.run_until_complete(backend.aclose())
+    conn.close()
+
+
+class ProcessPoolBackend(Backend):
+    """The backend named by ``spec``, run in ``workers`` child processes."""
+
+    def __init__(self, spec: BackendSpec, workers: int = 2, *, cacheable: bool = True) -> None:
+        super().__init__(spec.name)
+        if workers < 1:
+            raise ConfigError("workers must be at least 1")
+        self.spec = spec
+        self.cacheable = cacheable
+        self.workers = workers
+        self._conns: list[Connection] = []
+        self._processes: list[Any] = []
+        self._pending: dict[int, asyncio.Future[Completion]] = {}
+        self._ids = itertools.count()
+        self._next = itertools.cycle(range(workers))
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        for _ in range(self.workers):
+            parent, child = context.Pipe()
+            process = context.Process(target=_worker, args=(self.spec, child), daemon=True)
+            process.start()
+            child.close()
+            self._conns.append(parent)
+            self._processes.append(process)
+
+    def _attach(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        if not self._conns:
+            self.start()
+        self._loop = loop
+        for conn in self._conns:
+            loop.add_reader(conn.fileno(), self._on_message, conn)
+
+    def _on_message(self, conn: Connection) -> None:
+        try:
+            while conn.poll():
+                call_id, status, payload = conn.recv()
+                future = self._pending.pop(call_id, None)
+                if future is None or future.done():
+                    continue  # the caller timed out or was cancelled
+                if status == "ok":
+                    future.set_result(payload)
+                else:
+                    message, kind, retry_after, code = payload
+                    future.set_exception(
+                        BackendError(message, kind=kind, retry_after=retry_after, status=code)
+                    )
+        except (EOFError, OSError):
+            self._fail_all("a judge worker process exited")
+
+    def _fail_all(self, reason: str) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(BackendError(reason, kind="transient"))
+        self._pending.clear()
+
+    async def generate(self, request: GenerateRequest) -> Completion:
+        self._attach()
+        assert self._loop is not None
+        call_id = next(self._ids)
+        future: asyncio.Future[Completion] = self._loop.create_future()
+        self._pending[call_id] = future
+        self._conns[next(self._next)].send((call_id, request))
+        try:
+            return await future
+        finally:
+            self._pending.pop(call_id, None)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "base_url": self.spec.base_url, "workers": self.workers}
+
+    async def aclose(self) -> None:
+        if self._loop is not None:
+            for conn in self._conns:
+                self._loop.remove_reader(conn.fileno())
+        for conn in self._conns:
+            with contextlib.suppress(OSError):
+                conn.send(None)
+        for process in self._processes:
+            process.join(5)
+            if process.is_alive():
+                process.terminate()
+        for conn in self._conns:
+            conn.close()
+        self._conns.clear()
+        self._processes.clear()
