@@ -374,9 +374,10 @@ class Runner:
             try:
                 async with self._semaphore:
                     started = time.perf_counter()
-                    completion = await asyncio.wait_for(
-                        self.backend.generate(request), config.timeout_s
-                    )
+                    # asyncio.timeout, unlike wait_for, needs no extra task per call; it
+                    # covers the call only, not the wait for a free slot.
+                    async with asyncio.timeout(config.timeout_s):
+                        completion = await self.backend.generate(request)
                     completion.latency_s = completion.latency_s or time.perf_counter() - started
                 return completion
             except asyncio.CancelledError:
