@@ -97,7 +97,18 @@ def balanced_accuracy(
     if not pairs:
         return {"accuracy": float("nan"), "n": 0}
     correct = sum(1 for w, g in pairs if w == g)
-    return {"accuracy": correct / len(pairs), "n": len(pairs), "n_correct": correct}
+    ties = sum(1 for w, _ in pairs if w == "tie")
+    decided = [(w, g) for w, g in pairs if w in ("A", "B")]
+    return {
+        "accuracy": correct / len(pairs),
+        "n": len(pairs),
+        "n_correct": correct,
+        "n_ties": ties,
+        "n_unscored": sum(1 for w, _ in pairs if w is None),
+        "accuracy_when_decided": sum(w == g for w, g in decided) / len(decided)
+        if decided
+        else float("nan"),
+    }
 
 
 def conflict_rate(winners: Sequence[Mapping[str, str | None]]) -> float:

@@ -248,6 +248,8 @@ def cmd_agree(args: argparse.Namespace) -> int:
             ["statistic", "against", "value", "95% CI", "n", "human ceiling", "of ceiling", "note"],
         )
     )
+    if len(result["annotators"]) < 2:
+        print("human ceiling: needs two or more annotators per item (only one label source here)")
     if result.get("baseline"):
         b = result["baseline"]
         print(
@@ -283,7 +285,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if "balanced" in result:
         bal = result["balanced"]
         print(
-            f"  accuracy, both orders {_fmt(bal['accuracy'])}  ({bal['n_correct']}/{bal['n']}, balanced-position verdicts)"
+            f"  accuracy, both orders {_fmt(bal['accuracy'])}  ({bal['n_correct']}/{bal['n']}, balanced-position "
+            f"verdicts; {bal['n_ties']} ties where the orders disagree, "
+            f"{_fmt(bal['accuracy_when_decided'])} on the rest)"
         )
     return 0
 
