@@ -47,17 +47,7 @@ def interval_alpha(reliability_data: ArrayLike) -> float:
     0.878
     """
     data, m = _pairable(_as_matrix(reliability_data))
-    if m.size == 0:
-        raise AgreementError("no unit has two or more values; alpha is undefined")
-    s1 = np.nansum(data, axis=0)
-    s2 = np.nansum(data * data, axis=0)
-    n = float(m.sum())
-    observed = float(np.sum((2 * m * s2 - 2 * s1 * s1) / (m - 1))) / n
-    total1, total2 = float(s1.sum()), float(s2.sum())
-    expected = (2 * n * total2 - 2 * total1 * total1) / (n * (n - 1))
-    if expected <= 0:
-        raise AgreementError("all values are identical; alpha is undefined (no variation)")
-    return 1.0 - observed / expected
+    return interval_alpha_from_moments(m, np.nansum(data, axis=0), np.nansum(data * data, axis=0))
 
 
 def interval_alpha_from_moments(count: ArrayLike, total: ArrayLike, total_sq: ArrayLike) -> float:
