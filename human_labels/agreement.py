@@ -60,6 +60,9 @@ def statistics_for(kind: Kind) -> dict[str, Callable[[Any, Any], float]]:
     if kind == "categorical":
         return {"accuracy": accuracy_score, "cohen_kappa": cohen_kappa, "macro_f1": macro_f1_score}
     return {
+        "linear_kappa": lambda a, b: cohen_kappa(
+            np.rint(a.astype(float)), np.rint(b.astype(float)), weights="linear"
+        ),
         "quadratic_kappa": lambda a, b: cohen_kappa(
             np.rint(a.astype(float)), np.rint(b.astype(float)), weights="quadratic"
         ),
@@ -92,6 +95,7 @@ class AgreementRow:
             "ci_low": None if self.estimate is None else self.estimate.low,
             "ci_high": None if self.estimate is None else self.estimate.high,
             "n": None if self.estimate is None else self.estimate.n,
+            "half_width": None if self.estimate is None else self.estimate.half_width,
             "human_ceiling": None if self.ceiling is None else self.ceiling.value,
             "ceiling_ci_low": None if self.ceiling is None else self.ceiling.low,
             "ceiling_ci_high": None if self.ceiling is None else self.ceiling.high,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from judge.errors import ConfigError
+
 PRICES: dict[str, tuple[float, float]] = {
     "gpt-4.1": (2.00, 8.00),
     "gpt-4.1-mini": (0.40, 1.60),
@@ -21,9 +23,15 @@ PRICES: dict[str, tuple[float, float]] = {
 def load_prices(path: str | Path | None) -> dict[str, tuple[float, float]]:
     """The default table, updated from a JSON file ``{"model": [in, out], ...}``."""
     table = dict(PRICES)
-    if path is not None:
+    if path is None:
+        return table
+    try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        table.update({k: (float(v[0]), float(v[1])) for k, v in data.items()})
+        table.update({str(k): (float(v[0]), float(v[1])) for k, v in data.items()})
+    except (OSError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+        raise ConfigError(
+            f'{path}: not a price table ({exc}); expected {{"model": [usd_per_1M_in, usd_per_1M_out]}}'
+        ) from None
     return table
 
 

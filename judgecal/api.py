@@ -61,6 +61,7 @@ def run_judge(
     base_url: str | None = None,
     run_id: str | None = None,
     workers: int = 1,
+    prices: dict[str, tuple[float, float]] | None = None,
 ) -> RunSummary:
     """Judge every item and store calls and verdicts in ``db``. Returns the run's summary."""
     rubric = _rubric(rubric)
@@ -72,7 +73,7 @@ def run_judge(
     backend = build_backend(model, rubric, base_url=base_url, workers=workers)
     judge = judge or default_judge_config(backend)
     with Store(db) as store:
-        engine = Runner(store, backend, rubric, judge, runner)
+        engine = Runner(store, backend, rubric, judge, runner, prices=prices)
 
         async def go() -> RunSummary:
             try:

@@ -94,6 +94,7 @@ def _runner_config(args: argparse.Namespace) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from judge import JudgeConfig
+    from judge.pricing import load_prices
 
     if args.resume:
         summary = api.resume_run(
@@ -131,6 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             base_url=args.base_url,
             run_id=args.run_id,
             workers=args.workers,
+            prices=load_prices(args.prices),
         )
     data = summary.as_dict()
     if args.json:
@@ -365,6 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=5)
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--no-cache", action="store_true")
+    p.add_argument(
+        "--prices",
+        help='JSON file {"model": [usd per 1M input, per 1M output]} overriding the built-in table',
+    )
     p.add_argument("--progress", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run)

@@ -406,3 +406,32 @@ def test_process_pool_backend_runs_the_sdk_in_workers_and_classifies_errors() ->
     assert all(v.status == "scored" for v in verdicts)
     assert {v.item_id: v.winner for v in verdicts} == {i.id: truth(i) for i in items}
     assert backend.describe()["workers"] == 2
+
+
+def test_cost_comes_from_an_overridable_price_table(tmp_path: Path) -> None:
+    from judge.pricing import load_prices
+
+    table = tmp_path / "prices.json"
+    table.write_text(
+        '{"gpt-4.1-mini": [1000000, 2000000]}'
+    )  # $1 per input token, $2 per output token
+    prices = load_prices(table)
+    with FakeProvider() as provider, Store() as store:
+        backend = make_backend("openai/gpt-4.1-mini", base_url=provider.base_url)
+        runner = Runner(
+            store, backend, RUBRIC, JudgeConfig(samples=1), RunnerConfig(), prices=prices
+        )
+
+        async def go():
+            try:
+                return await runner.run(pairs(2), dataset="d")
+            finally:
+                await runner.aclose()
+
+        summary = asyncio.run(go())
+        calls = store.calls(summary.run_id)
+    assert all(c.cost_usd == c.tokens_in + 2 * c.tokens_out for c in calls)
+    assert summary.cost_usd == sum(c.cost_usd for c in calls)
+    (tmp_path / "bad.json").write_text('{"gpt-4.1-mini": "cheap"}')
+    with pytest.raises(ConfigError, match="not a price table"):
+        load_prices(tmp_path / "bad.json")
