@@ -126,4 +126,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        "0003_dynamic_rubrics",
+        """
+        CREATE TABLE dynamic_rubrics (
+            prompt_hash VARCHAR PRIMARY KEY,  -- SHA-256 of prompt + reference
+            rubric_hash VARCHAR NOT NULL,     -- the current version, also in `rubrics`
+            groups_seen INTEGER NOT NULL,
+            updated_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
 )

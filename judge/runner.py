@@ -133,6 +133,8 @@ class Runner:
         *,
         prices: dict[str, tuple[float, float]] | None = None,
         progress_stream: TextIO | None = None,
+        protocol: Protocol | None = None,
+        executor: ThreadPoolExecutor | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -141,8 +143,13 @@ class Runner:
         self.config = config or RunnerConfig()
         self.prices = PRICES if prices is None else prices
         self.model = backend.name.split("/", 1)[1]
-        self.protocol: Protocol = make_protocol(rubric, self.judge, self.model)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judgecal-store")
+        self.protocol: Protocol = protocol or make_protocol(rubric, self.judge, self.model)
+        # All store access goes through one thread; callers that run several runners on one
+        # store pass theirs so the store still sees a single writer.
+        self._owns_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="judgecal-store"
+        )
         self._progress_stream = progress_stream or sys.stderr
 
     # -- the store thread ----------------------------------------------------------------
@@ -164,6 +171,7 @@ class Runner:
                 "hash": self.rubric.content_hash,
             },
             "dataset": dataset,
+            **({"protocol_spec": self.protocol.describe()} if self.protocol.describe() else {}),
         }
 
     async def run(
@@ -220,7 +228,8 @@ class Runner:
 
     async def aclose(self) -> None:
         await self.backend.aclose()
-        self._executor.shutdown(wait=True)
+        if self._owns_executor:
+            self._executor.shutdown(wait=True)
 
     # -- execution -----------------------------------------------------------------------
 

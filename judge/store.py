@@ -518,6 +518,29 @@ class Store:
             with suppress(duckdb.Error):
                 self.con.unregister("_bulk")
 
+    # -- dynamic rubrics ------------------------------------------------------------------
+
+    def dynamic_rubric(self, prompt_hash: str) -> tuple[str, int] | None:
+        """The current rubric body and the number of groups seen for a prompt, if any."""
+        row = self.con.execute(
+            "SELECT r.body, d.groups_seen FROM dynamic_rubrics d "
+            "JOIN rubrics r ON r.rubric_hash = d.rubric_hash WHERE d.prompt_hash = ?",
+            [prompt_hash],
+        ).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
+
+    def put_dynamic_rubric(
+        self, prompt_hash: str, rubric_hash: str, rubric_id: str, version: str, body: str
+    ) -> None:
+        with self.transaction():
+            self.put_rubric(rubric_hash, rubric_id, version, body)
+            self.con.execute(
+                "INSERT INTO dynamic_rubrics VALUES (?, ?, 1, ?) ON CONFLICT (prompt_hash) DO UPDATE "
+                "SET rubric_hash = excluded.rubric_hash, groups_seen = dynamic_rubrics.groups_seen + 1, "
+                "updated_at = excluded.updated_at",
+                [prompt_hash, rubric_hash, _now()],
+            )
+
     # -- labels --------------------------------------------------------------------------
 
     def put_labels(
@@ -612,5 +635,6 @@ class Store:
             "labels",
             "models",
             "request_cache",
+            "dynamic_rubrics",
         ]
         return {t: int(self.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}  # type: ignore[index]

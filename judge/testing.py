@@ -50,6 +50,62 @@ class ScriptedJudge:
         qa, qb = _quality(first), _quality(second)
         return "A" if qa > qb else "B" if qb > qa else "tie"
 
+    def passes(self, criterion: str, response: str) -> int:
+        """Binary criteria: ``must_*`` pass at quality ≥ 3, ``nice_*`` at ≥ 4, ``same_*``
+        always (no response distinguishes it), pitfall-like ``avoid_*`` is committed below 2."""
+        q = _quality(response)
+        if criterion.startswith("avoid"):
+            return int(q < 2)
+        if criterion.startswith("same"):
+            return 1
+        return int(q >= (4 if criterion.startswith("nice") else 3))
+
+    def _rubric(self, user: str) -> str:
+        """Propose criteria; on a later group, repeat one existing criterion and add one."""
+        existing = re.findall(r"^- (\w+) \(", user, re.M)
+        proposals = [
+            {
+                "title": "Must state the answer",
+                "description": "States the final answer explicitly.",
+                "kind": "essential",
+                "weight": 5,
+            },
+            {
+                "title": "Nice explanation",
+                "description": "Explains the reasoning in a few clear steps.",
+                "kind": "important",
+                "weight": 3,
+            },
+            {
+                "title": "Same format",
+                "description": "Uses plain prose rather than a table.",
+                "kind": "optional",
+                "weight": 1,
+            },
+            {
+                "title": "Avoid errors",
+                "description": "Contains a factual or arithmetic error.",
+                "kind": "pitfall",
+                "weight": -3,
+            },
+        ]
+        if existing:
+            proposals = [
+                {
+                    "title": "Must state the answer",
+                    "description": "States the final answer explicitly.",
+                    "kind": "essential",
+                    "weight": 5,
+                },
+                {
+                    "title": f"Nice detail {len(existing)}",
+                    "description": f"Adds a relevant detail number {len(existing)} that others miss.",
+                    "kind": "optional",
+                    "weight": 1,
+                },
+            ]
+        return "Contrasting the candidates.\n" + json.dumps({"criteria": proposals})
+
     def score(self, response: str, low: int = 1, high: int = 5) -> int:
         q = _quality(response)
         return int(min(high, max(low, round(q))))
@@ -58,6 +114,8 @@ class ScriptedJudge:
         """The judge's text and the token carrying its verdict (for logprobs)."""
         if "[[ ## " in user or "[[ ## " in system:
             return self._dspy(system, user), None
+        if system.startswith("You write grading rubrics"):
+            return self._rubric(user), None
         blocks = {m.group(1): m.group(3) for m in _BLOCK.finditer(user)}
         if "RESPONSE A" in blocks:
             winner = self.decide(blocks["RESPONSE A"], blocks.get("RESPONSE B", ""))
@@ -65,7 +123,11 @@ class ScriptedJudge:
                 {"evidence": "Compared both responses on each criterion.", "winner": winner}
             ), winner
         example = _last_json(system)
-        scores = {k: self.score(blocks.get("RESPONSE", "")) for k in (example.get("scores") or {})}
+        response = blocks.get("RESPONSE", "")
+        scores = {
+            k: self.passes(k, response) if v in (0, 1) else self.score(response)
+            for k, v in (example.get("scores") or {}).items()
+        }
         answer: dict[str, Any] = {"evidence": "Checked each criterion.", "scores": scores}
         if "overall" in example:
             answer["overall"] = self.score(blocks.get("RESPONSE", ""), 1, 10)

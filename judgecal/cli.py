@@ -294,6 +294,78 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reward(args: argparse.Namespace) -> Any:
+    from judgecal.rewards import RubricReward
+
+    return RubricReward(
+        args.model,
+        db=args.db,
+        rubric=args.rubric,
+        scoring=args.scoring,
+        base_url=args.base_url,
+        normalize=getattr(args, "normalize", "none"),
+    )
+
+
+def cmd_rewards_probe(args: argparse.Namespace) -> int:
+    from judge import load_items
+    from judgecal.probes import run_probes
+
+    items = load_items(args.items)
+    if any(item.mode != "pointwise" for item in items):
+        print(
+            "judgecal: error: reward probes need pointwise items (id, prompt, response)",
+            file=sys.stderr,
+        )
+        return 2
+    with _reward(args) as reward:
+        results = run_probes(
+            reward,
+            [i.prompt for i in items],
+            [i.response or "" for i in items],
+            [i.reference for i in items],
+            tolerance=args.tolerance,
+        )
+    if args.json:
+        _print_json([r.as_dict() for r in results])
+    else:
+        rows = [
+            [
+                r.probe,
+                str(r.n),
+                _fmt(r.mean_delta),
+                _fmt(r.max_delta),
+                str(r.n_raised),
+                "pass" if r.passed else "FAIL",
+            ]
+            for r in results
+        ]
+        print(
+            _table(
+                rows,
+                [
+                    "probe",
+                    "n",
+                    "mean Δreward",
+                    "max Δreward",
+                    f"raised > {args.tolerance}",
+                    "result",
+                ],
+            )
+        )
+    return 0 if all(r.passed for r in results) else 1
+
+
+def cmd_rewards_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from judgecal.service import create_app
+
+    with _reward(args) as reward:
+        uvicorn.run(create_app(reward), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from human_labels import plan
 
@@ -422,6 +494,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit)
+
+    rewards = sub.add_parser("rewards", help="rubric rewards for RL training").add_subparsers(
+        dest="rewards_command", required=True
+    )
+    for name, helptext in (
+        ("probe", "check that reward-hacking edits do not raise rewards"),
+        ("serve", "serve POST /v1/rewards (OpenRLHF remote reward model)"),
+    ):
+        p = rewards.add_parser(name, help=helptext)
+        p.add_argument("--model", required=True)
+        p.add_argument("--db", default=":memory:")
+        p.add_argument(
+            "--rubric", help="a static pointwise rubric (default: dynamic rubrics per prompt)"
+        )
+        p.add_argument("--scoring", choices=["explicit", "implicit"], default="explicit")
+        p.add_argument("--base-url")
+        if name == "probe":
+            p.add_argument(
+                "--items", required=True, help="pointwise items: id, prompt, response, reference?"
+            )
+            p.add_argument("--tolerance", type=float, default=0.05)
+            p.add_argument("--json", action="store_true")
+            p.set_defaults(func=cmd_rewards_probe)
+        else:
+            p.add_argument("--normalize", choices=["none", "group"], default="none")
+            p.add_argument("--host", default="127.0.0.1")
+            p.add_argument("--port", type=int, default=8000)
+            p.set_defaults(func=cmd_rewards_serve)
 
     p = sub.add_parser("plan", help="labelled items needed for a target CI half-width")
     p.add_argument("--expected", type=float, required=True)
