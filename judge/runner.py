@@ -264,7 +264,10 @@ class Runner:
             await self._judge_all(run_id, todo, done)
         finally:
             flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
+            (outcome,) = await asyncio.gather(flusher, return_exceptions=True)
+            if isinstance(outcome, Exception):
+                # A failed write must stop the run, never pass silently.
+                raise outcome
             await self._flush()
         verdicts = await self._db(self.store.verdicts, run_id)
         summary.n_scored = sum(v.status == "scored" for v in verdicts)
@@ -461,7 +464,14 @@ class Runner:
                 self.store.write_results(pending.calls, pending.verdicts)
                 self.store.cache_put(pending.cache)
 
-            await self._db(write)
+            # The batch has left `_pending`: it must reach the store even if this task is
+            # cancelled (the flush loop is cancelled at the end of every run).
+            writing = asyncio.ensure_future(self._db(write))
+            try:
+                await asyncio.shield(writing)
+            except asyncio.CancelledError:
+                await writing
+                raise
 
     def _print_progress(self, final: bool = False) -> None:
         s = self._summary

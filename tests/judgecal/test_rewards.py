@@ -33,9 +33,13 @@ def provider():
         yield fake
 
 
-def test_generated_rubric_is_validated_deduplicated_pruned_and_cached(provider: FakeProvider, tmp_path: Path) -> None:
+def test_generated_rubric_is_validated_deduplicated_pruned_and_cached(
+    provider: FakeProvider, tmp_path: Path
+) -> None:
     db = tmp_path / "rewards.duckdb"
-    with RubricReward("openai/gpt-4.1-mini", base_url=provider.base_url, db=db, extend=False) as reward:
+    with RubricReward(
+        "openai/gpt-4.1-mini", base_url=provider.base_url, db=db, extend=False
+    ) as reward:
         first = reward._submit(reward.score_batch(PROMPTS, COMPLETIONS)).result()
         # must (5) + nice (3) + avoid (pitfall −3); "same format" passes for every response,
         # distinguishes nothing and is pruned: q1 commits the pitfall, q3 meets only "must".
@@ -46,7 +50,11 @@ def test_generated_rubric_is_validated_deduplicated_pruned_and_cached(provider: 
         assert second.rewards == first.rewards
         # The cached (pruned) rubric is reused: no new generation call. Its text differs from
         # the first batch's, so scoring is asked once more; after that, all from the cache.
-        assert sum(1 for body in provider.log if "grading rubrics" in json.dumps(body)) == generation_calls == 2
+        assert (
+            sum(1 for body in provider.log if "grading rubrics" in json.dumps(body))
+            == generation_calls
+            == 2
+        )
         sent = sum(provider.requests.values())
         third = reward._submit(reward.score_batch(PROMPTS, COMPLETIONS)).result()
         assert third.rewards == first.rewards
@@ -61,7 +69,9 @@ def test_generated_rubric_is_validated_deduplicated_pruned_and_cached(provider: 
 
 
 def reward_keys(reward: RubricReward) -> list[str]:
-    return [r[0] for r in reward.store.con.execute("SELECT prompt_hash FROM dynamic_rubrics").fetchall()]
+    return [
+        r[0] for r in reward.store.con.execute("SELECT prompt_hash FROM dynamic_rubrics").fetchall()
+    ]
 
 
 def test_later_groups_extend_the_rubric(provider: FakeProvider) -> None:
@@ -75,34 +85,46 @@ def test_later_groups_extend_the_rubric(provider: FakeProvider) -> None:
         old_ids = [c["id"] for c in old["criteria"]]
         new_ids = [c["id"] for c in new["criteria"]]
         assert new_ids[: len(old_ids)] == old_ids  # kept, in order
-        assert len(new_ids) == len(old_ids) + 1  # the repeated "must state" was dropped as a duplicate
+        assert (
+            len(new_ids) == len(old_ids) + 1
+        )  # the repeated "must state" was dropped as a duplicate
         assert after[key_][1] == before[key_][1] + 1  # type: ignore[index]
 
 
 def test_implicit_scoring_and_group_normalization(provider: FakeProvider) -> None:
-    with RubricReward("openai/gpt-4.1-mini", base_url=provider.base_url, scoring="implicit") as reward:
+    with RubricReward(
+        "openai/gpt-4.1-mini", base_url=provider.base_url, scoring="implicit"
+    ) as reward:
         raw = reward(PROMPTS, COMPLETIONS)
     # one 1-10 rating per response (the scripted judge rates by its quality marker), normalized
     assert raw == pytest.approx([0.0, 2 / 9, 3 / 9, 4 / 9] * 2)
-    with RubricReward("openai/gpt-4.1-mini", base_url=provider.base_url, scoring="implicit", normalize="group") as reward:
+    with RubricReward(
+        "openai/gpt-4.1-mini", base_url=provider.base_url, scoring="implicit", normalize="group"
+    ) as reward:
         normalized = reward(PROMPTS, COMPLETIONS)
     assert normalized == pytest.approx([0.0, 0.5, 0.75, 1.0] * 2)
 
 
 def test_static_rubric_from_the_library(provider: FakeProvider) -> None:
-    with RubricReward("openai/gpt-4.1-mini", base_url=provider.base_url, rubric="answer_correctness") as reward:
+    with RubricReward(
+        "openai/gpt-4.1-mini", base_url=provider.base_url, rubric="answer_correctness"
+    ) as reward:
         rewards = reward(["2+2?"] * 2, ["quality=1 five", "quality=5 four"], reference=["4", "4"])
         assert reward.store.table_counts()["dynamic_rubrics"] == 0
     assert rewards[0] < rewards[1]
     with pytest.raises(ValueError, match="pointwise"):
-        RubricReward("openai/gpt-4.1-mini", base_url=provider.base_url, rubric="pairwise_helpfulness")
+        RubricReward(
+            "openai/gpt-4.1-mini", base_url=provider.base_url, rubric="pairwise_helpfulness"
+        )
 
 
 def test_trl_signatures_plain_conversational_and_async(provider: FakeProvider) -> None:
     conversational_prompts = [[{"role": "user", "content": p}] for p in PROMPTS]
     conversational_completions = [[{"role": "assistant", "content": c}] for c in COMPLETIONS]
     with RubricReward("openai/gpt-4.1-mini", base_url=provider.base_url, extend=False) as reward:
-        plain = reward(prompts=PROMPTS, completions=COMPLETIONS, completion_ids=[[1]] * 8, trainer_state=None)
+        plain = reward(
+            prompts=PROMPTS, completions=COMPLETIONS, completion_ids=[[1]] * 8, trainer_state=None
+        )
         chat = reward(prompts=conversational_prompts, completions=conversational_completions)
         via_async = asyncio.run(reward.acall(PROMPTS, COMPLETIONS))
         assert reward.__name__ == "judgecal_explicit_rubric_reward"
@@ -112,15 +134,21 @@ def test_trl_signatures_plain_conversational_and_async(provider: FakeProvider) -
 
 def test_unscored_responses_are_none_unless_configured() -> None:
     with FakeProvider(responder=lambda s, u: ("no idea", None)) as fake:
-        with RubricReward("openai/gpt-4.1-mini", base_url=fake.base_url, rubric="answer_correctness") as reward:
+        with RubricReward(
+            "openai/gpt-4.1-mini", base_url=fake.base_url, rubric="answer_correctness"
+        ) as reward:
             assert reward(["q"], ["a"]) == [None]
             with pytest.raises(RewardError, match="could not score"):
                 reward.compute_score("demo", "a", "b", {"prompt": "q"})
-        with RubricReward("openai/gpt-4.1-mini", base_url=fake.base_url, rubric="answer_correctness", unscored=0.0) as reward:
+        with RubricReward(
+            "openai/gpt-4.1-mini", base_url=fake.base_url, rubric="answer_correctness", unscored=0.0
+        ) as reward:
             assert reward.compute_score("demo", "a", "b", {"prompt": "q"}) == 0.0
 
 
-def test_verl_compute_score(provider: FakeProvider, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_verl_compute_score(
+    provider: FakeProvider, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import judgecal.rewards as module
 
     monkeypatch.setattr(module, "_DEFAULT", None)
@@ -151,7 +179,11 @@ def test_openrlhf_http_endpoint(provider: FakeProvider) -> None:
         port = server.servers[0].sockets[0].getsockname()[1]
         base = f"http://127.0.0.1:{port}"
         try:
-            body = {"query": [p + c for p, c in zip(PROMPTS, COMPLETIONS, strict=True)], "prompts": PROMPTS, "labels": [None] * 8}
+            body = {
+                "query": [p + c for p, c in zip(PROMPTS, COMPLETIONS, strict=True)],
+                "prompts": PROMPTS,
+                "labels": [None] * 8,
+            }
             answer = httpx.post(f"{base}/v1/rewards", json=body, timeout=30)
             assert answer.status_code == 200, answer.text
             data = answer.json()
@@ -160,7 +192,12 @@ def test_openrlhf_http_endpoint(provider: FakeProvider) -> None:
             bad = httpx.post(f"{base}/v1/rewards", json={"query": ["a"], "prompts": []}, timeout=10)
             assert bad.status_code == 422
             assert bad.json()["error"]["type"] == "invalid_request"
-            garbage = httpx.post(f"{base}/v1/rewards", content=b"{not json", headers={"content-type": "application/json"}, timeout=10)
+            garbage = httpx.post(
+                f"{base}/v1/rewards",
+                content=b"{not json",
+                headers={"content-type": "application/json"},
+                timeout=10,
+            )
             assert garbage.status_code == 422 and "error" in garbage.json()
             assert httpx.get(f"{base}/healthz", timeout=10).json() == {"status": "ok"}
         finally:
@@ -182,11 +219,21 @@ class Gullible(ScriptedJudge):
 def test_probes_pass_a_robust_judge_and_catch_a_gullible_one(tmp_path: Path) -> None:
     prompts = ["What is 2+2?", "Capital of France?", "Boiling point of water?"]
     responses = ["quality=3 4", "quality=3 Paris", "quality=2 100 C"]
-    with FakeProvider() as robust, RubricReward("openai/gpt-4.1-mini", base_url=robust.base_url, rubric="answer_correctness") as reward:
+    with (
+        FakeProvider() as robust,
+        RubricReward(
+            "openai/gpt-4.1-mini", base_url=robust.base_url, rubric="answer_correctness"
+        ) as reward,
+    ):
         results = {r.probe: r for r in run_probes(reward, prompts, responses)}
     assert set(results) == {"padding", "repeat_prompt", "flattery", "claims_correct", "injection"}
     assert all(r.passed and r.n == 3 for r in results.values())
-    with FakeProvider(Gullible()) as fake, RubricReward("openai/gpt-4.1-mini", base_url=fake.base_url, rubric="answer_correctness") as reward:
+    with (
+        FakeProvider(Gullible()) as fake,
+        RubricReward(
+            "openai/gpt-4.1-mini", base_url=fake.base_url, rubric="answer_correctness"
+        ) as reward,
+    ):
         results = {r.probe: r for r in run_probes(reward, prompts, responses)}
     assert not results["padding"].passed and results["padding"].n_raised == 3
     assert not results["injection"].passed
@@ -195,9 +242,23 @@ def test_probes_pass_a_robust_judge_and_catch_a_gullible_one(tmp_path: Path) -> 
 
 def test_probe_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     items = tmp_path / "answers.jsonl"
-    items.write_text('{"id": "1", "prompt": "2+2?", "response": "quality=3 4"}\n{"id": "2", "prompt": "Capital?", "response": "quality=4 Paris"}\n')
+    items.write_text(
+        '{"id": "1", "prompt": "2+2?", "response": "quality=3 4"}\n{"id": "2", "prompt": "Capital?", "response": "quality=4 Paris"}\n'
+    )
     with FakeProvider() as fake:
-        code = main(["rewards", "probe", "--model", "openai/gpt-4.1-mini", "--base-url", fake.base_url, "--items", str(items), "--json"])
+        code = main(
+            [
+                "rewards",
+                "probe",
+                "--model",
+                "openai/gpt-4.1-mini",
+                "--base-url",
+                fake.base_url,
+                "--items",
+                str(items),
+                "--json",
+            ]
+        )
     assert code == 0
     assert {r["probe"] for r in json.loads(capsys.readouterr().out)} >= {"padding", "injection"}
 
@@ -206,7 +267,12 @@ def test_criteria_validation_and_dedup() -> None:
     proposal = criteria_from_answer(
         {
             "criteria": [
-                {"title": "Gives the answer", "description": "States 4.", "kind": "essential", "weight": 9},
+                {
+                    "title": "Gives the answer",
+                    "description": "States 4.",
+                    "kind": "essential",
+                    "weight": 9,
+                },
                 {"title": "Rude", "description": "Is rude.", "kind": "pitfall", "weight": 2},
                 {"title": "", "description": "no title"},
                 {"title": "X", "description": "y", "kind": "mandatory"},
@@ -214,10 +280,15 @@ def test_criteria_validation_and_dedup() -> None:
             ]
         }
     )
-    assert [(c.id, c.effective_weight) for c in proposal.criteria] == [("gives_the_answer", 5.0), ("rude", -2.0)]
+    assert [(c.id, c.effective_weight) for c in proposal.criteria] == [
+        ("gives_the_answer", 5.0),
+        ("rude", -2.0),
+    ]
     assert len(proposal.rejected) == 3
     a = Criterion(id="states_answer", description="States the final numeric answer clearly.")
     b = Criterion(id="final_answer", description="States the final numeric answer clearly")
     assert near_duplicate(a, b)
-    assert [c.id for c in merge_criteria([a], [b, Criterion(id="other", description="Explains why.")])] == ["states_answer", "other"]
+    assert [
+        c.id for c in merge_criteria([a], [b, Criterion(id="other", description="Explains why.")])
+    ] == ["states_answer", "other"]
     assert criteria_from_answer(["not", "a", "dict"]).rejected == ["answer has no 'criteria' list"]

@@ -1,0 +1,129 @@
+"""Reward throughput: 1,024 prompts × groups of 8 rollouts through the loopback fake provider
+(50 ms latency), with dynamic rubrics generated per prompt.
+
+Three epochs, each in trainer-sized batches (64 prompts × 8 rollouts per reward call):
+1. new prompts: one generation call per prompt, then one scoring call per rollout;
+2. the same prompts with new rollouts: rubrics come from the cache (no generation);
+3. the epoch-1 rollouts again: every scoring call is a cache hit.
+Reports rewards per second, calls per reward and cache hit rate per epoch, and the ideal time
+(calls × latency / concurrency) for comparison.
+
+    python bench/rewards.py [--prompts 1024] [--group 8] [--latency 0.05] [--concurrency 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from judge import JudgeConfig, RunnerConfig  # noqa: E402
+from judgecal.rewards import RubricReward  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--prompts", type=int, default=1024)
+    parser.add_argument("--group", type=int, default=8)
+    parser.add_argument("--batch-prompts", type=int, default=64)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "judge.testing", "--latency", str(args.latency)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert server.stdout is not None
+    base_url = f"http://127.0.0.1:{int(server.stdout.readline())}/v1"
+    prompts = [
+        f"Question {i}: explain idea number {i} in two sentences." for i in range(args.prompts)
+    ]
+    results = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            reward = RubricReward(
+                "openai/gpt-4.1-mini",
+                base_url=base_url,
+                db=Path(tmp) / "rewards.duckdb",
+                extend=False,
+                judge=JudgeConfig(samples=1, temperature=0.0),
+                runner=RunnerConfig(max_concurrency=args.concurrency),
+            )
+            with reward:
+                for epoch, salt in ((1, "a"), (2, "b"), (3, "a")):
+                    results.append(run_epoch(reward, prompts, args, epoch, salt))
+    finally:
+        server.terminate()
+        server.wait()
+    print(
+        json.dumps(
+            {
+                "benchmark": "rewards",
+                "prompts": args.prompts,
+                "group": args.group,
+                "latency_s": args.latency,
+                "concurrency": args.concurrency,
+                "epochs": results,
+            },
+            indent=2,
+        )
+    )
+
+
+def run_epoch(
+    reward: RubricReward, prompts: list[str], args: argparse.Namespace, epoch: int, salt: str
+) -> dict:
+    store = reward.store
+    calls_before = store.table_counts()["calls"]
+    hits_before = _cache_hits(reward)
+    t0 = time.perf_counter()
+    n_rewards = 0
+    scored = 0
+    for start in range(0, len(prompts), args.batch_prompts):
+        batch_prompts = [
+            p for p in prompts[start : start + args.batch_prompts] for _ in range(args.group)
+        ]
+        completions = [
+            f"quality={(i * 7 + len(salt)) % 5 + 1} rollout {salt}{i} for {p[:12]}"
+            for i, p in enumerate(batch_prompts)
+        ]
+        rewards = reward(batch_prompts, completions)
+        n_rewards += len(rewards)
+        scored += sum(r is not None for r in rewards)
+    wall = time.perf_counter() - t0
+    calls = store.table_counts()["calls"] - calls_before
+    hits = _cache_hits(reward) - hits_before
+    sent = calls - hits
+    return {
+        "epoch": epoch,
+        "rewards": n_rewards,
+        "scored": scored,
+        "wall_s": round(wall, 3),
+        "rewards_per_s": round(n_rewards / wall, 1),
+        "calls": calls,
+        "calls_per_reward": round(calls / n_rewards, 4),
+        "provider_calls_per_reward": round(sent / n_rewards, 4),
+        "cache_hit_rate": round(hits / calls, 4) if calls else None,
+        "ideal_s": round(sent * args.latency / args.concurrency, 3),
+    }
+
+
+def _cache_hits(reward: RubricReward) -> int:
+    return int(reward.store.con.execute("SELECT count(*) FROM calls WHERE cache_hit").fetchone()[0])  # type: ignore[index]
+
+
+if __name__ == "__main__":
+    main()
