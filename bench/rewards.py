@@ -4,7 +4,9 @@
 Three epochs, each in trainer-sized batches (64 prompts × 8 rollouts per reward call):
 1. new prompts: one generation call per prompt, then one scoring call per rollout;
 2. the same prompts with new rollouts: rubrics come from the cache (no generation);
-3. the epoch-1 rollouts again: every scoring call is a cache hit.
+3. the epoch-2 rollouts again: every scoring call is a cache hit. (Epoch 1 scores with the
+   rubrics as generated; after it, criteria that no rollout distinguished are pruned, so
+   epoch 2 asks with the final rubric text.)
 Reports rewards per second, calls per reward and cache hit rate per epoch, and the ideal time
 (calls × latency / concurrency) for comparison.
 
@@ -63,7 +65,7 @@ def main() -> None:
                 runner=RunnerConfig(max_concurrency=args.concurrency),
             )
             with reward:
-                for epoch, salt in ((1, "a"), (2, "b"), (3, "a")):
+                for epoch, salt in ((1, "a"), (2, "b"), (3, "b")):
                     results.append(run_epoch(reward, prompts, args, epoch, salt))
     finally:
         server.terminate()

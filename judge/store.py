@@ -280,14 +280,22 @@ class Store:
 
         Returns the number of new items.
         """
-        existing = {
-            row[0]: row[1:]
-            for row in self.con.execute(
-                "SELECT item_id, prompt, response, response_a, response_b, reference, meta "
-                "FROM items WHERE dataset = ?",
-                [dataset],
-            ).fetchall()
-        }
+        # Only the rows that share an id with the new items are read back, so adding a batch
+        # to a large dataset costs the batch, not the dataset.
+        ids = pa.table({"item_id": pa.array([item.id for item in items], type=pa.string())})
+        self.con.register("_ids", ids)
+        try:
+            existing = {
+                row[0]: row[1:]
+                for row in self.con.execute(
+                    "SELECT i.item_id, i.prompt, i.response, i.response_a, i.response_b, i.reference, i.meta "
+                    "FROM items i JOIN _ids USING (item_id) WHERE i.dataset = ?",
+                    [dataset],
+                ).fetchall()
+            }
+        finally:
+            with suppress(duckdb.Error):
+                self.con.unregister("_ids")
         rows = []
         for item in items:
             row = {

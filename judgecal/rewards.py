@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import threading
 import uuid
@@ -43,7 +44,6 @@ from rubrics import (
     aggregate_scores,
     load_rubric,
     rubric_from_dict,
-    rubric_from_yaml,
 )
 
 T = TypeVar("T")
@@ -254,6 +254,7 @@ class RubricReward:
         batch = RewardBatch(rewards=[None] * len(prompts))
         rubrics = await self._rubrics(groups, prompts, responses, refs, batch)
         protocols: dict[str, Protocol] = {}
+        by_rubric: dict[str, Protocol] = {}  # one protocol (and output model) per rubric
         items: dict[str, Item] = {}
         for key, indices in groups.items():
             for index in indices:
@@ -266,7 +267,10 @@ class RubricReward:
                     response=responses[index],
                     reference=refs[index],
                 )
-                protocols[item_id] = self._protocol(rubrics[key])
+                rubric = rubrics[key]
+                if rubric.content_hash not in by_rubric:
+                    by_rubric[rubric.content_hash] = self._protocol(rubric)
+                protocols[item_id] = by_rubric[rubric.content_hash]
         verdicts = await self._run(
             PerItemRubricProtocol(protocols, self.judge, self._model_name),
             list(items.values()),
@@ -320,7 +324,7 @@ class RubricReward:
         for key in groups:
             found = await self._db(self.store.dynamic_rubric, key)
             if found is not None:
-                cached[key] = (rubric_from_yaml(found[0]), found[1])
+                cached[key] = (rubric_from_dict(json.loads(found[0])), found[1])
         need = [key for key in groups if key not in cached or self.extend]
         items = {}
         for key in need:
