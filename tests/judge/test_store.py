@@ -123,3 +123,29 @@ def test_bulk_insert_of_many_calls_round_trips(tmp_path: Path) -> None:
         back = store.calls("r")
     assert len(back) == 20_000
     assert back[0].parsed == {"winner": "A"} and back[0].value == "A"
+
+
+def test_a_file_held_by_another_process_gives_a_clear_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "held.duckdb"
+    Store(path).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(path)!r}); print('held', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        time.sleep(0.1)
+        with pytest.raises(StoreError, match="Another process may hold it"):
+            Store(path)
+    finally:
+        holder.kill()
+        holder.wait()
