@@ -20,7 +20,6 @@ import json
 import multiprocessing
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,14 @@ os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
 
 from judge import Item, JudgeConfig, Runner, RunnerConfig, Store, make_backend  # noqa: E402
 from judge.pool import BackendSpec, ProcessPoolBackend  # noqa: E402
+from judge.testing import provider_process  # noqa: E402
 from rubrics import load_rubric  # noqa: E402
+
+
+def _child_pid() -> int:
+    """The fake provider's pid: this process's only child at that point."""
+    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+    return int(children[-1])
 
 
 def process_cpu(pid: int) -> float:
@@ -75,23 +81,14 @@ def main() -> None:
         for i in range(n_items)
     ]
     # The provider runs in its own process so that its CPU is not counted as the pipeline's.
-    server = subprocess.Popen(
-        [sys.executable, "-m", "judge.testing", "--latency", str(args.latency)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert server.stdout is not None
-    port = int(server.stdout.readline())
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            server_cpu0 = process_cpu(server.pid)
-            result = measure(items, base_url, Path(tmp) / "bench.duckdb", args)
-            result["fake_provider_cpu_s"] = round(process_cpu(server.pid) - server_cpu0, 3)
-    finally:
-        server.terminate()
-        server.wait()
+    with (
+        provider_process(args.latency, cwd=str(ROOT)) as base_url,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        server_pid = _child_pid()
+        server_cpu0 = process_cpu(server_pid)
+        result = measure(items, base_url, Path(tmp) / "bench.duckdb", args)
+        result["fake_provider_cpu_s"] = round(process_cpu(server_pid) - server_cpu0, 3)
     print(json.dumps(result, indent=2))
 
 

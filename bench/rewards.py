@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from judge import JudgeConfig, RunnerConfig  # noqa: E402
+from judge.testing import provider_process  # noqa: E402
 from judgecal.rewards import RubricReward  # noqa: E402
 
 
@@ -42,34 +42,25 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
 
-    server = subprocess.Popen(
-        [sys.executable, "-m", "judge.testing", "--latency", str(args.latency)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert server.stdout is not None
-    base_url = f"http://127.0.0.1:{int(server.stdout.readline())}/v1"
     prompts = [
         f"Question {i}: explain idea number {i} in two sentences." for i in range(args.prompts)
     ]
     results = []
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            reward = RubricReward(
-                "openai/gpt-4.1-mini",
-                base_url=base_url,
-                db=Path(tmp) / "rewards.duckdb",
-                extend=False,
-                judge=JudgeConfig(samples=1, temperature=0.0),
-                runner=RunnerConfig(max_concurrency=args.concurrency),
-            )
-            with reward:
-                for epoch, salt in ((1, "a"), (2, "b"), (3, "b")):
-                    results.append(run_epoch(reward, prompts, args, epoch, salt))
-    finally:
-        server.terminate()
-        server.wait()
+    with (
+        provider_process(args.latency, cwd=str(ROOT)) as base_url,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        reward = RubricReward(
+            "openai/gpt-4.1-mini",
+            base_url=base_url,
+            db=Path(tmp) / "rewards.duckdb",
+            extend=False,
+            judge=JudgeConfig(samples=1, temperature=0.0),
+            runner=RunnerConfig(max_concurrency=args.concurrency),
+        )
+        with reward:
+            for epoch, salt in ((1, "a"), (2, "b"), (3, "b")):
+                results.append(run_epoch(reward, prompts, args, epoch, salt))
     print(
         json.dumps(
             {

@@ -24,7 +24,7 @@ from typing import Any
 from judge.items import Item
 from judge.parsers import ParseResult, find_json_objects
 from judge.prompts import _block, _nonce
-from judge.protocols import JudgeConfig, Protocol
+from judge.protocols import JudgeConfig, Protocol, start_verdict
 from judge.types import CallRecord, Completion, Message, Order, Verdict
 from rubrics import Criterion, Rubric, rubric_from_dict
 
@@ -229,14 +229,7 @@ class RubricGenerationProtocol(Protocol):
         return ParseResult(value, None, "rubric_generation"), value
 
     def aggregate(self, run_id: str, item: Item, calls: Sequence[CallRecord]) -> Verdict:
-        parsed = [c for c in calls if c.ok]
-        verdict = Verdict(
-            run_id=run_id,
-            item_id=item.id,
-            status="unscored",
-            n_calls=len(calls),
-            n_parsed=len(parsed),
-        )
+        verdict, _, parsed = start_verdict(run_id, item, calls)
         if not parsed:
             reasons = {c.parse_reason or c.error or c.parse_status for c in calls}
             verdict.reason = "rubric generation failed: " + "; ".join(

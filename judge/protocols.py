@@ -263,15 +263,7 @@ class PairwiseProtocol(Protocol):
         return {"preference_a": 1.0 - pref if order == "ba" else pref, "distribution": dist}
 
     def aggregate(self, run_id: str, item: Item, calls: Sequence[CallRecord]) -> Verdict:
-        final = latest_attempts(calls)
-        parsed = [c for c in final if c.ok]
-        base = Verdict(
-            run_id=run_id,
-            item_id=item.id,
-            status="unscored",
-            n_calls=len(calls),
-            n_parsed=len(parsed),
-        )
+        base, final, parsed = start_verdict(run_id, item, calls)
         if not parsed:
             base.reason = _failure_reason(final)
             return base
@@ -323,6 +315,19 @@ def _pairwise_criteria(parsed: Sequence[CallRecord]) -> dict[str, float]:
         for criterion, presented in (scores or {}).items():
             sums.setdefault(criterion, []).append(PREFERENCE[_orient(presented, call.order)])
     return {k: statistics.fmean(v) for k, v in sums.items()}
+
+
+def start_verdict(
+    run_id: str, item: Item, calls: Sequence[CallRecord]
+) -> tuple[Verdict, list[CallRecord], list[CallRecord]]:
+    """An ``unscored`` verdict counting the calls, the final attempt of each call, and those
+    that parsed; protocols fill in the rest when anything parsed."""
+    final = latest_attempts(calls)
+    parsed = [c for c in final if c.ok]
+    verdict = Verdict(
+        run_id=run_id, item_id=item.id, status="unscored", n_calls=len(calls), n_parsed=len(parsed)
+    )
+    return verdict, final, parsed
 
 
 def latest_attempts(calls: Sequence[CallRecord]) -> list[CallRecord]:
@@ -402,15 +407,7 @@ class PointwiseProtocol(Protocol):
         return {"expected_score": found[0], "distribution": found[1]}
 
     def aggregate(self, run_id: str, item: Item, calls: Sequence[CallRecord]) -> Verdict:
-        final = latest_attempts(calls)
-        parsed = [c for c in final if c.ok]
-        base = Verdict(
-            run_id=run_id,
-            item_id=item.id,
-            status="unscored",
-            n_calls=len(calls),
-            n_parsed=len(parsed),
-        )
+        base, final, parsed = start_verdict(run_id, item, calls)
         if not parsed:
             base.reason = _failure_reason(final)
             return base

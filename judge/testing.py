@@ -9,6 +9,7 @@ Retry-After, 500, timeouts, malformed JSON, truncated output) at a seeded rate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import random
@@ -16,9 +17,11 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from judge.parsers import find_json_objects
 
 _BLOCK = re.compile(r"<<<(RESPONSE A|RESPONSE B|RESPONSE) (\w+)>>>\n(.*?)\n<<<END \1 \2>>>", re.S)
 _DSPY_FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\Z)", re.S)
@@ -152,19 +155,8 @@ class ScriptedJudge:
 
 
 def _last_json(text: str) -> dict[str, Any]:
-    decoder = json.JSONDecoder()
-    found: dict[str, Any] = {}
-    index = 0
-    while (start := text.find("{", index)) >= 0:
-        try:
-            value, end = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
-            index = start + 1
-            continue
-        if isinstance(value, dict):
-            found = value
-        index = end
-    return found
+    objects = find_json_objects(text)
+    return objects[-1] if objects else {}
 
 
 @dataclass
@@ -462,6 +454,27 @@ def _http(status: int, payload: bytes, headers: dict[str, str]) -> bytes:
     ]
     lines += [f"{k}: {v}" for k, v in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
+@contextlib.contextmanager
+def provider_process(latency_s: float = 0.0, *, cwd: str | None = None) -> Iterator[str]:
+    """A fake provider in its own process (so its CPU is not the caller's); yields its
+    OpenAI-compatible base URL and stops it on exit."""
+    import subprocess
+    import sys
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "judge.testing", "--latency", str(latency_s)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+    )
+    try:
+        assert server.stdout is not None
+        yield f"http://127.0.0.1:{int(server.stdout.readline())}/v1"
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def main(argv: list[str] | None = None) -> None:
