@@ -58,7 +58,14 @@ def consensus(values: Sequence[Any], kind: Kind) -> Any | None:
 
 def statistics_for(kind: Kind) -> dict[str, Callable[[Any, Any], float]]:
     if kind == "categorical":
-        return {"accuracy": accuracy_score, "cohen_kappa": cohen_kappa, "macro_f1": macro_f1_score}
+        return {
+            "accuracy": accuracy_score,
+            # Pairwise labels: ties in the reference left out (a judge cannot be "right" on them
+            # by picking a side); items where the judge says tie still count as wrong.
+            "accuracy_excl_ties": lambda a, b: accuracy_score(a, b, ties="drop"),
+            "cohen_kappa": cohen_kappa,
+            "macro_f1": macro_f1_score,
+        }
     return {
         "linear_kappa": lambda a, b: cohen_kappa(
             np.rint(a.astype(float)), np.rint(b.astype(float)), weights="linear"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 import calibration
 from human_labels import (
@@ -299,7 +302,12 @@ def human_alpha(
     Interval α is computed from per-item moments aggregated inside DuckDB, so it scales to
     millions of labels; other levels pivot the labels into a matrix first.
     """
-    from human_labels import hayes_krippendorff, interval_alpha_from_moments, reliability_matrix
+    from human_labels import (
+        fleiss_kappa,
+        hayes_krippendorff,
+        interval_alpha_from_moments,
+        reliability_matrix,
+    )
 
     with Store(db) as store:
         dataset = _dataset_for_labels(store, dataset)
@@ -328,10 +336,17 @@ def human_alpha(
     alpha = estimate.value
     if level == "interval" and moments is not None:
         alpha = interval_alpha_from_moments(moments["m"], moments["s1"], moments["s2"])
+    complete = matrix[:, ~np.isnan(matrix).any(axis=0)]
+    fleiss = None
+    if level == "nominal" and complete.shape[1] > 0 and matrix.shape[0] >= 2:
+        with contextlib.suppress(AgreementError):
+            fleiss = fleiss_kappa(complete)
     return {
         "dataset": dataset,
         "criterion": criterion or "overall",
         "level": level,
+        "fleiss_kappa": fleiss,
+        "fleiss_items": int(complete.shape[1]),
         "alpha": alpha,
         "ci95": [estimate.low, estimate.high],
         "p_below_0667": estimate.p_below_0667,

@@ -215,6 +215,10 @@ def cmd_labels_alpha(args: argparse.Namespace) -> int:
             f"{result['alpha']:.3f} [{low:.3f}, {high:.3f}]; P(α < 0.667) = {result['p_below_0667']:.3f}, "
             f"P(α < 0.800) = {result['p_below_0800']:.3f}"
         )
+        if result["fleiss_kappa"] is not None:
+            print(
+                f"Fleiss' κ on the {result['fleiss_items']} items every annotator labelled: {result['fleiss_kappa']:.3f}"
+            )
     return 0
 
 

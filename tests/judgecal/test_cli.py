@@ -154,6 +154,7 @@ def test_pandalm_agreement_with_the_human_ceiling(
     assert {"annotator1", "annotator2", "annotator3"} <= per_annotator
     alpha = cli_json(capsys, "labels", "alpha", "--db", str(db), "--n-boot", "200")
     assert alpha["level"] == "nominal" and round(alpha["alpha"], 3) == 0.864
+    assert alpha["fleiss_items"] == 999 and 0.85 < alpha["fleiss_kappa"] < 0.87
     assert alpha["ci95"][0] < alpha["alpha"] < alpha["ci95"][1]
     assert Counter(gold.values()) == {"tie": 105, "A": 422, "B": 472}
 
