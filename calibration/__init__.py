@@ -1,19 +1,49 @@
-"""Calibration: bias probes and positional metrics over a judge's recorded calls."""
+"""Calibration: bias probes, calibrated confidence, selective judging, routing, PPI."""
 
+from calibration.bias import length_bias, self_preference
+from calibration.calibrators import (
+    IsotonicCalibrator,
+    PlattCalibrator,
+    calibration_report,
+    expected_calibration_error,
+    reliability_curve,
+)
 from calibration.position import (
     accuracy_by_order,
     balanced_accuracy,
     conflict_rate,
     position_consistency,
     preference_fairness,
+    repetition_stability,
+    single_order_conflicts,
     winners_by_order,
 )
+from calibration.ppi import ppi_mean
+from calibration.routing import combine, export_for_labelling, route, routing_report
+from calibration.selective import SelectiveResult, evaluate_selective, fixed_sequence_threshold
 
 __all__ = [
+    "IsotonicCalibrator",
+    "PlattCalibrator",
+    "SelectiveResult",
     "accuracy_by_order",
     "balanced_accuracy",
+    "calibration_report",
+    "combine",
     "conflict_rate",
+    "evaluate_selective",
+    "expected_calibration_error",
+    "export_for_labelling",
+    "fixed_sequence_threshold",
+    "length_bias",
     "position_consistency",
+    "ppi_mean",
     "preference_fairness",
+    "reliability_curve",
+    "repetition_stability",
+    "route",
+    "routing_report",
+    "self_preference",
+    "single_order_conflicts",
     "winners_by_order",
 ]

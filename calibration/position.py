@@ -115,3 +115,34 @@ def conflict_rate(winners: Sequence[Mapping[str, str | None]]) -> float:
     """Share of items whose two orders disagree (both parsed)."""
     both = [w for w in winners if w.get("ab") is not None and w.get("ba") is not None]
     return float("nan") if not both else sum(w["ab"] != w["ba"] for w in both) / len(both)
+
+
+def repetition_stability(calls: Iterable[CallRecord]) -> float:
+    """Share of (item, order) pairs whose k samples all gave the same winner: how stable the
+    judge is when asked the same thing again. NaN when no order has two parsed samples."""
+    by_item: dict[str, list[CallRecord]] = defaultdict(list)
+    for call in calls:
+        by_item[call.item_id].append(call)
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for item_calls in by_item.values():
+        for call in latest_attempts(item_calls):
+            if call.ok:
+                groups[(call.item_id, call.order)].append(call.value)
+    repeated = [values for values in groups.values() if len(values) >= 2]
+    return float("nan") if not repeated else sum(len(set(v)) == 1 for v in repeated) / len(repeated)
+
+
+def single_order_conflicts(
+    by_order: Mapping[str, Mapping[str, str | None]], verdicts: Mapping[str, str | None]
+) -> dict[str, float]:
+    """Conflict rate before balancing (the two orders disagree) and after (a balanced verdict
+    that still picks a side while its orders disagree; the mean rule turns most into ties)."""
+    both = {
+        i: w for i, w in by_order.items() if w.get("ab") is not None and w.get("ba") is not None
+    }
+    conflicts = [i for i, w in both.items() if w["ab"] != w["ba"]]
+    decided_despite = [i for i in conflicts if verdicts.get(i) in ("A", "B")]
+    return {
+        "before": len(conflicts) / len(both) if both else float("nan"),
+        "after": len(decided_despite) / len(both) if both else float("nan"),
+    }
