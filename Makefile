@@ -19,14 +19,14 @@ install: $(STAMP)
 ## The main job: an offline audit of two real judges (GPT-4 and ChatGPT, recorded in both
 ## presentation orders) against expert labels on 200 MT-Bench pairs, into an embedded DuckDB.
 demo: $(STAMP)
-	rm -f $(DEMO_DB) $(DEMO_DB).wal
+	rm -rf $(DEMO_DB) $(DEMO_DB).wal audit
 	$(BIN)/judgecal run --rubric pairwise_helpfulness --items examples/mtbench/items.jsonl \
 		--model replay/examples/mtbench/gpt4.replay.jsonl --db $(DEMO_DB) --run-id gpt4
 	$(BIN)/judgecal run --rubric pairwise_helpfulness --items examples/mtbench/items.jsonl \
 		--model replay/examples/mtbench/chatgpt.replay.jsonl --db $(DEMO_DB) --run-id chatgpt
 	$(BIN)/judgecal labels import examples/mtbench/labels.jsonl --db $(DEMO_DB)
-	$(BIN)/judgecal audit --run gpt4 --db $(DEMO_DB)
-	$(BIN)/judgecal audit --run chatgpt --db $(DEMO_DB)
+	$(BIN)/judgecal audit --run gpt4 --db $(DEMO_DB) --out audit/gpt4
+	$(BIN)/judgecal audit --run chatgpt --db $(DEMO_DB) --out audit/chatgpt
 	$(BIN)/judgecal agree --run gpt4 --db $(DEMO_DB)
 
 test: $(STAMP)

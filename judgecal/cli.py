@@ -265,6 +265,82 @@ def cmd_agree(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    audit = None
+    if args.out:
+        from judgecal.report import write_audit
+
+        audit = write_audit(
+            args.run,
+            db=args.db,
+            out=args.out,
+            alpha=args.alpha,
+            delta=args.delta,
+            beta=args.beta,
+            n_boot=args.n_boot,
+            random_state=args.seed,
+        )
+        if args.json:
+            _print_json(audit)
+            return 0
+    result = api.summarize(args.run, db=args.db)
+    if args.json:
+        _print_json(result)
+        return 0
+    print(
+        f"audit of run {result['run_id']} ({result['backend']}, {result['protocol']}, dataset {result['dataset']})"
+    )
+    print(f"  items scored       {result['n_scored']}/{result['n_items']}")
+    print(
+        f"  calls parsed       {result['n_parsed']}/{result['n_calls']}  (failed calls: {result['n_call_errors']})"
+    )
+    if "position" in result:
+        pos = result["position"]
+        print(
+            f"  positional agreement  {_fmt(pos['position_consistency'])}  (same winner in both orders, n={pos['n']})"
+        )
+        print(
+            f"  preference fairness   {_fmt(result['preference_fairness'])}  (+1 always first, −1 always second)"
+        )
+    for order, acc in result.get("accuracy_by_order", {}).items():
+        print(
+            f"  accuracy, order {order}    {_fmt(acc['accuracy'])}  ({acc['n_correct']}/{acc['n']} vs expert majority)"
+        )
+    if "balanced" in result:
+        bal = result["balanced"]
+        print(
+            f"  accuracy, both orders {_fmt(bal['accuracy'])}  ({bal['n_correct']}/{bal['n']}, balanced-position "
+            f"verdicts; {bal['n_ties']} ties where the orders disagree, "
+            f"{_fmt(bal['accuracy_when_decided'])} on the rest)"
+        )
+    if audit is not None:
+        verdict = audit["verdict"]
+        print(f"verdict: {verdict['headline']}")
+        for finding in verdict["findings"]:
+            print(f"  - {finding}")
+        for fix in verdict["fixes"]:
+            print(f"  fix: {fix}")
+        print(f"report: {args.out}/report.html (every number also in {args.out}/report.json)")
+    return 0
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    import calibration
+    from judge import Store
+
+    with Store(args.db) as store:
+        run = store.get_run(args.run)
+        verdicts = store.verdicts(args.run)
+        items = store.items(run["dataset"])
+    routed = calibration.route(verdicts, beta=args.beta)
+    paths = calibration.export_for_labelling(items, routed, args.out)
+    if args.json:
+        _print_json({"routed": routed, **paths})
+    else:
+        print(
+            f"{len(routed)} of {len(verdicts)} items to label (top {args.beta:.0%} by verdict entropy): {paths['csv']}, {paths['label_studio_tasks']}"
+        )
+    return 0
+
     result = api.summarize(args.run, db=args.db)
     if args.json:
         _print_json(result)
@@ -493,11 +569,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_agree)
 
-    p = sub.add_parser("audit", help="audit a run: parse rates, position bias, accuracy vs experts")
+    p = sub.add_parser(
+        "audit",
+        help="audit a run: bias, agreement, calibration, selective judging (--out: HTML report)",
+    )
     p.add_argument("--run", required=True)
     p.add_argument("--db", required=True)
+    p.add_argument("--out", help="write report.html and report.json here")
+    p.add_argument(
+        "--alpha", type=float, default=0.1, help="selective judging: tolerated disagreement rate"
+    )
+    p.add_argument(
+        "--delta", type=float, default=0.1, help="selective judging: allowed failure probability"
+    )
+    p.add_argument("--beta", type=float, default=0.2, help="share of items routed to humans")
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser(
+        "route", help="export the hardest items for human labelling (CSV, Label Studio)"
+    )
+    p.add_argument("--run", required=True)
+    p.add_argument("--db", required=True)
+    p.add_argument("--beta", type=float, default=0.2)
+    p.add_argument("--out", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_route)
 
     rewards = sub.add_parser("rewards", help="rubric rewards for RL training").add_subparsers(
         dest="rewards_command", required=True
