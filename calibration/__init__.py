@@ -20,7 +20,12 @@ from calibration.position import (
 )
 from calibration.ppi import ppi_mean
 from calibration.routing import combine, export_for_labelling, route, routing_report
-from calibration.selective import SelectiveResult, evaluate_selective, fixed_sequence_threshold
+from calibration.selective import (
+    SelectiveResult,
+    cascade,
+    evaluate_selective,
+    fixed_sequence_threshold,
+)
 
 __all__ = [
     "IsotonicCalibrator",
@@ -29,6 +34,7 @@ __all__ = [
     "accuracy_by_order",
     "balanced_accuracy",
     "calibration_report",
+    "cascade",
     "combine",
     "conflict_rate",
     "evaluate_selective",

@@ -12,7 +12,7 @@ escalated (to a stronger judge or to humans).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,4 +96,33 @@ def evaluate_selective(
         "agreement": float(ok[selected].mean()) if selected.any() else float("nan"),
         "n_decided": int(selected.sum()),
         "n_escalated": int((~selected).sum()),
+    }
+
+
+def cascade(
+    primary: Mapping[str, Any],
+    confidence: Mapping[str, float],
+    threshold: float | None,
+    fallback: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The judge decides where its confidence clears ``threshold``; every other item takes
+    the ``fallback`` verdict (a stronger judge's run, or human labels). Returns the combined
+    verdicts and the share each source decided."""
+    combined: dict[str, Any] = {}
+    decided = escalated = missing = 0
+    for item_id, verdict in primary.items():
+        if threshold is not None and confidence.get(item_id, 0.0) >= threshold:
+            combined[item_id] = verdict
+            decided += 1
+        elif item_id in fallback:
+            combined[item_id] = fallback[item_id]
+            escalated += 1
+        else:
+            missing += 1
+    total = max(1, len(primary))
+    return {
+        "verdicts": combined,
+        "share_decided_by_judge": decided / total,
+        "share_escalated": escalated / total,
+        "n_without_fallback": missing,
     }

@@ -278,6 +278,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
             beta=args.beta,
             n_boot=args.n_boot,
             random_state=args.seed,
+            signal=args.signal,
+            fallback_run=args.fallback_run,
         )
         if args.json:
             _print_json(audit)
@@ -583,6 +585,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--delta", type=float, default=0.1, help="selective judging: allowed failure probability"
     )
     p.add_argument("--beta", type=float, default=0.2, help="share of items routed to humans")
+    p.add_argument(
+        "--signal", choices=["confidence", "consistency", "logprob"], default="confidence"
+    )
+    p.add_argument(
+        "--fallback-run",
+        help="a stronger judge's run: the cascade sends it the items this judge abstains on",
+    )
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")

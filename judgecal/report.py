@@ -17,7 +17,7 @@ import numpy as np
 
 import calibration
 from human_labels import OVERALL, majority
-from judge import Store
+from judge import ConfigError, Store
 from judgecal import api
 from judgecal.svg import confusion_table, hbar_chart, reliability_diagram
 
@@ -42,8 +42,19 @@ def build_audit(
     label_share: float = 0.25,
     n_boot: int = 1000,
     random_state: int = 0,
+    signal: str = "confidence",
+    fallback_run: str | None = None,
 ) -> dict[str, Any]:
-    """All the audit's numbers for a pairwise run with human labels."""
+    """All the audit's numbers for a pairwise run with human labels.
+
+    ``signal`` is the confidence calibrated and thresholded: ``confidence`` (share of the 2k
+    verdicts backing the winner), ``consistency`` (1 when both orders agree, else 0) or
+    ``logprob`` (|P(A) − 0.5|·2 from token logprobs, where the backend gave them).
+    ``fallback_run`` names a stronger judge's run on the same items: the cascade sends it
+    every item the judge abstains on.
+    """
+    if signal not in SIGNALS:
+        raise ConfigError(f"unknown confidence signal {signal!r}; one of {sorted(SIGNALS)}")
     summary = api.summarize(run_id, db=db)
     with Store(db) as store:
         run = store.get_run(run_id)
@@ -180,6 +191,27 @@ def build_audit(
         **selective.as_dict(),
         "test": calibration.evaluate_selective(selective.threshold, c_test, y_test.astype(bool)),
     }
+    if fallback_run is not None:
+        with Store(db) as store:
+            fallback = {
+                v.item_id: v.winner for v in store.verdicts(fallback_run) if v.status == "scored"
+            }
+        if not fallback:
+            raise ConfigError(f"fallback run {fallback_run!r} has no scored verdicts")
+        test_primary = {i: winners.get(i) for i in test_ids}
+        result = calibration.cascade(test_primary, confidence, selective.threshold, fallback)
+        combined = result.pop("verdicts")
+        audit["selective"]["cascade"] = {
+            "fallback_run": fallback_run,
+            **result,
+            "agreement": float(np.mean([combined[i] == gold[i] for i in combined]))
+            if combined
+            else None,
+            "fallback_alone_agreement": float(
+                np.mean([fallback.get(i) == gold[i] for i in test_ids])
+            ),
+            "judge_alone_agreement": float(np.mean([winners.get(i) == gold[i] for i in test_ids])),
+        }
 
     # PPI: P(response A wins) from the judge on every item and humans on a random share.
     pref = {v.item_id: v.score for v in verdicts if v.status == "scored" and v.score is not None}
@@ -207,6 +239,20 @@ def build_audit(
     }
     audit["verdict"] = _verdict(audit)
     return _nan_to_none(audit)
+
+
+SIGNALS = {
+    "confidence": lambda v: (v.confidence or 0.0) if v.status == "scored" else 0.0,
+    "consistency": lambda v: 0.0 if v.status != "scored" or v.position_conflict else 1.0,
+    "logprob": lambda v: (
+        abs(v.details.get("logprob_preference_a", 0.5) - 0.5) * 2 if v.status == "scored" else 0.0
+    ),
+}
+SIGNAL_TEXT = {
+    "confidence": "share of samples (both orders) backing the winner",
+    "consistency": "both presentation orders agree",
+    "logprob": "|P(A) − 0.5|·2 from token logprobs",
+}
 
 
 def _row(agreement: dict[str, Any], statistic: str, reference: str) -> dict[str, Any] | None:
@@ -424,8 +470,15 @@ def render_html(audit: dict[str, Any]) -> str:
         threshold = (
             "none (escalate everything)" if sel["threshold"] is None else f"{sel['threshold']:.3f}"
         )
+        cascade_text = ""
+        if "cascade" in sel:
+            c = sel["cascade"]
+            cascade_text = (
+                f" Cascade with run {escape(c['fallback_run'])} on the escalated items: {_cell(c['agreement'])} "
+                f"agreement (judge alone {_cell(c['judge_alone_agreement'])}, fallback alone {_cell(c['fallback_alone_agreement'])})."
+            )
         sections.append(
-            f'<h2>Selective judging</h2><p id="selective">Target: agreement ≥ {1 - sel["alpha"]:.0%} with probability ≥ {1 - sel["delta"]:.0%} (fixed-sequence testing on {sel["calibration_n"]} calibration items). Threshold {threshold}; on the test split it decides {test["coverage"]:.1%} of items at {_cell(test["agreement"])} agreement.</p>'
+            f'<h2>Selective judging</h2><p id="selective">Target: agreement ≥ {1 - sel["alpha"]:.0%} with probability ≥ {1 - sel["delta"]:.0%} (fixed-sequence testing on {sel["calibration_n"]} calibration items). Threshold {threshold}; on the test split it decides {test["coverage"]:.1%} of items at {_cell(test["agreement"])} agreement.{cascade_text}</p>'
         )
     if "ppi" in audit:
         p = audit["ppi"]

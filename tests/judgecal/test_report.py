@@ -182,3 +182,100 @@ def test_html_report_opens_in_headless_chromium_with_every_figure(
         browser.close()
     assert errors == []
     assert (tmp_path / "audit" / "report.png").stat().st_size > 10_000
+
+
+def test_cascade_with_a_stronger_judge_and_other_signals(
+    demo_db: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from tests.conftest import EXAMPLES
+
+    mt = EXAMPLES / "mtbench"
+    # ChatGPT is the cheap judge; GPT-4 (already in demo_db as run "gpt4") is the fallback.
+    api.run_judge(
+        rubric="pairwise_helpfulness",
+        items=mt / "items.jsonl",
+        model=f"replay/{mt / 'chatgpt.replay.jsonl'}",
+        db=demo_db,
+        run_id="chatgpt",
+    )
+    for signal in ("confidence", "consistency", "logprob"):
+        audit = build_audit(
+            "chatgpt", db=demo_db, n_boot=50, signal=signal, alpha=0.2, fallback_run="gpt4"
+        )
+        cascade = audit["selective"]["cascade"]
+        assert cascade["fallback_run"] == "gpt4"
+        assert cascade["share_decided_by_judge"] + cascade["share_escalated"] == pytest.approx(1.0)
+        if audit["selective"]["threshold"] is not None:
+            # The cascade decides the confident items itself and beats the cheap judge alone.
+            assert cascade["agreement"] > cascade["judge_alone_agreement"]
+    assert (
+        main(
+            [
+                "audit",
+                "--run",
+                "chatgpt",
+                "--db",
+                str(demo_db),
+                "--out",
+                str(tmp_path / "a"),
+                "--signal",
+                "consistency",
+                "--alpha",
+                "0.2",
+                "--fallback-run",
+                "gpt4",
+                "--n-boot",
+                "50",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "verdict:" in out and (tmp_path / "a" / "report.json").exists()
+    assert (
+        main(
+            [
+                "audit",
+                "--run",
+                "chatgpt",
+                "--db",
+                str(demo_db),
+                "--out",
+                str(tmp_path / "b"),
+                "--fallback-run",
+                "nope",
+            ]
+        )
+        == 2
+    )
+
+
+def test_route_command_exports_files(
+    demo_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "route",
+                "--run",
+                "gpt4",
+                "--db",
+                str(demo_db),
+                "--beta",
+                "0.1",
+                "--out",
+                str(tmp_path / "route"),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["routed"]) == 20
+    tasks = json.loads(Path(result["label_studio_tasks"]).read_text())
+    assert [t["data"]["item_id"] for t in tasks] == result["routed"]
+    import csv
+
+    with Path(result["csv"]).open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["item_id"] for r in rows] == result["routed"]
