@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## The main job: an offline audit of two real judges (GPT-4 and ChatGPT, recorded in both
-## presentation orders) against expert labels on 200 MT-Bench pairs, into an embedded DuckDB.
+## presentation orders) against expert labels on 200 MT-Bench pairs, into an embedded DuckDB,
+## with an HTML report per judge in audit/ (ChatGPT cascaded to GPT-4 where it abstains).
 demo: $(STAMP)
 	rm -rf $(DEMO_DB) $(DEMO_DB).wal audit
 	$(BIN)/judgecal run --rubric pairwise_helpfulness --items examples/mtbench/items.jsonl \
@@ -26,7 +27,7 @@ demo: $(STAMP)
 		--model replay/examples/mtbench/chatgpt.replay.jsonl --db $(DEMO_DB) --run-id chatgpt
 	$(BIN)/judgecal labels import examples/mtbench/labels.jsonl --db $(DEMO_DB)
 	$(BIN)/judgecal audit --run gpt4 --db $(DEMO_DB) --out audit/gpt4
-	$(BIN)/judgecal audit --run chatgpt --db $(DEMO_DB) --out audit/chatgpt
+	$(BIN)/judgecal audit --run chatgpt --db $(DEMO_DB) --out audit/chatgpt --fallback-run gpt4 --alpha 0.2
 	$(BIN)/judgecal agree --run gpt4 --db $(DEMO_DB)
 
 test: $(STAMP)

@@ -322,6 +322,13 @@ def _verdict(audit: dict[str, Any]) -> dict[str, Any]:
                 f"Deciding only when confidence ≥ {selective['threshold']:.2f} guarantees ≥ {1 - selective['alpha']:.0%} agreement with probability ≥ {1 - selective['delta']:.0%}; "
                 f"on held-out items that decides {test['coverage']:.0%} of them at {test['agreement']:.1%} agreement and escalates the rest."
             )
+        cascade = selective.get("cascade")
+        if cascade and cascade.get("agreement") is not None:
+            findings.append(
+                f"Cascaded to run {cascade['fallback_run']} where it abstains: {cascade['agreement']:.1%} agreement while deciding "
+                f"{cascade['share_decided_by_judge']:.0%} of items itself (alone {cascade['judge_alone_agreement']:.1%}, "
+                f"the fallback alone {cascade['fallback_alone_agreement']:.1%})."
+            )
     run = audit.get("run", {})
     if run.get("n_items") and run.get("n_scored", 0) < run["n_items"]:
         fixes.append(
@@ -331,7 +338,7 @@ def _verdict(audit: dict[str, Any]) -> dict[str, Any]:
         fixes.append("Import expert labels to measure agreement before trusting this judge.")
     headline = {
         "high": "Trustworthy on this data: its agreement with the experts is high even at the low end of the interval.",
-        "moderate": "Usable with care: moderate agreement; rely on it where its confidence clears the selective threshold.",
+        "moderate": "Usable with care: moderate agreement with the experts; see where it may decide alone below.",
         "low": "Not trustworthy alone: agreement with the experts is low; use it only with human review.",
         "unknown": "Cannot tell yet: no expert labels to compare with.",
     }[trust]
