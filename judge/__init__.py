@@ -1,5 +1,7 @@
 """The judge pipeline: backends, protocols, parsers, the async runner and the DuckDB store."""
 
+__version__ = "0.1.0"
+
 from judge.backends import Backend, MockBackend, ReplayBackend, make_backend
 from judge.errors import BackendError, ConfigError, ItemsError, JudgeError, StoreError
 from judge.items import Item, items_from_rows, load_items

@@ -549,6 +549,49 @@ class Store:
                 [prompt_hash, rubric_hash, _now()],
             )
 
+    # -- models ----------------------------------------------------------------------------
+
+    def put_model(self, row: dict[str, Any]) -> None:
+        """Store a fitted model (a calibrator or a distilled judge) with its provenance."""
+        self.con.execute(
+            "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                row["model_id"],
+                row["kind"],
+                canonical_json(row["spec"]),
+                row.get("rubric_hash"),
+                row.get("teacher_run"),
+                row.get("data_hash"),
+                canonical_json(row["versions"]),
+                canonical_json(row["metrics"]),
+                row["blob"],
+                _now(),
+            ],
+        )
+
+    def get_model(self, model_id: str) -> dict[str, Any]:
+        cursor = self.con.execute("SELECT * FROM models WHERE model_id = ?", [model_id])
+        row = cursor.fetchone()
+        if row is None:
+            raise StoreError(
+                f"no model {model_id!r} in {self.path}; `judgecal models list` shows them"
+            )
+        names = [d[0] for d in cursor.description]
+        out = dict(zip(names, row, strict=True))
+        for key in ("spec", "versions", "metrics"):
+            out[key] = json.loads(out[key])
+        return out
+
+    def list_models(self) -> list[dict[str, Any]]:
+        cursor = self.con.execute(
+            "SELECT model_id, kind, rubric_hash, teacher_run, created_at, metrics FROM models ORDER BY created_at"
+        )
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+        for row in rows:
+            row["metrics"] = json.loads(row["metrics"])
+        return rows
+
     # -- labels --------------------------------------------------------------------------
 
     def put_labels(

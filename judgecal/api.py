@@ -73,7 +73,7 @@ def run_judge(
         items = load_items(items)
     if dataset is None:
         raise StoreError("give a dataset name for items passed in memory")
-    backend = build_backend(model, rubric, base_url=base_url, workers=workers)
+    backend = build_backend(model, rubric, base_url=base_url, workers=workers, db=db)
     judge = judge or default_judge_config(backend)
     with Store(db) as store:
         engine = Runner(store, backend, rubric, judge, runner, prices=prices)
@@ -88,12 +88,19 @@ def run_judge(
 
 
 def build_backend(
-    model: str, rubric: Rubric, *, base_url: str | None = None, workers: int = 1
+    model: str,
+    rubric: Rubric,
+    *,
+    base_url: str | None = None,
+    workers: int = 1,
+    db: str | Path | None = None,
 ) -> Any:
     """The backend for ``model``; with ``workers`` > 1 a provider backend runs its client in
     that many processes (see :mod:`judge.pool`)."""
     if workers <= 1:
-        return make_backend(model, rubric=rubric, base_url=base_url)
+        return make_backend(
+            model, rubric=rubric, base_url=base_url, db=None if db is None else str(db)
+        )
     if model.split("/", 1)[0] not in ("openai", "anthropic", "dspy"):
         raise ConfigError(
             f"--workers applies to provider backends (openai, anthropic, dspy), not {model!r}"

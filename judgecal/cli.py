@@ -108,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
             return 2
         rubric = api._rubric(args.rubric)
-        backend = api.build_backend(args.model, rubric, base_url=args.base_url)
+        backend = api.build_backend(args.model, rubric, base_url=args.base_url, db=args.db)
         defaults = api.default_judge_config(backend)
         judge = JudgeConfig(
             samples=defaults.samples if args.samples is None else args.samples,
@@ -448,6 +448,72 @@ def cmd_rewards_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    from judgecal.distill import distill
+
+    result = distill(
+        args.run,
+        db=args.db,
+        use_labels=args.use_labels,
+        alpha=args.alpha,
+        random_state=args.seed,
+        model_id=args.model_id,
+    )
+    if args.json:
+        _print_json(result)
+        return 0
+    ev, cascade = result["evaluation"], result["cascade"]
+    print(
+        f"model {result['model_id']}: trained on {result['split']['train']} items in {result['train_seconds']:.1f}s; {result['predictions_per_second']:.0f} predictions/s"
+    )
+    rows = [
+        [
+            name.replace("_", " "),
+            _fmt(m.get("accuracy")),
+            _fmt(m.get("cohen_kappa")),
+            str(m.get("n", 0)),
+        ]
+        for name, m in ev.items()
+        if isinstance(m, dict)
+    ]
+    print(_table(rows, ["held-out comparison", "accuracy", "κ", "n"]))
+    print(
+        f"cascade: local judge decides {cascade['calls_saved']:.0%} of items (threshold {_fmt(cascade['threshold'])}); "
+        f"agreement with humans {_fmt(cascade['agreement_with_humans'])} vs LLM alone {_fmt(cascade['llm_alone_agreement_with_humans'])}"
+    )
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from judge import Store
+
+    with Store(args.db) as store:
+        models = store.list_models()
+    if args.json:
+        _print_json(models)
+        return 0
+    rows = []
+    for m in models:
+        ev = m["metrics"].get("evaluation", {})
+        rows.append(
+            [
+                m["model_id"],
+                m["kind"],
+                m["teacher_run"] or "—",
+                str(m["created_at"])[:19],
+                _fmt(ev.get("local_vs_teacher", {}).get("accuracy")),
+                _fmt(ev.get("local_vs_humans", {}).get("accuracy")),
+            ]
+        )
+    print(
+        _table(
+            rows,
+            ["model", "kind", "teacher run", "created", "agrees w/ teacher", "agrees w/ humans"],
+        )
+    )
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from human_labels import plan
 
@@ -634,6 +700,33 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--host", default="127.0.0.1")
             p.add_argument("--port", type=int, default=8000)
             p.set_defaults(func=cmd_rewards_serve)
+
+    p = sub.add_parser(
+        "distill", help="distil a run into a cheap local judge stored in the database"
+    )
+    p.add_argument("--run", required=True)
+    p.add_argument("--db", required=True)
+    p.add_argument(
+        "--use-labels", action="store_true", help="train on the human majority where there is one"
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=0.05,
+        help="cascade: tolerated disagreement with the LLM judge",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model-id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_distill)
+
+    models = sub.add_parser("models", help="stored models").add_subparsers(
+        dest="models_command", required=True
+    )
+    p = models.add_parser("list", help="list stored local judges and calibrators")
+    p.add_argument("--db", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models_list)
 
     p = sub.add_parser("plan", help="labelled items needed for a target CI half-width")
     p.add_argument("--expected", type=float, required=True)

@@ -21,6 +21,7 @@ def make_backend(
     base_url: str | None = None,
     api_key: str | None = None,
     timeout: float = 60.0,
+    db: str | None = None,
     **options: Any,
 ) -> Backend:
     """Build a backend from its name; SDKs are imported only for the backend asked for."""
@@ -48,9 +49,9 @@ def make_backend(
         return ReplayBackend(rest)
     if prefix == "mock":
         return MockBackend(rest, **options)
-    raise ConfigError(
-        f"{name!r}: local judges are loaded from the store; distill one with `judgecal distill`"
-    )
+    from judge.backends.local import LocalBackend
+
+    return LocalBackend(rest, db=db, rubric=rubric)
 
 
 __all__ = ["Backend", "MockBackend", "ReplayBackend", "make_backend"]

@@ -1,0 +1,191 @@
+"""Distil a run's verdicts into a cheap local judge, evaluate it, cascade it, store it.
+
+The run's scored verdicts are the teacher's labels (optionally replaced by the human
+majority where there is one). Items are split, seeded, into train, calibration and test. On
+the test split the local judge is compared with the teacher and with the humans, next to the
+teacher's own agreement with the humans and a trivial baseline. The cascade lets the local
+judge decide where its calibrated confidence clears a threshold chosen on the calibration
+split by fixed-sequence testing (it must agree with the teacher at ≥ 1 − α there), and sends
+every other item to the LLM judge; it reports the share of LLM calls saved and the agreement
+with humans against the LLM judge alone, plus the whole curve of calls saved vs agreement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import calibration
+from calibration.distill import LocalJudge
+from human_labels import OVERALL, accuracy_score, cohen_kappa, macro_f1_score, majority
+from judge import ConfigError, Store
+from judge.backends.local import library_versions, load_local_model
+from judge.types import canonical_json
+
+
+def _metrics(pred: list[Any], reference: list[Any]) -> dict[str, Any]:
+    if not reference:
+        return {"n": 0}
+    out: dict[str, Any] = {"n": len(reference), "accuracy": accuracy_score(reference, pred)}
+    try:
+        out["cohen_kappa"] = cohen_kappa(reference, pred)
+    except ValueError:
+        out["cohen_kappa"] = None
+    out["macro_f1"] = macro_f1_score(reference, pred)
+    return out
+
+
+def distill(
+    run_id: str,
+    *,
+    db: str | Path,
+    use_labels: bool = False,
+    test_share: float = 0.3,
+    calibration_share: float = 0.2,
+    alpha: float = 0.2,
+    delta: float = 0.1,
+    random_state: int = 0,
+    model_id: str | None = None,
+    **params: Any,
+) -> dict[str, Any]:
+    """Train, evaluate, cascade and store a local judge for a pairwise run."""
+    with Store(db) as store:
+        run = store.get_run(run_id)
+        if run["protocol"] != "pairwise":
+            raise ConfigError("distillation covers pairwise runs; this run is pointwise")
+        items = {item.id: item for item in store.items(run["dataset"])}
+        verdicts = {v.item_id: v for v in store.verdicts(run_id)}
+        label_rows = store.labels(run["dataset"], OVERALL)
+    grouped: dict[str, list[str]] = {}
+    for row in label_rows:
+        grouped.setdefault(row["item_id"], []).append(row["value"])
+    humans = {i: m for i, vs in grouped.items() if (m := majority(vs)) is not None}
+    teacher = {i: v.winner for i, v in verdicts.items() if v.status == "scored" and v.winner}
+    ids = sorted(teacher)
+    if len(ids) < 30:
+        raise ConfigError(
+            f"run {run_id} has {len(ids)} scored verdicts; distillation needs at least 30"
+        )
+    rng = np.random.default_rng(random_state)
+    order = list(rng.permutation(len(ids)))
+    n_test, n_cal = int(test_share * len(ids)), int(calibration_share * len(ids))
+    test_ids = [ids[i] for i in order[:n_test]]
+    cal_ids = [ids[i] for i in order[n_test : n_test + n_cal]]
+    train_ids = [ids[i] for i in order[n_test + n_cal :]]
+
+    def examples(subset: list[str]) -> list[dict[str, Any]]:
+        return [
+            items[i].model_dump(include={"prompt", "response_a", "response_b", "reference"})
+            for i in subset
+        ]
+
+    targets = [humans.get(i, teacher[i]) if use_labels else teacher[i] for i in train_ids]
+    model = LocalJudge("pairwise", random_state=random_state, **params)
+    started = time.perf_counter()
+    model.fit(examples(train_ids), targets)
+    train_s = time.perf_counter() - started
+
+    test_proba = model.predict_proba(examples(test_ids))
+    classes = list(model.classes_)
+    test_pred = [classes[k] for k in test_proba.argmax(axis=1)]
+    labelled = [k for k, i in enumerate(test_ids) if i in humans]
+    majority_class = max(set(targets), key=targets.count)
+    evaluation: dict[str, Any] = {
+        "local_vs_teacher": _metrics(test_pred, [teacher[i] for i in test_ids]),
+        "local_vs_humans": _metrics(
+            [test_pred[k] for k in labelled], [humans[test_ids[k]] for k in labelled]
+        ),
+        "teacher_vs_humans": _metrics(
+            [teacher[test_ids[k]] for k in labelled], [humans[test_ids[k]] for k in labelled]
+        ),
+        "baseline_vs_humans": _metrics(
+            [majority_class] * len(labelled), [humans[test_ids[k]] for k in labelled]
+        ),
+        "baseline": f"always {majority_class!r} (the most common training label)",
+    }
+
+    cal_proba = model.predict_proba(examples(cal_ids))
+    cal_conf = cal_proba.max(axis=1)
+    cal_agrees = np.array(
+        [classes[k] == teacher[i] for k, i in zip(cal_proba.argmax(axis=1), cal_ids, strict=True)]
+    )
+    selective = calibration.fixed_sequence_threshold(cal_conf, cal_agrees, alpha=alpha, delta=delta)
+    test_conf = test_proba.max(axis=1)
+
+    def cascade_at(threshold: float | None) -> dict[str, Any]:
+        local_decides = (
+            np.zeros(len(test_ids), dtype=bool) if threshold is None else test_conf >= threshold
+        )
+        combined = [
+            test_pred[k] if local_decides[k] else teacher[i] for k, i in enumerate(test_ids)
+        ]
+        return {
+            "threshold": threshold,
+            "calls_saved": float(local_decides.mean()),
+            "agreement_with_humans": accuracy_score(
+                [humans[test_ids[k]] for k in labelled], [combined[k] for k in labelled]
+            )
+            if labelled
+            else None,
+            "agreement_with_teacher": float(
+                np.mean([c == teacher[i] for c, i in zip(combined, test_ids, strict=True)])
+            ),
+        }
+
+    chosen = cascade_at(selective.threshold)
+    curve = [cascade_at(float(t)) for t in np.quantile(test_conf, np.linspace(0.0, 1.0, 11))[::-1]]
+    teacher_alone = evaluation["teacher_vs_humans"].get("accuracy")
+    cascade = {
+        "alpha": alpha,
+        "delta": delta,
+        "guarantee": f"on decided items the local judge agrees with the teacher ≥ {1 - alpha:.0%} with probability ≥ {1 - delta:.0%}",
+        **chosen,
+        "llm_alone_agreement_with_humans": teacher_alone,
+        "curve": curve,
+    }
+
+    started = time.perf_counter()
+    model.predict_proba(examples(test_ids))
+    predict_per_s = len(test_ids) / max(1e-9, time.perf_counter() - started)
+    data_hash = hashlib.sha256(
+        canonical_json([[i, t] for i, t in zip(train_ids, targets, strict=True)]).encode()
+    ).hexdigest()
+    metrics = {
+        "split": {
+            "train": len(train_ids),
+            "calibration": len(cal_ids),
+            "test": len(test_ids),
+            "random_state": random_state,
+            "test_ids": test_ids,
+        },
+        "train_seconds": train_s,
+        "predictions_per_second": predict_per_s,
+        "evaluation": evaluation,
+        "cascade": cascade,
+        "use_labels": use_labels,
+    }
+    model_id = model_id or f"local-{data_hash[:12]}"
+    with Store(db) as store:
+        store.put_model(
+            {
+                "model_id": model_id,
+                "kind": "local_judge/pairwise",
+                "spec": {"class": "calibration.distill.LocalJudge", "params": model.get_params()},
+                "rubric_hash": run["rubric_hash"],
+                "teacher_run": run_id,
+                "data_hash": data_hash,
+                "versions": library_versions(),
+                "metrics": metrics,
+                "blob": pickle.dumps(model),
+            }
+        )
+    # The stored model must predict exactly what the trained one does.
+    loaded, _ = load_local_model(db, model_id)
+    if not np.array_equal(loaded.predict_proba(examples(test_ids[:50])), test_proba[:50]):
+        raise ConfigError("the stored model does not reproduce its predictions; not trusting it")
+    return {"model_id": model_id, **metrics}

@@ -1,0 +1,162 @@
+"""Acceptance: a local judge distilled from GPT-3.5's PandaLM verdicts, evaluated on held-out
+items against the three annotators' majority, next to GPT-3.5 and PandaLM-7B; the cascade;
+storing, reloading and serving it as ``local/<model-id>``."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from judge import ConfigError, Store
+from judge.backends.local import load_local_model
+from judgecal import api
+from judgecal.cli import main
+from judgecal.datasets import pandalm, write_jsonl
+from judgecal.distill import distill
+from tests.conftest import shared
+
+LABEL = {0: "tie", 1: "A", 2: "B"}
+
+
+@pytest.fixture(scope="module")
+def pandalm_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    tmp = tmp_path_factory.mktemp("pandalm")
+    items, labels = pandalm(shared("pandalm", "testset-v1.json"))
+    write_jsonl(tmp / "items.jsonl", items)
+    write_jsonl(tmp / "labels.jsonl", labels)
+    replay = []
+    for v in json.loads(shared("pandalm", "gpt-3.5-turbo-testset-v1.json").read_text()):
+        row = {
+            "item_id": f"pandalm-{v['idx']:04d}",
+            "order": "ab",
+            "sample": 0,
+            "text": v["gpt_reason"] or "",
+        }
+        if v["gpt_result"] in ("1", "2", "Tie"):
+            row["verdict"] = {"1": "A", "2": "B", "Tie": "tie"}[v["gpt_result"]]
+        replay.append(row)
+    write_jsonl(tmp / "gpt35.jsonl", replay)
+    db = tmp / "pandalm.duckdb"
+    api.run_judge(
+        rubric="pairwise_helpfulness",
+        items=tmp / "items.jsonl",
+        model=f"replay/{tmp / 'gpt35.jsonl'}",
+        db=db,
+        run_id="gpt35",
+    )
+    api.import_labels(tmp / "labels.jsonl", db=db)
+    return db, distill("gpt35", db=db, model_id="pandalm-local")
+
+
+def test_local_judge_next_to_gpt35_and_pandalm7b_on_held_out_items(
+    pandalm_run: tuple[Path, dict],
+) -> None:
+    _, result = pandalm_run
+    rows = json.loads(shared("pandalm", "testset-v1.json").read_text())
+    gold = {
+        f"pandalm-{r['idx']:04d}": LABEL[
+            Counter([r["annotator1"], r["annotator2"], r["annotator3"]]).most_common(1)[0][0]
+        ]
+        for r in rows
+    }
+    gpt35 = {
+        f"pandalm-{v['idx']:04d}": v["gpt_result"]
+        for v in json.loads(shared("pandalm", "gpt-3.5-turbo-testset-v1.json").read_text())
+    }
+    pandalm7b = {
+        f"pandalm-{v['idx']:04d}": LABEL[int(v["pandalm_result"])]
+        for v in json.loads(shared("pandalm", "pandalm-7b-testset-v1.json").read_text())
+    }
+    test_ids = result["split"]["test_ids"]
+    assert len(test_ids) == result["split"]["test"] >= 250
+    teacher_accuracy = sum(
+        {"1": "A", "2": "B", "Tie": "tie"}[gpt35[i]] == gold[i] for i in test_ids
+    ) / len(test_ids)
+    ev = result["evaluation"]
+    assert ev["teacher_vs_humans"]["accuracy"] == pytest.approx(teacher_accuracy)
+    pandalm_accuracy = sum(pandalm7b[i] == gold[i] for i in test_ids) / len(test_ids)
+    local = ev["local_vs_humans"]["accuracy"]
+    # Reported as measured: the local judge is far above the trivial baseline and in the same
+    # range as the 7B distilled judge and its teacher on these items.
+    assert local > ev["baseline_vs_humans"]["accuracy"] + 0.1
+    assert abs(local - pandalm_accuracy) < 0.1 and abs(local - teacher_accuracy) < 0.1
+    assert 0.6 < ev["local_vs_teacher"]["accuracy"] < 1.0
+
+
+def test_cascade_saves_llm_calls_within_one_point(pandalm_run: tuple[Path, dict]) -> None:
+    _, result = pandalm_run
+    cascade = result["cascade"]
+    assert cascade["calls_saved"] > 0.05
+    assert (
+        abs(cascade["agreement_with_humans"] - cascade["llm_alone_agreement_with_humans"]) <= 0.01
+    )
+    curve = cascade["curve"]
+    assert curve[0]["calls_saved"] < 0.05 and curve[-1]["calls_saved"] == 1.0
+    assert [p["calls_saved"] for p in curve] == sorted(p["calls_saved"] for p in curve)
+
+
+def test_stored_model_reloads_and_refuses_mismatches(
+    pandalm_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    import shutil
+
+    db, _ = pandalm_run
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(db, copy)
+    model, row = load_local_model(copy, "pandalm-local")
+    assert row["teacher_run"] == "gpt35" and row["metrics"]["evaluation"]
+    with Store(copy) as store:
+        store.con.execute(
+            """UPDATE models SET versions = replace(versions, '"scikit-learn":"', '"scikit-learn":"0.0-') WHERE model_id = 'pandalm-local'"""
+        )
+    with pytest.raises(ConfigError, match="other library versions"):
+        load_local_model(copy, "pandalm-local")
+    from rubrics import load_rubric
+
+    with pytest.raises(ConfigError, match="distilled under rubric"):
+        load_local_model(db, "pandalm-local", rubric=load_rubric("instruction_following"))
+
+
+def test_local_backend_serves_the_model_through_the_runner(
+    pandalm_run: tuple[Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, _ = pandalm_run
+    items = tmp_path / "few.jsonl"
+    items.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"n{i}",
+                    "prompt": "Say hi.",
+                    "response_a": "Hi!" * (i + 1),
+                    "response_b": "I cannot help with that.",
+                }
+            )
+            + "\n"
+            for i in range(5)
+        )
+    )
+    code = main(
+        [
+            "run",
+            "--rubric",
+            "pairwise_helpfulness",
+            "--items",
+            str(items),
+            "--model",
+            "local/pandalm-local",
+            "--db",
+            str(db),
+            "--samples",
+            "1",
+            "--json",
+        ]
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_scored"] == 5 and summary["n_calls"] == 10 and summary["cost_usd"] == 0.0
+    assert main(["models", "list", "--db", str(db), "--json"]) == 0
+    assert "pandalm-local" in capsys.readouterr().out
