@@ -108,6 +108,12 @@ def test_stored_model_reloads_and_refuses_mismatches(
     shutil.copy(db, copy)
     model, row = load_local_model(copy, "pandalm-local")
     assert row["teacher_run"] == "gpt35" and row["metrics"]["evaluation"]
+    assert list(model.classes_) == ["A", "B", "tie"]
+    # Position-invariant by construction: swapping the responses swaps P(A) and P(B).
+    pair = {"prompt": "p", "response_a": "A short answer.", "response_b": "A much longer and more detailed answer, with steps."}
+    swapped = {**pair, "response_a": pair["response_b"], "response_b": pair["response_a"]}
+    forward, backward = model.predict_proba([pair])[0], model.predict_proba([swapped])[0]
+    assert forward[0] == pytest.approx(backward[1]) and forward[2] == pytest.approx(backward[2])
     with Store(copy) as store:
         store.con.execute(
             """UPDATE models SET versions = replace(versions, '"scikit-learn":"', '"scikit-learn":"0.0-') WHERE model_id = 'pandalm-local'"""
