@@ -110,7 +110,11 @@ def test_stored_model_reloads_and_refuses_mismatches(
     assert row["teacher_run"] == "gpt35" and row["metrics"]["evaluation"]
     assert list(model.classes_) == ["A", "B", "tie"]
     # Position-invariant by construction: swapping the responses swaps P(A) and P(B).
-    pair = {"prompt": "p", "response_a": "A short answer.", "response_b": "A much longer and more detailed answer, with steps."}
+    pair = {
+        "prompt": "p",
+        "response_a": "A short answer.",
+        "response_b": "A much longer and more detailed answer, with steps.",
+    }
     swapped = {**pair, "response_a": pair["response_b"], "response_b": pair["response_a"]}
     forward, backward = model.predict_proba([pair])[0], model.predict_proba([swapped])[0]
     assert forward[0] == pytest.approx(backward[1]) and forward[2] == pytest.approx(backward[2])
