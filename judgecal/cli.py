@@ -712,8 +712,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--alpha",
         type=float,
-        default=0.05,
-        help="cascade: tolerated disagreement with the LLM judge",
+        default=0.2,
+        help="cascade: tolerated disagreement with the LLM judge on the items the local judge decides",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model-id")
