@@ -11,7 +11,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check uv
 	$(PYTHON) -m uv venv --quiet --allow-existing $(VENV)
-	$(PYTHON) -m uv pip install --quiet --python $(VENV) --compile-bytecode -e '.[dev,serve]'
+	$(PYTHON) -m uv pip install --quiet --python $(VENV) --compile-bytecode -e '.[dev,serve,inspect]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -49,6 +49,9 @@ check: lint typecheck test
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/agreement.py
+	$(BIN)/python bench/rewards.py
+	$(BIN)/python bench/local_judge.py
+	$(BIN)/python bench/service.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(DEMO_DB) $(DEMO_DB).wal

@@ -137,4 +137,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        "0004_api_keys",
+        """
+        CREATE TABLE api_keys (
+            key_id VARCHAR PRIMARY KEY,       -- the public prefix shown in logs
+            key_hash VARCHAR NOT NULL,        -- SHA-256 of the whole key; the key itself is never stored
+            name VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            revoked BOOLEAN NOT NULL
+        );
+        """,
+    ),
 )

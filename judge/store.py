@@ -8,6 +8,7 @@ service send every operation through a single thread (the one-writer rule).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -592,6 +593,30 @@ class Store:
             row["metrics"] = json.loads(row["metrics"])
         return rows
 
+    # -- API keys --------------------------------------------------------------------------
+
+    def create_api_key(self, name: str) -> str:
+        """A new random key; only its hash is stored, so it is shown to the caller once."""
+        import secrets
+
+        key_id = "jc_" + secrets.token_hex(4)
+        key = f"{key_id}.{secrets.token_urlsafe(32)}"
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        self.con.execute(
+            "INSERT INTO api_keys VALUES (?, ?, ?, ?, false)", [key_id, digest, name, _now()]
+        )
+        return key
+
+    def api_key_hashes(self) -> dict[str, str]:
+        """key id → hash of every key not revoked."""
+        rows = self.con.execute(
+            "SELECT key_id, key_hash FROM api_keys WHERE NOT revoked"
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def revoke_api_key(self, key_id: str) -> None:
+        self.con.execute("UPDATE api_keys SET revoked = true WHERE key_id = ?", [key_id])
+
     # -- labels --------------------------------------------------------------------------
 
     def put_labels(
@@ -687,5 +712,6 @@ class Store:
             "models",
             "request_cache",
             "dynamic_rubrics",
+            "api_keys",
         ]
         return {t: int(self.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}  # type: ignore[index]

@@ -441,10 +441,40 @@ def cmd_rewards_probe(args: argparse.Namespace) -> int:
 def cmd_rewards_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from judgecal.service import create_app
+    from judgecal.service import Service, create_app
 
-    with _reward(args) as reward:
-        uvicorn.run(create_app(reward), host=args.host, port=args.port, log_level="warning")
+    service = Service(args.db, base_url=args.base_url, reward_model=args.model, require_keys=False)
+    print(
+        f"serving POST /v1/rewards on http://{args.host}:{args.port} (no API key: bind to loopback only)"
+    )
+    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from judgecal.service import Service, create_app
+
+    service = Service(args.db, base_url=args.base_url, reward_model=args.reward_model)
+    if not service.keys:
+        print(
+            "judgecal: error: no API keys in this database; create one with `judgecal keys create --db ...`",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"judgecal service on http://{args.host}:{args.port} (docs at /docs)")
+    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from judge import Store
+
+    with Store(args.db) as store:
+        key = store.create_api_key(args.name)
+    print(key)
+    print("store this key now: only its hash is kept", file=sys.stderr)
     return 0
 
 
@@ -727,6 +757,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models_list)
+
+    p = sub.add_parser("serve", help="serve the HTTP API (judge, compare, rewards, runs, rubrics)")
+    p.add_argument("--db", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--base-url", help="OpenAI-compatible server for openai/<model> judges")
+    p.add_argument("--reward-model", help="judge model behind POST /v1/rewards")
+    p.set_defaults(func=cmd_serve)
+
+    keys = sub.add_parser("keys", help="API keys of the service").add_subparsers(
+        dest="keys_command", required=True
+    )
+    p = keys.add_parser("create", help="create an API key (printed once)")
+    p.add_argument("--db", required=True)
+    p.add_argument("--name", required=True)
+    p.set_defaults(func=cmd_keys_create)
 
     p = sub.add_parser("plan", help="labelled items needed for a target CI half-width")
     p.add_argument("--expected", type=float, required=True)

@@ -21,7 +21,7 @@ import os
 import threading
 import uuid
 from collections.abc import Coroutine, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -148,6 +148,8 @@ class RubricReward:
         runner: RunnerConfig | None = None,
         extend: bool = True,
         backend: Backend | None = None,
+        store: Store | None = None,
+        executor: ThreadPoolExecutor | None = None,
     ) -> None:
         self.__name__ = f"judgecal_{scoring}_rubric_reward"  # TRL logs rewards under this name
         self.model = model
@@ -167,7 +169,11 @@ class RubricReward:
         self.judge = judge or JudgeConfig(samples=1, temperature=0.0)
         self.runner_config = runner or RunnerConfig(max_concurrency=64)
         self.backend = backend or make_backend(model, base_url=base_url)
-        self.store = Store(db)
+        # A service passes its own store and writer thread, so all writes stay on one thread.
+        self.store = store or Store(db)
+        self._owns_store = store is None
+        if executor is not None:
+            self._store_executor = executor
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -413,8 +419,6 @@ class RubricReward:
     @property
     def _executor(self) -> Any:
         if not hasattr(self, "_store_executor"):
-            from concurrent.futures import ThreadPoolExecutor
-
             self._store_executor = ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="judgecal-rewards-store"
             )
@@ -430,16 +434,19 @@ class RubricReward:
         """Run on the reward's own loop (its clients live there), awaitable from any loop."""
         return await asyncio.wrap_future(self._submit(coro))
 
-    def close(self) -> None:
+    def close(self, *, store: bool = True) -> None:
+        """Stop the reward's loop and client; close the store it opened itself."""
+
         async def shutdown() -> None:
             await self.backend.aclose()
 
         self._submit(shutdown()).result(timeout=30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
-        if hasattr(self, "_store_executor"):
-            self._store_executor.shutdown(wait=True)
-        self.store.close()
+        if self._owns_store and store:
+            if hasattr(self, "_store_executor"):
+                self._store_executor.shutdown(wait=True)
+            self.store.close()
 
     def __enter__(self) -> RubricReward:
         return self

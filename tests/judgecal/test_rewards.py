@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -166,10 +167,17 @@ def test_verl_compute_score(
 def test_openrlhf_http_endpoint(provider: FakeProvider) -> None:
     import uvicorn
 
-    from judgecal.service import create_app
+    from judgecal.service import Service, create_app
 
+    service = Service(
+        Path(tempfile.mkdtemp()) / "svc.duckdb",
+        base_url=provider.base_url,
+        reward_model="openai/gpt-4.1-mini",
+        require_keys=False,
+    )
+    service.reward.extend = False  # type: ignore[union-attr]
     with RubricReward("openai/gpt-4.1-mini", base_url=provider.base_url, extend=False) as reward:
-        config = uvicorn.Config(create_app(reward), host="127.0.0.1", port=0, log_level="error")
+        config = uvicorn.Config(create_app(service), host="127.0.0.1", port=0, log_level="error")
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

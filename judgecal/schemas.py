@@ -1,0 +1,112 @@
+"""Request and response bodies of the HTTP service, shared with the Python client."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_BATCH = 256
+MAX_TEXT = 100_000
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PointwiseItemIn(_Body):
+    id: str | None = Field(None, max_length=512)
+    """Your id for the item (default: a hash of its content)."""
+    prompt: str = Field(max_length=MAX_TEXT)
+    response: str = Field(max_length=MAX_TEXT)
+    reference: str | None = Field(None, max_length=MAX_TEXT)
+
+
+class PairwiseItemIn(_Body):
+    id: str | None = Field(None, max_length=512)
+    prompt: str = Field(max_length=MAX_TEXT)
+    response_a: str = Field(max_length=MAX_TEXT)
+    response_b: str = Field(max_length=MAX_TEXT)
+    reference: str | None = Field(None, max_length=MAX_TEXT)
+
+
+class JudgeOptions(_Body):
+    samples: int = Field(1, ge=1, le=8)
+    """k evidence-first samples per order."""
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    aggregation: Literal["mean", "conservative"] = "mean"
+
+
+class JudgeRequest(_Body):
+    """Score one or more responses against a pointwise rubric."""
+
+    rubric: str = Field(max_length=200)
+    """A library rubric name or the id of a rubric posted to /v1/rubrics."""
+    model: str = Field(max_length=200)
+    """A backend the server allows, e.g. ``openai/gpt-4.1-mini``, ``local/<model-id>``."""
+    items: list[PointwiseItemIn] = Field(min_length=1, max_length=MAX_BATCH)
+    options: JudgeOptions = Field(default_factory=JudgeOptions)
+
+
+class CompareRequest(_Body):
+    """Compare pairs of responses in both presentation orders."""
+
+    rubric: str = Field(max_length=200)
+    model: str = Field(max_length=200)
+    items: list[PairwiseItemIn] = Field(min_length=1, max_length=MAX_BATCH)
+    options: JudgeOptions = Field(default_factory=JudgeOptions)
+
+
+class VerdictOut(BaseModel):
+    item_id: str
+    status: Literal["scored", "unscored"]
+    score: float | None = None
+    """Pointwise: the rubric score in [0, 1]. Pairwise: the preference for A in [0, 1]."""
+    winner: str | None = None
+    criteria: dict[str, float] | None = None
+    confidence: float | None = None
+    position_conflict: bool | None = None
+    reason: str | None = None
+
+
+class JudgeResponse(BaseModel):
+    run_id: str
+    rubric: str
+    """``id@version#hash``: the exact rubric text that produced these verdicts."""
+    verdicts: list[VerdictOut]
+
+
+class RunRequest(_Body):
+    """A large run judged in the background."""
+
+    rubric: str = Field(max_length=200)
+    model: str = Field(max_length=200)
+    dataset: str = Field(max_length=200, pattern=r"^[\w.\-/]+$")
+    items: list[dict[str, Any]] = Field(min_length=1, max_length=20_000)
+    options: JudgeOptions = Field(default_factory=JudgeOptions)
+
+
+class RunStatus(BaseModel):
+    run_id: str
+    status: str
+    """``queued``, ``running``, ``finished`` or ``failed``."""
+    n_items: int
+    n_done: int
+    error: str | None = None
+
+
+class RubricOut(BaseModel):
+    id: str
+    version: str
+    mode: str
+    hash: str
+    source: Literal["library", "posted"]
+
+
+class ErrorBody(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
