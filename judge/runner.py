@@ -135,6 +135,7 @@ class Runner:
         progress_stream: TextIO | None = None,
         protocol: Protocol | None = None,
         executor: ThreadPoolExecutor | None = None,
+        cached_hashes: set[str] | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -144,6 +145,9 @@ class Runner:
         self.prices = PRICES if prices is None else prices
         self.model = backend.name.split("/", 1)[1]
         self.protocol: Protocol = protocol or make_protocol(rubric, self.judge, self.model)
+        # A long-lived caller (the service) shares one set of cached request hashes across
+        # runs instead of reading them all from the store for every run.
+        self._shared_hashes = cached_hashes
         # All store access goes through one thread; callers that run several runners on one
         # store pass theirs so the store still sees a single writer.
         self._owns_executor = executor is None
@@ -254,7 +258,10 @@ class Runner:
         self._flush_lock = asyncio.Lock()
         self._cached: set[str] = set()
         if self.config.cache and self.backend.cacheable:
-            self._cached = await self._db(self.store.cache_hashes, self.backend.name)
+            if self._shared_hashes is not None:
+                self._cached = self._shared_hashes
+            else:
+                self._cached = await self._db(self.store.cache_hashes, self.backend.name)
         self._items_done = self._already_done = len(finished)
         self._t0 = time.perf_counter()
         self._total_items = len(items)

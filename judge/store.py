@@ -23,6 +23,9 @@ from judge.items import Item
 from judge.migrations import MIGRATIONS, Migration
 from judge.types import CallRecord, Completion, Verdict, canonical_json
 
+#: Up to this many rows are written with one VALUES statement instead of an Arrow view.
+SMALL_BATCH = 32
+
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -247,10 +250,20 @@ class Store:
     # -- bulk insert ---------------------------------------------------------------------
 
     def _insert(self, table: str, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
+        """Bulk insert through Arrow; a handful of rows (a service request) goes as one
+        multi-row VALUES statement, which skips registering an Arrow view."""
         if not rows:
             return
-        arrow = pa.Table.from_pylist(rows, schema=schema)
         columns = ", ".join(f'"{name}"' for name in schema.names)
+        if len(rows) <= SMALL_BATCH:
+            placeholders = "(" + ", ".join("?" * len(schema.names)) + ")"
+            params = [row.get(name) for row in rows for name in schema.names]
+            self.con.execute(
+                f"INSERT INTO {table} ({columns}) VALUES " + ", ".join([placeholders] * len(rows)),
+                params,
+            )
+            return
+        arrow = pa.Table.from_pylist(rows, schema=schema)
         self.con.register("_bulk", arrow)
         try:
             self.con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _bulk")
@@ -283,20 +296,27 @@ class Store:
         """
         # Only the rows that share an id with the new items are read back, so adding a batch
         # to a large dataset costs the batch, not the dataset.
-        ids = pa.table({"item_id": pa.array([item.id for item in items], type=pa.string())})
-        self.con.register("_ids", ids)
-        try:
-            existing = {
-                row[0]: row[1:]
-                for row in self.con.execute(
-                    "SELECT i.item_id, i.prompt, i.response, i.response_a, i.response_b, i.reference, i.meta "
-                    "FROM items i JOIN _ids USING (item_id) WHERE i.dataset = ?",
+        columns = "i.item_id, i.prompt, i.response, i.response_a, i.response_b, i.reference, i.meta"
+        if len(items) <= SMALL_BATCH:
+            marks = ", ".join("?" * len(items))
+            found = self.con.execute(
+                f"SELECT {columns} FROM items i WHERE i.dataset = ? AND i.item_id IN ({marks})",
+                [dataset, *(item.id for item in items)],
+            ).fetchall()
+        else:
+            self.con.register(
+                "_ids",
+                pa.table({"item_id": pa.array([item.id for item in items], type=pa.string())}),
+            )
+            try:
+                found = self.con.execute(
+                    f"SELECT {columns} FROM items i JOIN _ids USING (item_id) WHERE i.dataset = ?",
                     [dataset],
                 ).fetchall()
-            }
-        finally:
-            with suppress(duckdb.Error):
-                self.con.unregister("_ids")
+            finally:
+                with suppress(duckdb.Error):
+                    self.con.unregister("_ids")
+        existing = {row[0]: row[1:] for row in found}
         rows = []
         for item in items:
             row = {

@@ -343,38 +343,6 @@ def cmd_route(args: argparse.Namespace) -> int:
         )
     return 0
 
-    result = api.summarize(args.run, db=args.db)
-    if args.json:
-        _print_json(result)
-        return 0
-    print(
-        f"audit of run {result['run_id']} ({result['backend']}, {result['protocol']}, dataset {result['dataset']})"
-    )
-    print(f"  items scored       {result['n_scored']}/{result['n_items']}")
-    print(
-        f"  calls parsed       {result['n_parsed']}/{result['n_calls']}  (failed calls: {result['n_call_errors']})"
-    )
-    if "position" in result:
-        pos = result["position"]
-        print(
-            f"  positional agreement  {_fmt(pos['position_consistency'])}  (same winner in both orders, n={pos['n']})"
-        )
-        print(
-            f"  preference fairness   {_fmt(result['preference_fairness'])}  (+1 always first, −1 always second)"
-        )
-    for order, acc in result.get("accuracy_by_order", {}).items():
-        print(
-            f"  accuracy, order {order}    {_fmt(acc['accuracy'])}  ({acc['n_correct']}/{acc['n']} vs expert majority)"
-        )
-    if "balanced" in result:
-        bal = result["balanced"]
-        print(
-            f"  accuracy, both orders {_fmt(bal['accuracy'])}  ({bal['n_correct']}/{bal['n']}, balanced-position "
-            f"verdicts; {bal['n_ties']} ties where the orders disagree, "
-            f"{_fmt(bal['accuracy_when_decided'])} on the rest)"
-        )
-    return 0
-
 
 def _reward(args: argparse.Namespace) -> Any:
     from judgecal.rewards import RubricReward

@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from judge import JudgeConfig, Runner, RunnerConfig, Store, items_from_rows, make_backend
 from judge.backends import Backend
 from judge.errors import ConfigError, StoreError
+from judge.protocols import Protocol, make_protocol
 from judgecal.errors import USER_ERRORS
 from judgecal.rewards import RubricReward
 from judgecal.schemas import (
@@ -105,7 +106,11 @@ class Service:
         self.require_keys = require_keys
         self.keys = self.store.api_key_hashes()
         self.backends: dict[str, Backend] = {}
+        self.protocols: dict[str, Protocol] = {}
+        self.cached_hashes: dict[str, set[str]] = {}
         self.posted: dict[str, Rubric] = {}
+        self.library = {name: load_rubric(name) for name in library_names()}
+        self.closed = False
         self.jobs: dict[str, RunStatus] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.runner_config = RunnerConfig(max_concurrency=max_concurrency)
@@ -140,8 +145,8 @@ class Service:
     def rubric(self, name: str) -> Rubric:
         if name in self.posted:
             return self.posted[name]
-        if name in library_names():
-            return load_rubric(name)
+        if name in self.library:
+            return self.library[name]
         for rubric in self.posted.values():
             if rubric.content_hash.startswith(name) and len(name) >= 12:
                 return rubric
@@ -206,8 +211,24 @@ class Service:
             temperature=options.temperature,
             aggregation=options.aggregation,
         )
+        # Protocols (rendered instructions, output models) and the cache index are built once
+        # per rubric, settings and backend, not per request.
+        key = f"{backend.name}#{rubric.content_hash}#{judge.model_dump_json()}"
+        if key not in self.protocols:
+            self.protocols[key] = make_protocol(rubric, judge, backend.name.split("/", 1)[1])
+        if backend.name not in self.cached_hashes:
+            self.cached_hashes[backend.name] = await self.write(
+                self.store.cache_hashes, backend.name
+            )
         runner = Runner(
-            self.store, backend, rubric, judge, self.runner_config, executor=self.writer
+            self.store,
+            backend,
+            rubric,
+            judge,
+            self.runner_config,
+            executor=self.writer,
+            protocol=self.protocols[key],
+            cached_hashes=self.cached_hashes[backend.name],
         )
         run_id = run_id or f"api-{uuid.uuid4().hex[:16]}"
         await runner.run(unique, dataset=dataset, run_id=run_id)
@@ -282,7 +303,7 @@ class Service:
 
     async def post_rubric(self, data: dict[str, Any]) -> RubricOut:
         rubric = rubric_from_dict(data, source="request")
-        if rubric.id in library_names():
+        if rubric.id in self.library:
             raise ServiceError(
                 409, "rubric_exists", f"{rubric.id!r} is a library rubric; choose another id"
             )
@@ -316,6 +337,9 @@ class Service:
         return out
 
     async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         for task in list(self.tasks):
             await asyncio.gather(task, return_exceptions=True)
         for backend in self.backends.values():
@@ -388,33 +412,23 @@ def create_app(service: Service) -> Any:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/v1/judge", response_model=JudgeResponse, dependencies=[Depends(authorized)])
-    async def judge(body: JudgeRequest) -> JudgeResponse:
+    async def judged(mode: str, body: JudgeRequest | CompareRequest) -> JudgeResponse:
+        items = [i.model_dump() for i in body.items]
         try:
             run_id, rubric, verdicts = await service.judge(
-                "pointwise",
-                body.rubric,
-                body.model,
-                [i.model_dump() for i in body.items],
-                body.options,
+                mode, body.rubric, body.model, items, body.options
             )
         except USER_ERRORS as exc:
             raise user_error(exc) from None
         return JudgeResponse(run_id=run_id, rubric=rubric.ref, verdicts=verdicts)
 
+    @app.post("/v1/judge", response_model=JudgeResponse, dependencies=[Depends(authorized)])
+    async def judge(body: JudgeRequest) -> JudgeResponse:
+        return await judged("pointwise", body)
+
     @app.post("/v1/compare", response_model=JudgeResponse, dependencies=[Depends(authorized)])
     async def compare(body: CompareRequest) -> JudgeResponse:
-        try:
-            run_id, rubric, verdicts = await service.judge(
-                "pairwise",
-                body.rubric,
-                body.model,
-                [i.model_dump() for i in body.items],
-                body.options,
-            )
-        except USER_ERRORS as exc:
-            raise user_error(exc) from None
-        return JudgeResponse(run_id=run_id, rubric=rubric.ref, verdicts=verdicts)
+        return await judged("pairwise", body)
 
     @app.post("/v1/rewards", response_model=RewardResponse, dependencies=[Depends(authorized)])
     async def rewards(body: RewardRequest) -> RewardResponse:

@@ -3,6 +3,7 @@ writer, the Python client and the Inspect AI scorer."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -50,6 +51,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         }
         uv.should_exit = True
         thread.join(20)
+        asyncio.run(service.aclose())  # no-op when the app's shutdown already closed it
     mp.undo()
 
 
