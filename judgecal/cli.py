@@ -415,7 +415,15 @@ def cmd_rewards_serve(args: argparse.Namespace) -> int:
     print(
         f"serving POST /v1/rewards on http://{args.host}:{args.port} (no API key: bind to loopback only)"
     )
-    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(
+        create_app(service),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        # Longer than clients wait between requests, so a pooled connection is never closed
+        # under a client that is about to reuse it.
+        timeout_keep_alive=75,
+    )
     return 0
 
 
@@ -432,7 +440,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 2
     print(f"judgecal service on http://{args.host}:{args.port} (docs at /docs)")
-    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(
+        create_app(service),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        # Longer than clients wait between requests, so a pooled connection is never closed
+        # under a client that is about to reuse it.
+        timeout_keep_alive=75,
+    )
     return 0
 
 
