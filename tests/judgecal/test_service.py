@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -401,38 +402,55 @@ def test_python_client(server: dict) -> None:
         assert caught.value.status == 404 and caught.value.kind == "unknown_rubric"
 
 
-def test_inspect_scorer_against_inspects_mock_model(
-    server: dict, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    inspect_ai = pytest.importorskip("inspect_ai")
-    import inspect_ai.model._model as inspect_model
+INSPECT_SCRIPT = """
+import json, sys
+import inspect_ai
+import inspect_ai.model._model as inspect_model
+from inspect_ai.dataset import Sample
+from inspect_ai.solver import generate
+from judgecal.client import JudgecalClient
+from judgecal.inspect_scorer import judgecal_scorer
 
-    # Inspect estimates context size with tiktoken, whose encoding file is a download; offline,
-    # a characters/4 estimate stands in (it only matters for context compaction).
-    monkeypatch.setattr(inspect_model, "count_text_tokens", lambda text: max(1, len(text) // 4))
-    from inspect_ai.dataset import Sample
-    from inspect_ai.solver import generate
+# Inspect estimates context size with tiktoken, whose encoding file is a download; offline, a
+# characters/4 estimate stands in (it only matters for context compaction).
+inspect_model.count_text_tokens = lambda text: max(1, len(text) // 4)
+base, key, log_dir = sys.argv[1:4]
+with JudgecalClient(base, key) as client:
+    task = inspect_ai.Task(
+        dataset=[Sample(input="What is 2+2?", target="4"), Sample(input="Name a colour.", target="red")],
+        solver=generate(),
+        scorer=judgecal_scorer(client, rubric="answer_correctness", model="mock/example"),
+    )
+    log = inspect_ai.eval(task, model="mockllm/model", display="none", log_dir=log_dir)[0]
+print(json.dumps({
+    "status": log.status,
+    "error": str(log.error) if log.error else None,
+    "scores": [sample.scores["judgecal"].value for sample in log.samples],
+    "mean": log.results.scores[0].metrics["mean"].value,
+}))
+"""
 
-    from judgecal.inspect_scorer import judgecal_scorer
 
-    with JudgecalClient(server["base"], server["key"]) as client:
-        task = inspect_ai.Task(
-            dataset=[
-                Sample(input="What is 2+2?", target="4"),
-                Sample(input="Name a colour.", target="red"),
-            ],
-            solver=generate(),
-            scorer=judgecal_scorer(client, rubric="answer_correctness", model="mock/example"),
-        )
-        logs = inspect_ai.eval(
-            task,
-            model="mockllm/model",
-            display="none",
-            log_dir=str(Path(server["db"]).parent / "inspect-logs"),
-        )
-    log = logs[0]
-    assert log.status == "success", log.error
-    scores = [sample.scores["judgecal"].value for sample in log.samples]
+def test_inspect_scorer_against_inspects_mock_model(server: dict, tmp_path: Path) -> None:
+    """Inspect runs in its own process (it keeps global state), against this test's service."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("inspect_ai")
+    script = tmp_path / "inspect_eval.py"
+    script.write_text(INSPECT_SCRIPT)
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, str(script), server["base"], server["key"], str(tmp_path / "logs")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["status"] == "success", result["error"]
     # The mock judge answers with the rubric's example: every criterion met, the pitfall too.
-    assert scores == pytest.approx([7 / 9, 7 / 9])
-    assert log.results.scores[0].metrics["mean"].value == pytest.approx(7 / 9)
+    assert result["scores"] == pytest.approx([7 / 9, 7 / 9])
+    assert result["mean"] == pytest.approx(7 / 9)
