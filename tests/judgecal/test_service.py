@@ -231,6 +231,34 @@ def test_judge_and_compare(server: dict) -> None:
             "rubric_exists",
         ),
         ("/v1/rewards", {"query": ["a"], "prompts": []}, 422, "invalid_request"),
+        (
+            "/v1/rubrics",
+            {
+                "id": "y",
+                "mode": "pointwise",
+                "task": "t",
+                "criteria": [
+                    {
+                        "id": "a",
+                        "description": "d",
+                        "scale": {"type": "likert", "high": 5, "anchors": {"1": "bad"}},
+                    }
+                ],
+            },
+            422,
+            "RubricError",
+        ),
+        (
+            "/v1/rubrics",
+            {
+                "id": "z",
+                "mode": "pairwise",
+                "task": "t",
+                "criteria": [{"id": "a", "description": "d", "scale": {"type": "binary"}}],
+            },
+            422,
+            "RubricError",
+        ),
     ],
 )
 def test_bad_requests_get_one_error_shape(
