@@ -285,8 +285,16 @@ class LocalJudge(ClassifierMixin, BaseEstimator):
 
     def predict_scores(self, X: Sequence[Example]) -> list[dict[str, float]]:
         """Pointwise: the expected level per criterion."""
+        return self.predict_levels(X)[0]
+
+    def predict_levels(
+        self, X: Sequence[Example]
+    ) -> tuple[list[dict[str, float]], NDArray[np.float64]]:
+        """Pointwise: expected level per criterion, and a confidence per item (the smallest,
+        over criteria, calibrated probability of the most likely level)."""
         check_is_fitted(self, "heads_")
         features = self._features(X)
+        confidence = np.ones(len(X))
         out: list[dict[str, float]] = [{} for _ in X]
         for criterion, head in self.heads_.items():
             if head is None:
@@ -297,6 +305,7 @@ class LocalJudge(ClassifierMixin, BaseEstimator):
                 continue
             proba = head.predict_proba(features)
             levels = np.asarray(head.classes_, dtype=float)
+            confidence = np.minimum(confidence, proba.max(axis=1))
             for row, expected in zip(out, proba @ levels, strict=True):
                 row[criterion] = float(expected)
-        return out
+        return out, confidence

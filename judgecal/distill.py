@@ -26,6 +26,7 @@ from human_labels import OVERALL, accuracy_score, cohen_kappa, macro_f1_score, m
 from judge import ConfigError, Store
 from judge.backends.local import library_versions, load_local_model
 from judge.types import canonical_json
+from rubrics import Rubric, aggregate_scores, rubric_from_yaml
 
 
 def _metrics(pred: list[Any], reference: list[Any]) -> dict[str, Any]:
@@ -56,14 +57,30 @@ def distill(
     """Train, evaluate, cascade and store a local judge for a pairwise run."""
     with Store(db) as store:
         run = store.get_run(run_id)
-        if run["protocol"] != "pairwise":
-            raise ConfigError("distillation covers pairwise runs; this run is pointwise")
+        if run["protocol"] == "pointwise":
+            rubric = rubric_from_yaml(store.get_rubric_body(run["rubric_hash"]))
         items = {item.id: item for item in store.items(run["dataset"])}
         verdicts = {v.item_id: v for v in store.verdicts(run_id)}
         label_rows = store.labels(run["dataset"], OVERALL)
     grouped: dict[str, list[str]] = {}
     for row in label_rows:
         grouped.setdefault(row["item_id"], []).append(row["value"])
+    if run["protocol"] == "pointwise":
+        return _distill_pointwise(
+            run,
+            rubric,
+            items,
+            verdicts,
+            label_rows,
+            db=db,
+            test_share=test_share,
+            calibration_share=calibration_share,
+            alpha=alpha,
+            delta=delta,
+            random_state=random_state,
+            model_id=model_id,
+            **params,
+        )
     humans = {i: m for i, vs in grouped.items() if (m := majority(vs)) is not None}
     teacher = {i: v.winner for i, v in verdicts.items() if v.status == "scored" and v.winner}
     ids = sorted(teacher)
@@ -187,5 +204,182 @@ def distill(
     # The stored model must predict exactly what the trained one does.
     loaded, _ = load_local_model(db, model_id)
     if not np.array_equal(loaded.predict_proba(examples(test_ids[:50])), test_proba[:50]):
+        raise ConfigError("the stored model does not reproduce its predictions; not trusting it")
+    return {"model_id": model_id, **metrics}
+
+
+def _split(
+    ids: list[str], test_share: float, calibration_share: float, random_state: int
+) -> tuple[list[str], list[str], list[str]]:
+    order = list(np.random.default_rng(random_state).permutation(len(ids)))
+    n_test, n_cal = int(test_share * len(ids)), int(calibration_share * len(ids))
+    return (
+        [ids[i] for i in order[n_test + n_cal :]],
+        [ids[i] for i in order[n_test : n_test + n_cal]],
+        [ids[i] for i in order[:n_test]],
+    )
+
+
+def _distill_pointwise(
+    run: dict[str, Any],
+    rubric: Rubric,
+    items: dict[str, Any],
+    verdicts: dict[str, Any],
+    label_rows: list[dict[str, Any]],
+    *,
+    db: str | Path,
+    test_share: float,
+    calibration_share: float,
+    alpha: float,
+    delta: float,
+    random_state: int,
+    model_id: str | None,
+    **params: Any,
+) -> dict[str, Any]:
+    """Pointwise: one head per criterion learns the teacher's level; the rubric aggregates."""
+    from scipy.stats import spearmanr
+
+    teacher = {
+        i: {c: round(value) for c, value in (v.criteria or {}).items()}
+        for i, v in verdicts.items()
+        if v.status == "scored" and v.criteria
+    }
+    ids = sorted(teacher)
+    if len(ids) < 30:
+        raise ConfigError(
+            f"run {run['run_id']} has {len(ids)} scored verdicts; distillation needs at least 30"
+        )
+    train_ids, cal_ids, test_ids = _split(ids, test_share, calibration_share, random_state)
+
+    def examples(subset: list[str]) -> list[dict[str, Any]]:
+        return [items[i].model_dump(include={"prompt", "response", "reference"}) for i in subset]
+
+    model = LocalJudge("pointwise", random_state=random_state, **params)
+    started = time.perf_counter()
+    model.fit(examples(train_ids), [teacher[i] for i in train_ids])
+    train_s = time.perf_counter() - started
+
+    def aggregate(levels: dict[str, float]) -> float:
+        return aggregate_scores(
+            rubric,
+            {
+                c.id: c.scale.coerce(round(levels.get(c.id, float(c.scale.values[0]))))
+                for c in rubric.criteria
+            },
+        )
+
+    test_levels, test_conf = model.predict_levels(examples(test_ids))
+    local_scores = [aggregate(levels) for levels in test_levels]
+    teacher_scores = [verdicts[i].score for i in test_ids]
+    exact = [
+        all(round(levels.get(c, -1)) == level for c, level in teacher[i].items())
+        for levels, i in zip(test_levels, test_ids, strict=True)
+    ]
+    human_scores: dict[str, float] = {}
+    for row in label_rows:
+        if (
+            row["criterion"] == ""
+            and row["value_num"] is not None
+            and rubric.holistic_scale is not None
+        ):
+            human_scores.setdefault(row["item_id"], row["value_num"])
+    labelled = [k for k, i in enumerate(test_ids) if i in human_scores]
+    evaluation: dict[str, Any] = {
+        "local_vs_teacher": {
+            "n": len(test_ids),
+            "spearman_score": float(spearmanr(local_scores, teacher_scores)[0])
+            if len(set(local_scores)) > 1
+            else None,
+            "exact_levels": float(np.mean(exact)),
+            "mean_abs_score_error": float(
+                np.mean(np.abs(np.subtract(local_scores, teacher_scores)))
+            ),
+        },
+        "baseline": "always the training mean score",
+        "baseline_mean_abs_score_error": float(
+            np.mean(
+                np.abs(np.subtract(np.mean([verdicts[i].score for i in train_ids]), teacher_scores))
+            )
+        ),
+    }
+    if labelled:
+        evaluation["local_vs_humans"] = {
+            "n": len(labelled),
+            "spearman": float(
+                spearmanr(
+                    [local_scores[k] for k in labelled],
+                    [human_scores[test_ids[k]] for k in labelled],
+                )[0]
+            ),
+        }
+        evaluation["teacher_vs_humans"] = {
+            "n": len(labelled),
+            "spearman": float(
+                spearmanr(
+                    [teacher_scores[k] for k in labelled],
+                    [human_scores[test_ids[k]] for k in labelled],
+                )[0]
+            ),
+        }
+    cal_levels, cal_conf = model.predict_levels(examples(cal_ids))
+    cal_agrees = [
+        all(round(levels.get(c, -1)) == level for c, level in teacher[i].items())
+        for levels, i in zip(cal_levels, cal_ids, strict=True)
+    ]
+    selective = calibration.fixed_sequence_threshold(cal_conf, cal_agrees, alpha=alpha, delta=delta)
+    decides = (
+        np.zeros(len(test_ids), dtype=bool)
+        if selective.threshold is None
+        else test_conf >= selective.threshold
+    )
+    cascade_scores = [
+        local_scores[k] if decides[k] else teacher_scores[k] for k in range(len(test_ids))
+    ]
+    cascade = {
+        "alpha": alpha,
+        "delta": delta,
+        "guarantee": f"on decided items every criterion level matches the teacher's ≥ {1 - alpha:.0%} of the time with probability ≥ {1 - delta:.0%}",
+        "threshold": selective.threshold,
+        "calls_saved": float(decides.mean()),
+        "mean_abs_score_error_vs_teacher": float(
+            np.mean(np.abs(np.subtract(cascade_scores, teacher_scores)))
+        ),
+    }
+    data_hash = hashlib.sha256(
+        canonical_json([[i, teacher[i]] for i in train_ids]).encode()
+    ).hexdigest()
+    metrics = {
+        "split": {
+            "train": len(train_ids),
+            "calibration": len(cal_ids),
+            "test": len(test_ids),
+            "random_state": random_state,
+            "test_ids": test_ids,
+        },
+        "train_seconds": train_s,
+        "evaluation": evaluation,
+        "cascade": cascade,
+    }
+    model_id = model_id or f"local-{data_hash[:12]}"
+    with Store(db) as store:
+        store.put_model(
+            {
+                "model_id": model_id,
+                "kind": "local_judge/pointwise",
+                "spec": {
+                    "class": "calibration.distill.LocalJudge",
+                    "params": model.get_params(),
+                    "criteria": model.criteria_,
+                },
+                "rubric_hash": run["rubric_hash"],
+                "teacher_run": run["run_id"],
+                "data_hash": data_hash,
+                "versions": library_versions(),
+                "metrics": metrics,
+                "blob": pickle.dumps(model),
+            }
+        )
+    loaded, _ = load_local_model(db, model_id)
+    if loaded.predict_scores(examples(test_ids[:20])) != test_levels[:20]:
         raise ConfigError("the stored model does not reproduce its predictions; not trusting it")
     return {"model_id": model_id, **metrics}

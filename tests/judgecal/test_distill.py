@@ -170,3 +170,63 @@ def test_local_backend_serves_the_model_through_the_runner(
     assert summary["n_scored"] == 5 and summary["n_calls"] == 10 and summary["cost_usd"] == 0.0
     assert main(["models", "list", "--db", str(db), "--json"]) == 0
     assert "pandalm-local" in capsys.readouterr().out
+
+
+def test_pointwise_distillation_learns_per_criterion_heads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pointwise teacher (the scripted judge through the OpenAI SDK, binary criteria decided
+    by a quality marker) distilled into per-criterion heads, then served as local/<id>."""
+    from judge.testing import FakeProvider
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    rows = [
+        {
+            "id": f"a{i}",
+            "prompt": f"Question {i}?",
+            "response": f"quality={i % 5 + 1} answer number {i}",
+            "reference": "ref",
+        }
+        for i in range(200)
+    ]
+    write_jsonl(tmp_path / "answers.jsonl", rows)
+    db = tmp_path / "pointwise.duckdb"
+    from judge import JudgeConfig
+
+    with FakeProvider() as provider:
+        api.run_judge(
+            rubric="answer_correctness",
+            items=tmp_path / "answers.jsonl",
+            model="openai/gpt-4.1-mini",
+            base_url=provider.base_url,
+            db=db,
+            run_id="teacher",
+            judge=JudgeConfig(samples=1, temperature=0),
+        )
+    result = distill("teacher", db=db, model_id="pointwise-local")
+    ev = result["evaluation"]["local_vs_teacher"]
+    assert ev["exact_levels"] > 0.9 and ev["spearman_score"] > 0.9
+    assert ev["mean_abs_score_error"] < result["evaluation"]["baseline_mean_abs_score_error"]
+    assert result["cascade"]["calls_saved"] > 0.5
+    with Store(db) as store:
+        assert store.get_model("pointwise-local")["kind"] == "local_judge/pointwise"
+    few = tmp_path / "few.jsonl"
+    write_jsonl(
+        few,
+        [
+            {"id": "n1", "prompt": "Q?", "response": "quality=5 answer"},
+            {"id": "n2", "prompt": "Q?", "response": "quality=1 answer"},
+        ],
+    )
+    summary = api.run_judge(
+        rubric="answer_correctness",
+        items=few,
+        model="local/pointwise-local",
+        db=db,
+        run_id="served",
+        judge=JudgeConfig(samples=1, temperature=0),
+    )
+    assert summary.n_scored == 2
+    with Store(db) as store:
+        scores = {v.item_id: v.score for v in store.verdicts("served")}
+    assert scores["n1"] > scores["n2"]
