@@ -6,6 +6,7 @@ from human_labels.agreement import (
     compare_with_humans,
     consensus,
     majority,
+    majority_labels,
 )
 from human_labels.alpha import (
     LEVELS,
@@ -55,6 +56,7 @@ __all__ = [
     "load_labels",
     "macro_f1_score",
     "majority",
+    "majority_labels",
     "pearson_score",
     "plan",
     "reliability_matrix",

@@ -10,7 +10,7 @@ close the judge comes to an expert.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
@@ -46,6 +46,22 @@ def majority(values: Sequence[Any]) -> Any | None:
     if len(top) > 1 and top[0][1] == top[1][1]:
         return None
     return top[0][0]
+
+
+def majority_labels(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """item id → the strict majority of its labels' ``value`` (items without one left out).
+
+    >>> majority_labels([{"item_id": "1", "value": "A"}, {"item_id": "1", "value": "A"},
+    ...                  {"item_id": "1", "value": "B"}, {"item_id": "2", "value": "A"},
+    ...                  {"item_id": "2", "value": "B"}])
+    {'1': 'A'}
+    """
+    grouped: dict[str, list[Any]] = {}
+    for row in rows:
+        grouped.setdefault(row["item_id"], []).append(row["value"])
+    return {
+        item_id: m for item_id, values in grouped.items() if (m := majority(values)) is not None
+    }
 
 
 def consensus(values: Sequence[Any], kind: Kind) -> Any | None:

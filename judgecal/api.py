@@ -20,6 +20,7 @@ from human_labels import (
     compare_with_humans,
     load_labels,
     majority,
+    majority_labels,
 )
 from human_labels.agreement import Kind
 from judge import (
@@ -392,10 +393,7 @@ def summarize(run_id: str, *, db: str | Path) -> dict[str, Any]:
     out["position"] = calibration.position_consistency(by_order)
     out["preference_fairness"] = calibration.preference_fairness(by_order)
     out["conflict_rate"] = calibration.conflict_rate(list(by_order.values()))
-    grouped: dict[str, list[Any]] = {}
-    for row in labels:
-        grouped.setdefault(row["item_id"], []).append(row["value"])
-    gold = {i: m for i, vs in grouped.items() if (m := majority(vs)) is not None}
+    gold = majority_labels(labels)
     if gold:
         out["gold_labels"] = len(gold)
         out["accuracy_by_order"] = calibration.accuracy_by_order(by_order, gold)

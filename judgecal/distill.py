@@ -22,7 +22,7 @@ import numpy as np
 
 import calibration
 from calibration.distill import LocalJudge
-from human_labels import OVERALL, accuracy_score, cohen_kappa, macro_f1_score, majority
+from human_labels import OVERALL, accuracy_score, cohen_kappa, macro_f1_score, majority_labels
 from judge import ConfigError, Store
 from judge.backends.local import library_versions, load_local_model
 from judge.types import canonical_json
@@ -62,9 +62,6 @@ def distill(
         items = {item.id: item for item in store.items(run["dataset"])}
         verdicts = {v.item_id: v for v in store.verdicts(run_id)}
         label_rows = store.labels(run["dataset"], OVERALL)
-    grouped: dict[str, list[str]] = {}
-    for row in label_rows:
-        grouped.setdefault(row["item_id"], []).append(row["value"])
     if run["protocol"] == "pointwise":
         return _distill_pointwise(
             run,
@@ -81,19 +78,11 @@ def distill(
             model_id=model_id,
             **params,
         )
-    humans = {i: m for i, vs in grouped.items() if (m := majority(vs)) is not None}
+    humans = majority_labels(label_rows)
     teacher = {i: v.winner for i, v in verdicts.items() if v.status == "scored" and v.winner}
-    ids = sorted(teacher)
-    if len(ids) < 30:
-        raise ConfigError(
-            f"run {run_id} has {len(ids)} scored verdicts; distillation needs at least 30"
-        )
-    rng = np.random.default_rng(random_state)
-    order = list(rng.permutation(len(ids)))
-    n_test, n_cal = int(test_share * len(ids)), int(calibration_share * len(ids))
-    test_ids = [ids[i] for i in order[:n_test]]
-    cal_ids = [ids[i] for i in order[n_test : n_test + n_cal]]
-    train_ids = [ids[i] for i in order[n_test + n_cal :]]
+    train_ids, cal_ids, test_ids = _split(
+        run_id, sorted(teacher), test_share, calibration_share, random_state
+    )
 
     def examples(subset: list[str]) -> list[dict[str, Any]]:
         return [
@@ -169,38 +158,22 @@ def distill(
     started = time.perf_counter()
     model.predict_proba(examples(test_ids))
     predict_per_s = len(test_ids) / max(1e-9, time.perf_counter() - started)
-    data_hash = hashlib.sha256(
-        canonical_json([[i, t] for i, t in zip(train_ids, targets, strict=True)]).encode()
-    ).hexdigest()
     metrics = {
-        "split": {
-            "train": len(train_ids),
-            "calibration": len(cal_ids),
-            "test": len(test_ids),
-            "random_state": random_state,
-            "test_ids": test_ids,
-        },
+        "split": _split_info(train_ids, cal_ids, test_ids, random_state),
         "train_seconds": train_s,
         "predictions_per_second": predict_per_s,
         "evaluation": evaluation,
         "cascade": cascade,
         "use_labels": use_labels,
     }
-    model_id = model_id or f"local-{data_hash[:12]}"
-    with Store(db) as store:
-        store.put_model(
-            {
-                "model_id": model_id,
-                "kind": "local_judge/pairwise",
-                "spec": {"class": "calibration.distill.LocalJudge", "params": model.get_params()},
-                "rubric_hash": run["rubric_hash"],
-                "teacher_run": run_id,
-                "data_hash": data_hash,
-                "versions": library_versions(),
-                "metrics": metrics,
-                "blob": pickle.dumps(model),
-            }
-        )
+    model_id = _store_model(
+        db,
+        run,
+        model,
+        model_id=model_id,
+        metrics=metrics,
+        train=[[i, t] for i, t in zip(train_ids, targets, strict=True)],
+    )
     # The stored model must predict exactly what the trained one does.
     loaded, _ = load_local_model(db, model_id)
     if not np.array_equal(loaded.predict_proba(examples(test_ids[:50])), test_proba[:50]):
@@ -209,8 +182,13 @@ def distill(
 
 
 def _split(
-    ids: list[str], test_share: float, calibration_share: float, random_state: int
+    run_id: str, ids: list[str], test_share: float, calibration_share: float, random_state: int
 ) -> tuple[list[str], list[str], list[str]]:
+    """Seeded train / calibration / test ids."""
+    if len(ids) < 30:
+        raise ConfigError(
+            f"run {run_id} has {len(ids)} scored verdicts; distillation needs at least 30"
+        )
     order = list(np.random.default_rng(random_state).permutation(len(ids)))
     n_test, n_cal = int(test_share * len(ids)), int(calibration_share * len(ids))
     return (
@@ -218,6 +196,52 @@ def _split(
         [ids[i] for i in order[n_test : n_test + n_cal]],
         [ids[i] for i in order[:n_test]],
     )
+
+
+def _split_info(
+    train: list[str], cal: list[str], test: list[str], random_state: int
+) -> dict[str, Any]:
+    return {
+        "train": len(train),
+        "calibration": len(cal),
+        "test": len(test),
+        "random_state": random_state,
+        "test_ids": test,
+    }
+
+
+def _store_model(
+    db: str | Path,
+    run: dict[str, Any],
+    model: LocalJudge,
+    *,
+    model_id: str | None,
+    train: list[list[Any]],
+    metrics: dict[str, Any],
+    spec: dict[str, Any] | None = None,
+) -> str:
+    """Write the model row with its provenance; returns its id (default: from the data hash)."""
+    data_hash = hashlib.sha256(canonical_json(train).encode()).hexdigest()
+    model_id = model_id or f"local-{data_hash[:12]}"
+    with Store(db) as store:
+        store.put_model(
+            {
+                "model_id": model_id,
+                "kind": f"local_judge/{model.mode}",
+                "spec": {
+                    "class": "calibration.distill.LocalJudge",
+                    "params": model.get_params(),
+                    **(spec or {}),
+                },
+                "rubric_hash": run["rubric_hash"],
+                "teacher_run": run["run_id"],
+                "data_hash": data_hash,
+                "versions": library_versions(),
+                "metrics": metrics,
+                "blob": pickle.dumps(model),
+            }
+        )
+    return model_id
 
 
 def _distill_pointwise(
@@ -244,12 +268,9 @@ def _distill_pointwise(
         for i, v in verdicts.items()
         if v.status == "scored" and v.criteria
     }
-    ids = sorted(teacher)
-    if len(ids) < 30:
-        raise ConfigError(
-            f"run {run['run_id']} has {len(ids)} scored verdicts; distillation needs at least 30"
-        )
-    train_ids, cal_ids, test_ids = _split(ids, test_share, calibration_share, random_state)
+    train_ids, cal_ids, test_ids = _split(
+        run["run_id"], sorted(teacher), test_share, calibration_share, random_state
+    )
 
     def examples(subset: list[str]) -> list[dict[str, Any]]:
         return [items[i].model_dump(include={"prompt", "response", "reference"}) for i in subset]
@@ -345,40 +366,22 @@ def _distill_pointwise(
             np.mean(np.abs(np.subtract(cascade_scores, teacher_scores)))
         ),
     }
-    data_hash = hashlib.sha256(
-        canonical_json([[i, teacher[i]] for i in train_ids]).encode()
-    ).hexdigest()
     metrics = {
-        "split": {
-            "train": len(train_ids),
-            "calibration": len(cal_ids),
-            "test": len(test_ids),
-            "random_state": random_state,
-            "test_ids": test_ids,
-        },
+        "split": _split_info(train_ids, cal_ids, test_ids, random_state),
         "train_seconds": train_s,
         "evaluation": evaluation,
         "cascade": cascade,
     }
-    model_id = model_id or f"local-{data_hash[:12]}"
-    with Store(db) as store:
-        store.put_model(
-            {
-                "model_id": model_id,
-                "kind": "local_judge/pointwise",
-                "spec": {
-                    "class": "calibration.distill.LocalJudge",
-                    "params": model.get_params(),
-                    "criteria": model.criteria_,
-                },
-                "rubric_hash": run["rubric_hash"],
-                "teacher_run": run["run_id"],
-                "data_hash": data_hash,
-                "versions": library_versions(),
-                "metrics": metrics,
-                "blob": pickle.dumps(model),
-            }
-        )
+    model_id = _store_model(
+        db,
+        run,
+        model,
+        model_id=model_id,
+        metrics=metrics,
+        train=[[i, teacher[i]] for i in train_ids],
+        spec={"criteria": model.criteria_},
+    )
+    # The stored model must predict exactly what the trained one does.
     loaded, _ = load_local_model(db, model_id)
     if loaded.predict_scores(examples(test_ids[:20])) != test_levels[:20]:
         raise ConfigError("the stored model does not reproduce its predictions; not trusting it")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 import calibration
-from human_labels import OVERALL, majority
+from human_labels import OVERALL, majority_labels
 from judge import ConfigError, Store
 from judgecal import api
 from judgecal.svg import confusion_table, hbar_chart, reliability_diagram
@@ -97,10 +97,7 @@ def build_audit(
         audit["verdict"] = _verdict(audit)
         return _nan_to_none(audit)
 
-    grouped: dict[str, list[str]] = {}
-    for row in label_rows:
-        grouped.setdefault(row["item_id"], []).append(row["value"])
-    gold = {i: m for i, vs in grouped.items() if (m := majority(vs)) is not None}
+    gold = majority_labels(label_rows)
     winners = {v.item_id: (v.winner if v.status == "scored" else None) for v in verdicts}
     by_order = calibration.winners_by_order(calls)
 
