@@ -40,11 +40,6 @@ def _words(text: str) -> set[str]:
     return set(_WORD.findall(text.lower()))
 
 
-def _overlap(a: str, b: str) -> float:
-    wa, wb = _words(a), _words(b)
-    return len(wa & wb) / len(wa | wb) if wa and wb else 0.0
-
-
 def _jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a and b else 0.0
 
@@ -76,7 +71,6 @@ def dense_features(
     ]
 
 
-N_DENSE = 9
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 

@@ -94,13 +94,6 @@ def _delta2(
     return (ra - rb) ** 2
 
 
-def _expected_disagreement(
-    values: np.ndarray, level: Level, alpha: float, observed: float
-) -> float:
-    # D_e follows from α = 1 − D_o/D_e; computing it this way reuses each level's exact path.
-    return observed / (1.0 - alpha)
-
-
 def hayes_krippendorff(
     reliability_data: ArrayLike,
     level: Level = "nominal",
@@ -148,7 +141,8 @@ def hayes_krippendorff(
             0.0 if alpha >= 0.667 else 1.0,
             0.0 if alpha >= 0.8 else 1.0,
         )
-    expected = _expected_disagreement(a, level, alpha, observed)
+    # D_e follows from α = 1 − D_o/D_e, which reuses each level's exact path for α.
+    expected = observed / (1.0 - alpha)
     rng = np.random.default_rng(random_state)
     total_pairs = contribution.size
     replicates = np.empty(n_boot)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,12 +200,3 @@ def logprob_expectation(
         dist = {k: v / total for k, v in probs.items()}
         return sum(values[k] * p for k, p in dist.items()), dist
     return None
-
-
-PARSERS: dict[str, Callable[[str], ParseResult]] = {
-    "json": parse_json_answer,
-    "mtbench": parse_mtbench,
-    "llmbar": parse_llmbar,
-    "score": parse_score,
-    "pairwise": parse_pairwise_text,
-}

@@ -406,17 +406,11 @@ def cmd_rewards_probe(args: argparse.Namespace) -> int:
     return 0 if all(r.passed for r in results) else 1
 
 
-def cmd_rewards_serve(args: argparse.Namespace) -> int:
+def _run_server(app: Any, args: argparse.Namespace) -> None:
     import uvicorn
 
-    from judgecal.service import Service, create_app
-
-    service = Service(args.db, base_url=args.base_url, reward_model=args.model, require_keys=False)
-    print(
-        f"serving POST /v1/rewards on http://{args.host}:{args.port} (no API key: bind to loopback only)"
-    )
     uvicorn.run(
-        create_app(service),
+        app,
         host=args.host,
         port=args.port,
         log_level="warning",
@@ -424,12 +418,20 @@ def cmd_rewards_serve(args: argparse.Namespace) -> int:
         # under a client that is about to reuse it.
         timeout_keep_alive=75,
     )
+
+
+def cmd_rewards_serve(args: argparse.Namespace) -> int:
+    from judgecal.service import Service, create_app
+
+    service = Service(args.db, base_url=args.base_url, reward_model=args.model, require_keys=False)
+    print(
+        f"serving POST /v1/rewards on http://{args.host}:{args.port} (no API key: bind to loopback only)"
+    )
+    _run_server(create_app(service), args)
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from judgecal.service import Service, create_app
 
     service = Service(args.db, base_url=args.base_url, reward_model=args.reward_model)
@@ -440,15 +442,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 2
     print(f"judgecal service on http://{args.host}:{args.port} (docs at /docs)")
-    uvicorn.run(
-        create_app(service),
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-        # Longer than clients wait between requests, so a pooled connection is never closed
-        # under a client that is about to reuse it.
-        timeout_keep_alive=75,
-    )
+    _run_server(create_app(service), args)
     return 0
 
 

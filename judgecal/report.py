@@ -167,7 +167,6 @@ def build_audit(
         "n_test": len(test_ids),
     }
     calib["raw"] = calibration.calibration_report(y_test, c_test)
-    calibrated_test = c_test
     if len(set(y_cal.tolist())) == 2:
         for name, estimator in (
             ("platt", calibration.PlattCalibrator()),
@@ -176,10 +175,7 @@ def build_audit(
             fitted = estimator.fit(c_cal[:, None], y_cal)
             proba = fitted.predict_proba(c_test[:, None])[:, 1]
             calib[name] = calibration.calibration_report(y_test, proba)
-            if name == "isotonic":
-                calibrated_test = proba
     audit["calibration"] = calib
-    del calibrated_test
 
     selective = calibration.fixed_sequence_threshold(
         c_cal, y_cal.astype(bool), alpha=alpha, delta=delta

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from judge import JudgeConfig, Runner, RunnerConfig, Store, items_from_rows, make_backend
 from judge.backends import Backend
-from judge.errors import ConfigError, StoreError
+from judge.errors import StoreError
 from judge.protocols import Protocol, make_protocol
 from judgecal.errors import USER_ERRORS
 from judgecal.rewards import RubricReward
@@ -40,7 +40,7 @@ from judgecal.schemas import (
     RunStatus,
     VerdictOut,
 )
-from rubrics import Rubric, library_names, load_rubric, rubric_from_dict, rubric_from_yaml
+from rubrics import Rubric, library_names, load_rubric, rubric_from_dict
 
 MAX_BODY_BYTES = 8_000_000
 MAX_REWARD_BATCH = 4096
@@ -487,4 +487,4 @@ def create_app(service: Service) -> Any:
     return app
 
 
-__all__ = ["ConfigError", "Service", "ServiceError", "create_app", "rubric_from_yaml"]
+__all__ = ["Service", "ServiceError", "create_app"]
