@@ -142,16 +142,15 @@ def build_audit(
         "counts": [[g, p, n] for (g, p), n in sorted(counts.items())],
     }
 
-    # Confidence: the share of the 2k verdicts that back the final winner (a position conflict
-    # scores 0.5). Half the labelled items calibrate, the other half test, seeded.
+    # Confidence is the chosen signal (by default the share of the 2k verdicts backing the
+    # winner; a position conflict scores 0.5). Half the labelled items calibrate, the other
+    # half test, seeded.
     rng = np.random.default_rng(random_state)
     ids = sorted(gold)
     rng.shuffle(ids)
     half = len(ids) // 2
     cal_ids, test_ids = ids[:half], ids[half:]
-    confidence = {
-        v.item_id: (v.confidence if v.status == "scored" else 0.0) or 0.0 for v in verdicts
-    }
+    confidence = {v.item_id: SIGNALS[signal](v) for v in verdicts}
     agrees = {i: winners.get(i) == gold[i] for i in gold}
 
     def arrays(subset: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -162,7 +161,7 @@ def build_audit(
     c_cal, y_cal = arrays(cal_ids)
     c_test, y_test = arrays(test_ids)
     calib: dict[str, Any] = {
-        "signal": "share of samples (both orders) backing the winner",
+        "signal": SIGNAL_TEXT[signal],
         "n_calibration": len(cal_ids),
         "n_test": len(test_ids),
     }

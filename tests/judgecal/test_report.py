@@ -15,7 +15,7 @@ from sklearn.metrics import cohen_kappa_score
 from judgecal import api
 from judgecal.cli import main
 from judgecal.datasets import llmbar_items, llmbar_labels, llmbar_replay, write_jsonl
-from judgecal.report import build_audit, write_audit
+from judgecal.report import SIGNAL_TEXT, build_audit, write_audit
 from tests.conftest import shared
 
 CASES = [(subset, judge) for subset in ("MT-Bench", "FairEval") for judge in ("GPT-4", "ChatGPT")]
@@ -202,6 +202,9 @@ def test_cascade_with_a_stronger_judge_and_other_signals(
         audit = build_audit(
             "chatgpt", db=demo_db, n_boot=50, signal=signal, alpha=0.2, fallback_run="gpt4"
         )
+        assert audit["calibration"]["signal"] == SIGNAL_TEXT[signal]
+        if signal == "consistency":
+            assert {b["predicted"] for b in audit["calibration"]["raw"]["reliability"]} <= {0.0, 1.0}
         cascade = audit["selective"]["cascade"]
         assert cascade["fallback_run"] == "gpt4"
         assert cascade["share_decided_by_judge"] + cascade["share_escalated"] == pytest.approx(1.0)
