@@ -135,7 +135,6 @@ class Runner:
         progress_stream: TextIO | None = None,
         protocol: Protocol | None = None,
         executor: ThreadPoolExecutor | None = None,
-        cached_hashes: set[str] | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -145,9 +144,6 @@ class Runner:
         self.prices = PRICES if prices is None else prices
         self.model = backend.name.split("/", 1)[1]
         self.protocol: Protocol = protocol or make_protocol(rubric, self.judge, self.model)
-        # A long-lived caller (the service) shares one set of cached request hashes across
-        # runs instead of reading them all from the store for every run.
-        self._shared_hashes = cached_hashes
         # All store access goes through one thread; callers that run several runners on one
         # store pass theirs so the store still sees a single writer.
         self._owns_executor = executor is None
@@ -258,10 +254,7 @@ class Runner:
         self._flush_lock = asyncio.Lock()
         self._cached: set[str] = set()
         if self.config.cache and self.backend.cacheable:
-            if self._shared_hashes is not None:
-                self._cached = self._shared_hashes
-            else:
-                self._cached = await self._db(self.store.cache_hashes, self.backend.name)
+            self._cached = await self._db(self.store.cache_hashes, self.backend.name)
         self._items_done = self._already_done = len(finished)
         self._t0 = time.perf_counter()
         self._total_items = len(items)
@@ -365,7 +358,6 @@ class Runner:
             self._interpret(item, plan, completion, record)
             if not record.cache_hit and self.config.cache and self.backend.cacheable and record.ok:
                 self._pending.cache.append((request_hash, self.backend.name, completion))
-                self._cached.add(request_hash)
         summary = self._summary
         summary.n_calls += 1
         summary.n_cache_hits += record.cache_hit

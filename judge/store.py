@@ -167,6 +167,7 @@ class Store:
 
     def __init__(self, path: str | Path = ":memory:", *, read_only: bool = False) -> None:
         self.path = str(path)
+        self._cache_index: dict[str, set[str]] = {}
         try:
             self.con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.IOException as exc:
@@ -515,10 +516,15 @@ class Store:
     # -- request cache -------------------------------------------------------------------
 
     def cache_hashes(self, backend: str) -> set[str]:
-        rows = self.con.execute(
-            "SELECT request_hash FROM request_cache WHERE backend = ?", [backend]
-        ).fetchall()
-        return {r[0] for r in rows}
+        """The request hashes cached for ``backend``, read once per store and kept current by
+        :meth:`cache_put`, so a long-lived store (the service, a reward function) does not
+        re-read the whole cache for every run."""
+        if backend not in self._cache_index:
+            rows = self.con.execute(
+                "SELECT request_hash FROM request_cache WHERE backend = ?", [backend]
+            ).fetchall()
+            self._cache_index[backend] = {r[0] for r in rows}
+        return self._cache_index[backend]
 
     def cache_get(self, request_hash: str) -> Completion | None:
         row = self.con.execute(
@@ -527,6 +533,7 @@ class Store:
         return None if row is None else Completion.from_cache(json.loads(row[0]))
 
     def cache_put(self, entries: Iterable[tuple[str, str, Completion]]) -> None:
+        entries_list = list(entries)
         now = _now()
         rows = [
             {
@@ -535,7 +542,7 @@ class Store:
                 "completion": canonical_json(c.to_cache()),
                 "created_at": now,
             }
-            for h, b, c in entries
+            for h, b, c in entries_list
         ]
         if not rows:
             return
@@ -546,6 +553,10 @@ class Store:
         finally:
             with suppress(duckdb.Error):
                 self.con.unregister("_bulk")
+        # Indexed only once written, so the index never names a missing entry.
+        for request_hash, backend, _ in entries_list:
+            if backend in self._cache_index:
+                self._cache_index[backend].add(request_hash)
 
     # -- dynamic rubrics ------------------------------------------------------------------
 

@@ -107,7 +107,6 @@ class Service:
         self.keys = self.store.api_key_hashes()
         self.backends: dict[str, Backend] = {}
         self.protocols: dict[str, Protocol] = {}
-        self.cached_hashes: dict[str, set[str]] = {}
         self.posted: dict[str, Rubric] = {}
         self.library = {name: load_rubric(name) for name in library_names()}
         self.closed = False
@@ -211,15 +210,11 @@ class Service:
             temperature=options.temperature,
             aggregation=options.aggregation,
         )
-        # Protocols (rendered instructions, output models) and the cache index are built once
-        # per rubric, settings and backend, not per request.
+        # Protocols (rendered instructions, output models) are built once per rubric, settings
+        # and backend, not per request.
         key = f"{backend.name}#{rubric.content_hash}#{judge.model_dump_json()}"
         if key not in self.protocols:
             self.protocols[key] = make_protocol(rubric, judge, backend.name.split("/", 1)[1])
-        if backend.name not in self.cached_hashes:
-            self.cached_hashes[backend.name] = await self.write(
-                self.store.cache_hashes, backend.name
-            )
         runner = Runner(
             self.store,
             backend,
@@ -228,7 +223,6 @@ class Service:
             self.runner_config,
             executor=self.writer,
             protocol=self.protocols[key],
-            cached_hashes=self.cached_hashes[backend.name],
         )
         run_id = run_id or f"api-{uuid.uuid4().hex[:16]}"
         await runner.run(unique, dataset=dataset, run_id=run_id)

@@ -204,7 +204,10 @@ def test_cascade_with_a_stronger_judge_and_other_signals(
         )
         assert audit["calibration"]["signal"] == SIGNAL_TEXT[signal]
         if signal == "consistency":
-            assert {b["predicted"] for b in audit["calibration"]["raw"]["reliability"]} <= {0.0, 1.0}
+            assert {b["predicted"] for b in audit["calibration"]["raw"]["reliability"]} <= {
+                0.0,
+                1.0,
+            }
         cascade = audit["selective"]["cascade"]
         assert cascade["fallback_run"] == "gpt4"
         assert cascade["share_decided_by_judge"] + cascade["share_escalated"] == pytest.approx(1.0)
