@@ -230,3 +230,24 @@ def test_pointwise_distillation_learns_per_criterion_heads(
     with Store(db) as store:
         scores = {v.item_id: v.score for v in store.verdicts("served")}
     assert scores["n1"] > scores["n2"]
+
+
+def test_too_few_verdicts_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        {"id": f"s{i}", "prompt": "p", "response_a": "a" * i, "response_b": "b"} for i in range(10)
+    ]
+    write_jsonl(tmp_path / "few.jsonl", rows)
+    db = tmp_path / "few.duckdb"
+    api.run_judge(
+        rubric="pairwise_helpfulness",
+        items=tmp_path / "few.jsonl",
+        model="mock/longer",
+        db=db,
+        run_id="small",
+    )
+    assert main(["distill", "--run", "small", "--db", str(db)]) == 2
+    assert "has 10 scored verdicts; distillation needs at least 30" in capsys.readouterr().err
+    with Store(db) as store:
+        assert store.list_models() == []

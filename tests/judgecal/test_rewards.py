@@ -300,3 +300,26 @@ def test_criteria_validation_and_dedup() -> None:
         c.id for c in merge_criteria([a], [b, Criterion(id="other", description="Explains why.")])
     ] == ["states_answer", "other"]
     assert criteria_from_answer(["not", "a", "dict"]).rejected == ["answer has no 'criteria' list"]
+
+
+def test_rewards_under_provider_faults_are_recorded_not_defaulted() -> None:
+    from judge import RunnerConfig
+    from judge.testing import FaultPlan
+
+    fast = RunnerConfig(
+        max_concurrency=8, timeout_s=0.3, backoff_base_s=0.01, backoff_max_s=0.05, max_retries=8
+    )
+    with (
+        FakeProvider(faults=FaultPlan(rate=0.2, seed=5, timeout_sleep_s=0.6)) as fake,
+        RubricReward(
+            "openai/gpt-4.1-mini", base_url=fake.base_url, rubric="answer_correctness", runner=fast
+        ) as reward,
+    ):
+        batch = reward._submit(reward.score_batch(PROMPTS, COMPLETIONS)).result()
+        calls = [c for run in batch.run_ids for c in reward.store.calls(run)]
+    assert sum(fake.faults_injected.values()) > 0
+    assert len(batch.rewards) == 8 and all(r is None or 0.0 <= r <= 1.0 for r in batch.rewards)
+    # Every unscored reward is an unscored verdict with its reason, never a made-up number.
+    for item_id, verdict in batch.verdicts.items():
+        assert (verdict.status == "scored") or (verdict.reason and verdict.score is None), item_id
+    assert any(c.retries for c in calls)
