@@ -1,4 +1,9 @@
-"""Calibration: bias probes, calibrated confidence, selective judging, routing, PPI."""
+"""Calibration: the audit (agreement, bias probes, calibrated confidence, selective judging,
+routing, PPI) and distillation of a local judge. Everything is computed from a loaded
+:class:`~judge.RunData` or arrays; nothing here opens a store by path."""
+
+from calibration.agreement import gold_labels, judge_agreement, label_scales
+from calibration.audit import Audit, AuditConfig, build_audit, trust_verdict
 
 from calibration.bias import length_bias, self_preference
 from calibration.calibrators import (
@@ -28,6 +33,13 @@ from calibration.selective import (
 )
 
 __all__ = [
+    "Audit",
+    "AuditConfig",
+    "build_audit",
+    "gold_labels",
+    "judge_agreement",
+    "label_scales",
+    "trust_verdict",
     "IsotonicCalibrator",
     "PlattCalibrator",
     "SelectiveResult",

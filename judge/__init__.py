@@ -2,15 +2,19 @@
 
 __version__ = "0.1.0"
 
-from judge.backends import Backend, MockBackend, ReplayBackend, make_backend
+from judge.backends import REGISTRY, Backend, MockBackend, ReplayBackend, make_backend
 from judge.errors import BackendError, ConfigError, ItemsError, JudgeError, StoreError
 from judge.items import Item, items_from_rows, load_items
-from judge.protocols import JudgeConfig, PairwiseProtocol, PointwiseProtocol, make_protocol
-from judge.runner import Runner, RunnerConfig, RunSummary
+from judge.protocols import PairwiseProtocol, PointwiseProtocol, make_protocol
+from judge.records import LabelRecord, ModelRecord, RewardRecord, RunRecord
+from judge.rundata import RunData, load_run_data
+from judge.runner import Runner, RunSummary
+from judge.spec import JudgeSpec, ProtocolSettings, RunnerConfig, load_judge_spec
 from judge.store import Store
 from judge.types import CallRecord, Completion, GenerateRequest, Message, TokenLogprob, Verdict
 
 __all__ = [
+    "REGISTRY",
     "Backend",
     "BackendError",
     "CallRecord",
@@ -19,13 +23,19 @@ __all__ = [
     "GenerateRequest",
     "Item",
     "ItemsError",
-    "JudgeConfig",
     "JudgeError",
+    "JudgeSpec",
+    "LabelRecord",
     "Message",
     "MockBackend",
+    "ModelRecord",
     "PairwiseProtocol",
     "PointwiseProtocol",
+    "ProtocolSettings",
     "ReplayBackend",
+    "RewardRecord",
+    "RunData",
+    "RunRecord",
     "RunSummary",
     "Runner",
     "RunnerConfig",
@@ -35,6 +45,8 @@ __all__ = [
     "Verdict",
     "items_from_rows",
     "load_items",
+    "load_judge_spec",
+    "load_run_data",
     "make_backend",
     "make_protocol",
 ]

@@ -24,7 +24,8 @@ from typing import Any
 from judge.items import Item
 from judge.parsers import ParseResult, find_json_objects
 from judge.prompts import _block, _nonce
-from judge.protocols import JudgeConfig, Protocol, start_verdict
+from judge.protocols import Protocol, start_verdict
+from judge.spec import ProtocolSettings
 from judge.types import CallRecord, Completion, Message, Order, Verdict
 from rubrics import Criterion, Rubric, rubric_from_dict
 
@@ -188,7 +189,7 @@ class RubricGenerationProtocol(Protocol):
 
     name = "rubric_generation"
 
-    def __init__(self, config: JudgeConfig, model: str, *, low: int = 3, high: int = 8) -> None:
+    def __init__(self, config: ProtocolSettings, model: str, *, low: int = 3, high: int = 8) -> None:
         super().__init__(
             _GENERATION_RUBRIC,
             config.model_copy(update={"samples": 1, "both_orders": False, "adaptive": False}),

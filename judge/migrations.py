@@ -149,4 +149,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        "0005_verdict_rubric_and_rewards",
+        """
+        ALTER TABLE verdicts ADD COLUMN rubric_hash VARCHAR;  -- the exact rubric judged under
+        CREATE TABLE rewards (
+            run_id VARCHAR NOT NULL,          -- the scoring run that holds the verdict
+            rollout INTEGER NOT NULL,         -- position in the batch the trainer sent
+            item_id VARCHAR NOT NULL,         -- the verdict this reward came from
+            group_key VARCHAR NOT NULL,       -- prompt + reference hash: the GRPO group
+            rubric_hash VARCHAR,              -- the rubric (after pruning) the reward used
+            raw_score DOUBLE,                 -- the rubric's aggregate before normalization
+            normalization VARCHAR NOT NULL,   -- none | group
+            value DOUBLE,                     -- the reward handed to the trainer
+            status VARCHAR NOT NULL,          -- scored | unscored
+            reason VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (run_id, rollout)
+        );
+        """,
+    ),
 )

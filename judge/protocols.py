@@ -17,19 +17,22 @@ import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from judge.items import Item
 from judge.parsers import (
     ParseResult,
     logprob_expectation,
     parse_json_answer,
+    parse_llmbar,
+    parse_mtbench,
     parse_pairwise_text,
     parse_score,
     strip_echoed,
 )
+from judge.spec import ProtocolSettings
 from judge.prompts import REASK, render_messages
 from judge.types import (
     CallRecord,
@@ -52,33 +55,6 @@ from rubrics import (
 
 PREFERENCE = {"A": 1.0, "tie": 0.5, "B": 0.0}
 _SWAP = {"A": "B", "B": "A", "tie": "tie"}
-
-
-class JudgeConfig(BaseModel):
-    """How a judge is run: the protocol's knobs, stored with every run."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    samples: int = Field(3, ge=1, le=32)
-    """k: evidence-first samples per presentation order (multiple evidence calibration)."""
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
-    """Sampling temperature; k > 1 needs a temperature above 0 to be informative."""
-    both_orders: bool = True
-    """Pairwise only: judge in both presentation orders (balanced position calibration)."""
-    aggregation: Literal["mean", "conservative"] = "mean"
-    """``mean``: average scores over all samples and orders; ``conservative``: MT-Bench rule."""
-    adaptive: bool = False
-    """Stop after the first sample of each order when those already agree."""
-    logprobs: bool = False
-    """Ask for token logprobs and report a probability-weighted score where the model allows."""
-    top_logprobs: int = Field(5, ge=0, le=20)
-    """How many alternatives per token to request with ``logprobs``."""
-    max_tokens: int = Field(1024, ge=1, le=32768)
-    """Completion budget per call."""
-    reask: bool = False
-    """Re-ask once, asking for the JSON format only, when an answer cannot be parsed."""
-    seed: int = 0
-    """Seed passed to providers that accept one and recorded with the run."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +86,7 @@ class Protocol:
 
     name: str = ""
 
-    def __init__(self, rubric: Rubric, config: JudgeConfig, model: str) -> None:
+    def __init__(self, rubric: Rubric, config: ProtocolSettings, model: str) -> None:
         self.rubric = rubric
         self.config = config
         self.model = model
@@ -231,7 +207,7 @@ class PairwiseProtocol(Protocol):
         text = strip_echoed(
             completion.text, [item.prompt, item.response_a or "", item.response_b or ""]
         )
-        result = parse_pairwise_text(text)
+        result = PAIRWISE_PARSERS[self.config.parser](text)
         if not result.ok:
             return result, None
         parsed: dict[str, Any] = {"winner": result.value}
@@ -286,7 +262,7 @@ class PairwiseProtocol(Protocol):
         base.position_conflict = conflict if len(per_order) == 2 else None
         base.bpde_entropy = _entropy(outcomes)
         base.confidence = outcomes[winner] / len(parsed)
-        base.details = {"per_order": per_order, "outcomes": dict(outcomes)}
+        base.details = {"per_order": per_order}
         logprob_prefs = [
             c.logprobs["preference_a"]
             for c in parsed
@@ -300,6 +276,31 @@ class PairwiseProtocol(Protocol):
         if len(parsed) < len(final):
             base.reason = f"{len(final) - len(parsed)} of {len(final)} calls unparseable"
         return base
+
+
+def _parse_json_winner(text: str) -> ParseResult:
+    answer = parse_json_answer(text)
+    if not answer.ok:
+        return answer
+    winner = answer.value.get("winner") if isinstance(answer.value, dict) else None
+    mapped = {"a": "A", "b": "B", "tie": "tie"}.get(str(winner).strip().lower())
+    if mapped is None:
+        return ParseResult.fail(f"JSON answer has no winner A, B or tie (got {winner!r})", "json")
+    return ParseResult(mapped, None, "json")
+
+
+def _parse_score_only(text: str) -> ParseResult:
+    return ParseResult.fail("the score parser reads pointwise answers only", "score")
+
+
+#: The judge spec's ``parser`` setting → the pairwise parser it names.
+PAIRWISE_PARSERS = {
+    "auto": parse_pairwise_text,
+    "json": _parse_json_winner,
+    "mtbench": parse_mtbench,
+    "llmbar": parse_llmbar,
+    "score": _parse_score_only,
+}
 
 
 def _orient(presented: str, order: Order) -> str:
@@ -436,7 +437,6 @@ class PointwiseProtocol(Protocol):
         base.criteria = criteria
         spread = statistics.pstdev(per_sample) if len(per_sample) > 1 else 0.0
         base.confidence = max(0.0, 1.0 - 2.0 * spread)
-        base.details = {"sample_scores": per_sample}
         logprob_scores = [
             c.logprobs["expected_score"]
             for c in parsed
@@ -472,7 +472,7 @@ class HolisticProtocol(PointwiseProtocol):
 
     name = "holistic"
 
-    def __init__(self, rubric: Rubric, config: JudgeConfig, model: str) -> None:
+    def __init__(self, rubric: Rubric, config: ProtocolSettings, model: str) -> None:
         rubric = rubric.model_copy(update={"holistic_scale": HOLISTIC_SCALE})
         super().__init__(rubric, config, model)
         lines = [
@@ -496,7 +496,7 @@ class HolisticProtocol(PointwiseProtocol):
         self.instructions = "\n".join(lines)
 
 
-def make_protocol(rubric: Rubric, config: JudgeConfig, model: str) -> Protocol:
+def make_protocol(rubric: Rubric, config: ProtocolSettings, model: str) -> Protocol:
     return (PairwiseProtocol if rubric.mode == "pairwise" else PointwiseProtocol)(
         rubric, config, model
     )

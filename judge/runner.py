@@ -20,47 +20,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from judge.backends.base import Backend
 from judge.errors import BackendError, ItemsError, StoreError
 from judge.items import Item
 from judge.pricing import PRICES, cost_usd
-from judge.protocols import JudgeConfig, PlannedCall, Protocol, make_protocol
+from judge.protocols import PlannedCall, Protocol, make_protocol
+from judge.spec import JudgeSpec, RunnerConfig
 from judge.store import Store
 from judge.types import CallRecord, Completion, Verdict, content_hash
 from rubrics import Rubric
 
 T = TypeVar("T")
-
-
-class RunnerConfig(BaseModel):
-    """How calls are sent: concurrency, limits, retries, caching."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_concurrency: int = Field(16, ge=1, le=4096)
-    """Requests in flight at once."""
-    rpm: float | None = Field(None, gt=0)
-    """Requests per minute allowed by the provider (none: unlimited)."""
-    tpm: float | None = Field(None, gt=0)
-    """Tokens per minute allowed (estimated from text length before the call)."""
-    max_retries: int = Field(5, ge=0, le=50)
-    """Retries of a rate-limited or transient failure before it is recorded as an error."""
-    backoff_base_s: float = Field(0.5, gt=0)
-    """First backoff; doubles each retry, with jitter, capped at ``backoff_max_s``."""
-    backoff_max_s: float = Field(30.0, gt=0)
-    """Longest wait between retries (a provider's Retry-After may ask for longer)."""
-    timeout_s: float = Field(120.0, gt=0)
-    """Per-call timeout."""
-    cache: bool = True
-    """Serve identical requests from the DuckDB request cache."""
-    flush_every: int = Field(256, ge=1)
-    """Write after this many calls are pending..."""
-    flush_interval_s: float = Field(0.25, gt=0)
-    """...or after this long."""
-    progress: bool = False
-    """Print a progress line to stderr."""
 
 
 @dataclass
@@ -120,16 +90,37 @@ class _Pending:
         return len(self.calls) + len(self.verdicts)
 
 
+@dataclass
+class RunState:
+    """What one ``run()`` or ``resume()`` keeps while it executes; a runner keeps none, so
+    runs on one runner never share counters, limits or pending writes."""
+
+    run_id: str
+    summary: RunSummary
+    semaphore: asyncio.Semaphore
+    rpm: RateLimiter | None
+    tpm: RateLimiter | None
+    total_items: int
+    already_done: int
+    items_done: int = 0
+    pending: _Pending = field(default_factory=_Pending)
+    flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    started: float = field(default_factory=time.perf_counter)
+
+
 class Runner:
-    """Runs one judge configuration over one dataset, writing everything to a store."""
+    """Runs one judge over one dataset, writing everything to a store.
+
+    ``spec`` names the protocol settings and the runner limits (``spec.limits``); its model
+    is the backend's. The backend is the caller's: the runner closes it in :meth:`aclose`.
+    """
 
     def __init__(
         self,
         store: Store,
         backend: Backend,
         rubric: Rubric,
-        judge: JudgeConfig | None = None,
-        config: RunnerConfig | None = None,
+        spec: JudgeSpec | None = None,
         *,
         prices: dict[str, tuple[float, float]] | None = None,
         progress_stream: TextIO | None = None,
@@ -139,11 +130,11 @@ class Runner:
         self.store = store
         self.backend = backend
         self.rubric = rubric
-        self.judge = judge or JudgeConfig()
-        self.config = config or RunnerConfig()
+        self.spec = spec or JudgeSpec()
+        self.config: RunnerConfig = self.spec.limits
         self.prices = PRICES if prices is None else prices
         self.model = backend.name.split("/", 1)[1]
-        self.protocol: Protocol = protocol or make_protocol(rubric, self.judge, self.model)
+        self.protocol: Protocol = protocol or make_protocol(rubric, self.spec.settings, self.model)
         # All store access goes through one thread; callers that run several runners on one
         # store pass theirs so the store still sees a single writer.
         self._owns_executor = executor is None
@@ -160,11 +151,14 @@ class Runner:
 
     # -- public --------------------------------------------------------------------------
 
-    def spec(self, dataset: str) -> dict[str, Any]:
+    def run_spec(self, dataset: str) -> dict[str, Any]:
+        """What is stored with the run: the judge spec (its identity), the backend, the
+        protocol, the rubric and the dataset."""
+        judge = self.spec.model_copy(update={"model": self.backend.name}).identity()
         return {
+            "judge": judge,
             "backend": self.backend.describe(),
             "protocol": self.protocol.name,
-            "judge": self.judge.model_dump(),
             "rubric": {
                 "id": self.rubric.id,
                 "version": self.rubric.version,
@@ -180,51 +174,57 @@ class Runner:
         """Start a new run over ``items``."""
         _check_modes(self.rubric, items)
         run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
-        spec = self.spec(dataset)
+        spec = self.run_spec(dataset)
+        runs = self.store.runs
 
         def setup() -> None:
-            self.store.put_rubric(
-                self.rubric.content_hash,
-                self.rubric.id,
-                self.rubric.version,
-                self.rubric.canonical_json(),
-            )
-            self.store.put_items(dataset, items)
-            self.store.create_run(
-                run_id=run_id,
-                dataset=dataset,
-                backend=self.backend.name,
-                protocol=self.protocol.name,
-                rubric_hash=self.rubric.content_hash,
-                spec=spec,
-                spec_hash=content_hash(spec),
-                seed=self.judge.seed,
-            )
+            # Checked before anything is written: an existing run id or a changed item
+            # leaves nothing behind.
+            runs.ensure_new(run_id)
+            runs.put_items(dataset, items)
+            with self.store.db.transaction():
+                runs.create(
+                    run_id=run_id,
+                    dataset=dataset,
+                    backend=self.backend.name,
+                    protocol=self.protocol.name,
+                    rubric_hash=self.rubric.content_hash,
+                    spec=spec,
+                    spec_hash=content_hash(spec["judge"]),
+                    seed=self.spec.seed,
+                )
+                runs.put_rubric(
+                    self.rubric.content_hash,
+                    self.rubric.id,
+                    self.rubric.version,
+                    self.rubric.canonical_json(),
+                )
 
         await self._db(setup)
         return await self._execute(run_id, dataset, list(items), {}, set())
 
     async def resume(self, run_id: str) -> RunSummary:
         """Finish an interrupted run: recorded calls are reused, finished items skipped."""
-        run = await self._db(self.store.get_run, run_id)
-        if run["rubric_hash"] != self.rubric.content_hash:
+        runs = self.store.runs
+        run = await self._db(runs.get, run_id)
+        if run.rubric_hash != self.rubric.content_hash:
             raise StoreError(
-                f"run {run_id} used rubric {run['rubric_hash'][:12]}, not {self.rubric.ref}"
+                f"run {run_id} used rubric {run.rubric_hash[:12]}, not {self.rubric.ref}"
             )
-        if run["backend"] != self.backend.name:
-            raise StoreError(f"run {run_id} used backend {run['backend']}, not {self.backend.name}")
-        if run["spec"]["judge"] != self.judge.model_dump():
+        if run.backend != self.backend.name:
+            raise StoreError(f"run {run_id} used backend {run.backend}, not {self.backend.name}")
+        stored = JudgeSpec.model_validate(run.spec["judge"]).settings
+        if stored != self.spec.settings:
             raise StoreError(
-                f"run {run_id} used judge settings {run['spec']['judge']}; resume with those"
+                f"run {run_id} used judge settings {stored.model_dump()}; resume with those"
             )
-        dataset = run["dataset"]
-        items = await self._db(self.store.items, dataset)
-        calls = await self._db(self.store.calls, run_id)
-        finished = await self._db(self.store.verdict_item_ids, run_id)
+        items = await self._db(runs.items, run.dataset)
+        calls = await self._db(runs.calls, run_id)
+        finished = await self._db(runs.verdict_item_ids, run_id)
         done: dict[str, list[CallRecord]] = defaultdict(list)
         for call in calls:
             done[call.item_id].append(call)
-        return await self._execute(run_id, dataset, items, done, finished)
+        return await self._execute(run_id, run.dataset, items, done, finished)
 
     async def aclose(self) -> None:
         await self.backend.aclose()
@@ -232,6 +232,9 @@ class Runner:
             self._executor.shutdown(wait=True)
 
     # -- execution -----------------------------------------------------------------------
+
+    def _use_cache(self) -> bool:
+        return self.config.cache and self.backend.cacheable
 
     async def _execute(
         self,
@@ -241,50 +244,50 @@ class Runner:
         done: dict[str, list[CallRecord]],
         finished: set[str],
     ) -> RunSummary:
-        started = time.perf_counter()
+        config = self.config
         summary = RunSummary(
             run_id=run_id, dataset=dataset, backend=self.backend.name, n_items=len(items)
         )
         summary.resumed_calls = sum(len(v) for v in done.values())
-        self._summary = summary
-        self._semaphore = asyncio.Semaphore(self.config.max_concurrency)
-        self._rpm = RateLimiter(self.config.rpm) if self.config.rpm else None
-        self._tpm = RateLimiter(self.config.tpm) if self.config.tpm else None
-        self._pending = _Pending()
-        self._flush_lock = asyncio.Lock()
-        self._cached: set[str] = set()
-        if self.config.cache and self.backend.cacheable:
-            self._cached = await self._db(self.store.cache_hashes, self.backend.name)
-        self._items_done = self._already_done = len(finished)
-        self._t0 = time.perf_counter()
-        self._total_items = len(items)
-        flusher = asyncio.create_task(self._flush_loop())
+        state = RunState(
+            run_id=run_id,
+            summary=summary,
+            semaphore=asyncio.Semaphore(config.max_concurrency),
+            rpm=RateLimiter(config.rpm) if config.rpm else None,
+            tpm=RateLimiter(config.tpm) if config.tpm else None,
+            total_items=len(items),
+            already_done=len(finished),
+            items_done=len(finished),
+        )
+        if self._use_cache():
+            await self._db(self.store.cache.warm, self.backend.name)
+        flusher = asyncio.create_task(self._flush_loop(state))
         try:
             todo = [item for item in items if item.id not in finished]
-            await self._judge_all(run_id, todo, done)
+            await self._judge_all(state, todo, done)
         finally:
             flusher.cancel()
             (outcome,) = await asyncio.gather(flusher, return_exceptions=True)
             if isinstance(outcome, Exception):
                 # A failed write must stop the run, never pass silently.
                 raise outcome
-            await self._flush()
-        verdicts = await self._db(self.store.verdicts, run_id)
+            await self._flush(state)
+        verdicts = await self._db(self.store.runs.verdicts, run_id)
         summary.n_scored = sum(v.status == "scored" for v in verdicts)
         summary.n_unscored = sum(v.status == "unscored" for v in verdicts)
         all_calls = summary.n_calls + summary.resumed_calls
         summary.calls_saved = (
-            max(0, self.protocol.calls_saved(len(items), all_calls)) if self.judge.adaptive else 0
+            max(0, self.protocol.calls_saved(len(items), all_calls)) if self.spec.adaptive else 0
         )
-        summary.wall_s = time.perf_counter() - started
+        summary.wall_s = time.perf_counter() - state.started
         if len(verdicts) == len(items):
-            await self._db(self.store.finish_run, run_id)
-        if self.config.progress:
-            self._print_progress(final=True)
+            await self._db(self.store.runs.finish, run_id)
+        if config.progress:
+            self._print_progress(state, final=True)
         return summary
 
     async def _judge_all(
-        self, run_id: str, todo: list[Item], done: dict[str, list[CallRecord]]
+        self, state: RunState, todo: list[Item], done: dict[str, list[CallRecord]]
     ) -> None:
         """Judge items with a bounded number in progress. Starting every item at once would
         plan (render and hash) the whole dataset before the first answer is read, leaving
@@ -293,7 +296,7 @@ class Runner:
 
         async def one(item: Item) -> None:
             try:
-                await self._judge_item(run_id, item, done.get(item.id, []))
+                await self._judge_item(state, item, done.get(item.id, []))
             finally:
                 slots.release()
 
@@ -305,43 +308,41 @@ class Runner:
         except BaseExceptionGroup as failure:
             raise failure.exceptions[0] from None
 
-    async def _judge_item(self, run_id: str, item: Item, previous: list[CallRecord]) -> None:
+    async def _judge_item(self, state: RunState, item: Item, previous: list[CallRecord]) -> None:
         done = {(c.order, c.sample): c for c in previous if c.attempt == 0}
         records = list(previous)
         while True:
             planned = self.protocol.next_calls(item, done)
             if not planned:
                 break
-            results = await asyncio.gather(*(self._call(run_id, item, p) for p in planned))
+            results = await asyncio.gather(*(self._call(state, item, p) for p in planned))
             for plan, calls in zip(planned, results, strict=True):
                 done[(plan.order, plan.sample)] = calls[0]
                 records.extend(calls)
-        verdict = self.protocol.aggregate(run_id, item, records)
-        self._pending.verdicts.append(verdict)
-        self._items_done += 1
-        await self._maybe_flush()
+        verdict = self.protocol.aggregate(state.run_id, item, records)
+        if verdict.rubric_hash is None:
+            verdict.rubric_hash = self.protocol.rubric.content_hash
+        state.pending.verdicts.append(verdict)
+        state.items_done += 1
+        await self._maybe_flush(state)
 
-    async def _call(self, run_id: str, item: Item, plan: PlannedCall) -> list[CallRecord]:
+    async def _call(self, state: RunState, item: Item, plan: PlannedCall) -> list[CallRecord]:
         """Make one planned call (and its re-ask, if configured); returns the recorded calls."""
-        record = await self._attempt(run_id, item, plan, plan.request, attempt=0)
+        record = await self._attempt(state, item, plan, plan.request, attempt=0)
         out = [record]
-        if (
-            self.judge.reask
-            and record.parse_status == "parse_failed"
-            and record.raw_text is not None
-        ):
+        if self.spec.reask and record.parse_status == "parse_failed" and record.raw_text is not None:
             request = self.protocol.reask_request(
                 plan.request, record.raw_text, record.parse_reason or ""
             )
-            out.append(await self._attempt(run_id, item, plan, request, attempt=1))
+            out.append(await self._attempt(state, item, plan, request, attempt=1))
         return out
 
     async def _attempt(
-        self, run_id: str, item: Item, plan: PlannedCall, request: Any, attempt: int
+        self, state: RunState, item: Item, plan: PlannedCall, request: Any, attempt: int
     ) -> CallRecord:
         request_hash = request.hash(self.backend.name)
         record = CallRecord(
-            run_id=run_id,
+            run_id=state.run_id,
             item_id=item.id,
             order=plan.order,
             sample=plan.sample,
@@ -349,16 +350,17 @@ class Runner:
             attempt=attempt,
         )
         completion: Completion | None = None
-        if request_hash in self._cached:
-            completion = await self._db(self.store.cache_get, request_hash)
+        cache = self.store.cache
+        if self._use_cache() and cache.contains(self.backend.name, request_hash):
+            completion = await self._db(cache.get, request_hash)
             record.cache_hit = completion is not None
         if completion is None:
-            completion = await self._send(request, record)
+            completion = await self._send(state, request, record)
         if completion is not None:
             self._interpret(item, plan, completion, record)
-            if not record.cache_hit and self.config.cache and self.backend.cacheable and record.ok:
-                self._pending.cache.append((request_hash, self.backend.name, completion))
-        summary = self._summary
+            if not record.cache_hit and self._use_cache() and record.ok:
+                state.pending.cache.append((request_hash, self.backend.name, completion))
+        summary = state.summary
         summary.n_calls += 1
         summary.n_cache_hits += record.cache_hit
         summary.n_retries += record.retries
@@ -370,20 +372,20 @@ class Runner:
             summary.cost_usd = None
         elif summary.cost_usd is not None:
             summary.cost_usd += record.cost_usd or 0.0
-        self._pending.calls.append(record)
-        await self._maybe_flush()
+        state.pending.calls.append(record)
+        await self._maybe_flush(state)
         return record
 
-    async def _send(self, request: Any, record: CallRecord) -> Completion | None:
+    async def _send(self, state: RunState, request: Any, record: CallRecord) -> Completion | None:
         config = self.config
         for attempt in range(config.max_retries + 1):
-            if self._rpm:
-                await self._rpm.acquire()
-            if self._tpm:
+            if state.rpm:
+                await state.rpm.acquire()
+            if state.tpm:
                 estimate = sum(len(m.content) for m in request.messages) / 4 + request.max_tokens
-                await self._tpm.acquire(estimate)
+                await state.tpm.acquire(estimate)
             try:
-                async with self._semaphore:
+                async with state.semaphore:
                     started = time.perf_counter()
                     # asyncio.timeout, unlike wait_for, needs no extra task per call; it
                     # covers the call only, not the wait for a free slot.
@@ -442,28 +444,28 @@ class Runner:
 
     # -- writing -------------------------------------------------------------------------
 
-    async def _maybe_flush(self) -> None:
-        if len(self._pending) >= self.config.flush_every and not self._flush_lock.locked():
-            await self._flush()
+    async def _maybe_flush(self, state: RunState) -> None:
+        if len(state.pending) >= self.config.flush_every and not state.flush_lock.locked():
+            await self._flush(state)
 
-    async def _flush_loop(self) -> None:
+    async def _flush_loop(self, state: RunState) -> None:
         while True:
             await asyncio.sleep(self.config.flush_interval_s)
-            await self._flush()
+            await self._flush(state)
             if self.config.progress:
-                self._print_progress()
+                self._print_progress(state)
 
-    async def _flush(self) -> None:
-        async with self._flush_lock:
-            pending, self._pending = self._pending, _Pending()
+    async def _flush(self, state: RunState) -> None:
+        async with state.flush_lock:
+            pending, state.pending = state.pending, _Pending()
             if not len(pending) and not pending.cache:
                 return
 
             def write() -> None:
-                self.store.write_results(pending.calls, pending.verdicts)
-                self.store.cache_put(pending.cache)
+                self.store.runs.write_results(pending.calls, pending.verdicts)
+                self.store.cache.put(pending.cache)
 
-            # The batch has left `_pending`: it must reach the store even if this task is
+            # The batch has left `pending`: it must reach the store even if this task is
             # cancelled (the flush loop is cancelled at the end of every run).
             writing = asyncio.ensure_future(self._db(write))
             try:
@@ -472,15 +474,15 @@ class Runner:
                 await writing
                 raise
 
-    def _print_progress(self, final: bool = False) -> None:
-        s = self._summary
-        elapsed = max(1e-9, time.perf_counter() - self._t0)
-        newly_done = self._items_done - self._already_done
-        remaining = self._total_items - self._items_done
+    def _print_progress(self, state: RunState, final: bool = False) -> None:
+        s = state.summary
+        elapsed = max(1e-9, time.perf_counter() - state.started)
+        newly_done = state.items_done - state.already_done
+        remaining = state.total_items - state.items_done
         eta = f"{remaining * elapsed / newly_done:.0f}s" if newly_done else "?"
         cost = "?" if s.cost_usd is None else f"${s.cost_usd:.4f}"
         line = (
-            f"\r{self._items_done}/{self._total_items} items  {s.n_calls} calls  "
+            f"\r{state.items_done}/{state.total_items} items  {s.n_calls} calls  "
             f"{s.n_calls / elapsed:.1f} calls/s  ETA {eta}  errors {s.n_call_errors}  "
             f"unparsed {s.n_parse_failures}  cache {s.n_cache_hits}  spend {cost}"
         )

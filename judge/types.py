@@ -161,4 +161,7 @@ class Verdict:
     bpde_entropy: float | None = None
     n_calls: int = 0
     n_parsed: int = 0
+    rubric_hash: str | None = None
+    """The exact rubric this verdict was judged under (its content hash)."""
     details: dict[str, Any] = field(default_factory=dict)
+    """Per-order winners, logprob-weighted values, generated criteria: what readers use."""

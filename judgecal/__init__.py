@@ -1,6 +1,29 @@
 """judgecal: tell whether an LLM judge can be trusted, make it more trustworthy, serve it."""
 
-from judgecal.api import agreement, import_labels, resume_run, run_judge, summarize
+from judge import JudgeSpec, RunnerConfig, __version__
+from judgecal.api import (
+    agreement,
+    audit,
+    distill,
+    human_alpha,
+    import_labels,
+    open_store,
+    resume_run,
+    run_judge,
+)
 from judgecal.errors import USER_ERRORS
 
-__all__ = ["USER_ERRORS", "agreement", "import_labels", "resume_run", "run_judge", "summarize"]
+__all__ = [
+    "USER_ERRORS",
+    "JudgeSpec",
+    "RunnerConfig",
+    "__version__",
+    "agreement",
+    "audit",
+    "distill",
+    "human_alpha",
+    "import_labels",
+    "open_store",
+    "resume_run",
+    "run_judge",
+]

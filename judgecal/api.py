@@ -1,4 +1,9 @@
-"""The public Python API. The CLI and the HTTP service call these same functions."""
+"""The public Python API. The CLI and the HTTP service call these same functions.
+
+Every function takes an open :class:`~judge.Store` (``open_store``), never a path: a caller
+that composes several of them opens the database once. Computation lives below this package
+(``calibration``, ``human_labels``, ``judge``); these functions load, call and store.
+"""
 
 from __future__ import annotations
 
@@ -11,104 +16,49 @@ from typing import Any
 
 import numpy as np
 
-import calibration
-from human_labels import (
-    OVERALL,
-    AgreementError,
-    AgreementReport,
-    LabelsError,
-    compare_with_humans,
-    load_labels,
-    majority,
-    majority_labels,
-)
-from human_labels.agreement import Kind
 from judge import (
-    ConfigError,
+    Backend,
     Item,
-    JudgeConfig,
-    ReplayBackend,
+    JudgeSpec,
     Runner,
-    RunnerConfig,
     RunSummary,
     Store,
     StoreError,
     load_items,
+    load_run_data,
     make_backend,
 )
-from judge.pool import BackendSpec, ProcessPoolBackend
-from rubrics import (
-    LikertScale,
-    PairwiseScale,
-    Rubric,
-    load_rubric,
-    rubric_from_yaml,
-    winner_from_preference,
-)
+from judge.errors import ConfigError
+from judge.spec import RunnerConfig, resolved
+from rubrics import Rubric, load_rubric, rubric_from_yaml
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
-def _rubric(rubric: Rubric | str | Path) -> Rubric:
+def open_store(path: str | Path = ":memory:", *, read_only: bool = False) -> Store:
+    """Open (and migrate, unless read-only) a judgecal database."""
+    return Store(path, read_only=read_only)
+
+
+def load_rubric_ref(rubric: Rubric | str | Path | None) -> Rubric:
+    if rubric is None:
+        raise ConfigError("the judge spec names no rubric: give --rubric or set rubric: in the judge file")
     return rubric if isinstance(rubric, Rubric) else load_rubric(rubric)
 
 
-def run_judge(
-    *,
-    rubric: Rubric | str | Path,
-    items: Sequence[Item] | str | Path,
-    model: str,
-    db: str | Path,
-    dataset: str | None = None,
-    judge: JudgeConfig | None = None,
-    runner: RunnerConfig | None = None,
-    base_url: str | None = None,
-    run_id: str | None = None,
-    workers: int = 1,
-    prices: dict[str, tuple[float, float]] | None = None,
-) -> RunSummary:
-    """Judge every item and store calls and verdicts in ``db``. Returns the run's summary."""
-    rubric = _rubric(rubric)
-    if isinstance(items, (str, Path)):
-        dataset = dataset or default_dataset_name(items)
-        items = load_items(items)
-    if dataset is None:
-        raise StoreError("give a dataset name for items passed in memory")
-    backend = build_backend(model, rubric, base_url=base_url, workers=workers, db=db)
-    judge = judge or default_judge_config(backend)
-    with Store(db) as store:
-        engine = Runner(store, backend, rubric, judge, runner, prices=prices)
-
-        async def go() -> RunSummary:
-            try:
-                return await engine.run(items, dataset=dataset, run_id=run_id)
-            finally:
-                await engine.aclose()
-
-        return asyncio.run(go())
-
-
 def build_backend(
-    model: str,
-    rubric: Rubric,
-    *,
-    base_url: str | None = None,
-    workers: int = 1,
-    db: str | Path | None = None,
-) -> Any:
-    """The backend for ``model``; with ``workers`` > 1 a provider backend runs its client in
-    that many processes (see :mod:`judge.pool`)."""
-    if workers <= 1:
-        return make_backend(
-            model, rubric=rubric, base_url=base_url, db=None if db is None else str(db)
-        )
-    if model.split("/", 1)[0] not in ("openai", "anthropic", "dspy"):
-        raise ConfigError(
-            f"--workers applies to provider backends (openai, anthropic, dspy), not {model!r}"
-        )
-    make_backend(model, rubric=rubric, base_url=base_url)  # fail fast here on a missing key
-    return ProcessPoolBackend(
-        BackendSpec(model, base_url, rubric.canonical_json()), workers=workers
+    spec: JudgeSpec, rubric: Rubric, store: Store | None = None, *, workers: int = 1
+) -> Backend:
+    """The backend a spec names (one client; the caller closes it)."""
+    if not spec.model:
+        raise ConfigError("the judge spec names no model: give --model or set model: in the judge file")
+    return make_backend(
+        spec.model,
+        rubric=rubric,
+        base_url=spec.base_url,
+        timeout=spec.limits.timeout_s,
+        store=store,
+        workers=workers,
     )
 
 
@@ -118,55 +68,79 @@ def default_dataset_name(path: str | Path) -> str:
     return f"{path.parent.name}/{path.stem}" if path.parent.name else path.stem
 
 
-def default_judge_config(backend: Any) -> JudgeConfig:
-    """Replays hold what was recorded: as many samples as the file has, at its temperature."""
-    if isinstance(backend, ReplayBackend):
-        return JudgeConfig(
-            samples=backend.samples_per_order, temperature=0.0, both_orders="ba" in backend.orders
-        )
-    return JudgeConfig()
+def run_judge(
+    store: Store,
+    spec: JudgeSpec,
+    items: Sequence[Item] | str | Path,
+    *,
+    rubric: Rubric | None = None,
+    dataset: str | None = None,
+    run_id: str | None = None,
+    workers: int = 1,
+    prices: dict[str, tuple[float, float]] | None = None,
+) -> RunSummary:
+    """Judge every item with the judge ``spec`` names and store calls and verdicts.
+
+    Builds one backend and closes it (and every client it opened) before returning.
+    """
+    rubric = rubric or load_rubric_ref(spec.rubric)
+    if isinstance(items, (str, Path)):
+        dataset = dataset or default_dataset_name(items)
+        items = load_items(items)
+    if dataset is None:
+        raise StoreError("give a dataset name for items passed in memory")
+    backend = build_backend(spec, rubric, store, workers=workers)
+    spec = resolved(spec, backend.recorded_settings())
+    engine = Runner(store, backend, rubric, spec, prices=prices)
+
+    async def go() -> RunSummary:
+        try:
+            return await engine.run(items, dataset=dataset, run_id=run_id)
+        finally:
+            await engine.aclose()
+
+    return asyncio.run(go())
 
 
 def resume_run(
+    store: Store,
     run_id: str,
     *,
-    db: str | Path,
-    runner: RunnerConfig | None = None,
+    limits: RunnerConfig | None = None,
     base_url: str | None = None,
 ) -> RunSummary:
-    """Finish an interrupted run with the configuration it was started with."""
-    with Store(db) as store:
-        run = store.get_run(run_id)
-        rubric = rubric_from_yaml(store.get_rubric_body(run["rubric_hash"]))
-        spec = run["spec"]
-        backend = make_backend(
-            run["backend"], rubric=rubric, base_url=base_url or spec["backend"].get("base_url")
-        )
-        engine = Runner(store, backend, rubric, JudgeConfig(**spec["judge"]), runner)
+    """Finish an interrupted run with the judge spec it was started with."""
+    run = store.runs.get(run_id)
+    rubric = rubric_from_yaml(store.runs.rubric_body(run.rubric_hash))
+    spec = JudgeSpec.model_validate(run.spec["judge"])
+    spec = spec.model_copy(
+        update={
+            "model": run.backend,
+            "limits": limits or spec.limits,
+            "base_url": base_url or spec.base_url,
+        }
+    )
+    backend = build_backend(spec, rubric, store)
+    engine = Runner(store, backend, rubric, spec)
 
-        async def go() -> RunSummary:
-            try:
-                return await engine.resume(run_id)
-            finally:
-                await engine.aclose()
+    async def go() -> RunSummary:
+        try:
+            return await engine.resume(run_id)
+        finally:
+            await engine.aclose()
 
-        return asyncio.run(go())
+    return asyncio.run(go())
 
 
-def label_scales(rubric: Rubric) -> dict[str, Any]:
-    """Which scale each label criterion is checked against ('' is the overall label)."""
-    scales: dict[str, Any] = {c.id: c.scale for c in rubric.criteria}
-    if rubric.mode == "pairwise":
-        scales[OVERALL] = PairwiseScale(allow_tie=True)
-    elif rubric.holistic_scale is not None:
-        scales[OVERALL] = rubric.holistic_scale
-    return scales
+# -- labels and agreement ------------------------------------------------------------------
 
 
 def _dataset_for_labels(store: Store, dataset: str | None) -> str:
+    from human_labels import LabelsError
+
     if dataset is not None:
         return dataset
-    datasets = store.datasets()
+    datasets = store.runs.datasets()
     if len(datasets) != 1:
         raise LabelsError(
             f"the database holds {len(datasets)} datasets ({', '.join(datasets) or 'none'}); "
@@ -176,17 +150,16 @@ def _dataset_for_labels(store: Store, dataset: str | None) -> str:
 
 
 def _rubric_for_dataset(store: Store, dataset: str) -> Rubric | None:
-    runs = [r for r in store.list_runs() if r["dataset"] == dataset]
+    runs = [r for r in store.runs.list() if r.dataset == dataset]
     if not runs:
         return None
-    run = store.get_run(runs[-1]["run_id"])
-    return rubric_from_yaml(store.get_rubric_body(run["rubric_hash"]))
+    return rubric_from_yaml(store.runs.rubric_body(runs[-1].rubric_hash))
 
 
 def import_labels(
+    store: Store,
     path: str | Path,
     *,
-    db: str | Path,
     dataset: str | None = None,
     rubric: Rubric | str | Path | None = None,
     fmt: str | None = None,
@@ -194,110 +167,43 @@ def import_labels(
 ) -> dict[str, Any]:
     """Validate a labels file against the dataset's items (and the rubric's scales) and store
     it; all or nothing."""
-    with Store(db) as store:
-        dataset = _dataset_for_labels(store, dataset)
-        item_ids = store.item_ids(dataset)
-        if not item_ids:
-            raise LabelsError(
-                f"dataset {dataset!r} has no items in {db}; run the judge or import items first"
-            )
-        resolved = _rubric(rubric) if rubric is not None else _rubric_for_dataset(store, dataset)
-        scales = label_scales(resolved) if resolved is not None else None
-        labels = load_labels(path, fmt=fmt, item_ids=item_ids, scales=scales, **options)
-        added = store.put_labels(dataset, [lab.as_row() for lab in labels], source=str(path))
+    from calibration.agreement import label_scales
+    from human_labels import LabelsError, load_labels
+
+    dataset = _dataset_for_labels(store, dataset)
+    item_ids = store.runs.item_ids(dataset)
+    if not item_ids:
+        raise LabelsError(
+            f"dataset {dataset!r} has no items; run the judge or import items first"
+        )
+    resolved_rubric = (
+        load_rubric_ref(rubric) if rubric is not None else _rubric_for_dataset(store, dataset)
+    )
+    scales = label_scales(resolved_rubric) if resolved_rubric is not None else None
+    labels = load_labels(path, fmt=fmt, item_ids=item_ids, scales=scales, **options)
+    added = store.labels.put(dataset, [lab.as_row() for lab in labels], source=str(path))
     annotators = sorted({lab.annotator for lab in labels})
     return {"dataset": dataset, "labels": len(labels), "added": added, "annotators": annotators}
 
 
-def _judge_values(store: Store, run_id: str, rubric: Rubric, criterion: str) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for verdict in store.verdicts(run_id):
-        if verdict.status != "scored":
-            continue
-        if rubric.mode == "pairwise":
-            if criterion == OVERALL:
-                values[verdict.item_id] = verdict.winner
-            elif verdict.criteria and criterion in verdict.criteria:
-                values[verdict.item_id] = winner_from_preference(verdict.criteria[criterion])
-        elif criterion == OVERALL:
-            if rubric.holistic_scale is not None and verdict.score is not None:
-                scale = rubric.holistic_scale
-                values[verdict.item_id] = scale.low + verdict.score * (scale.high - scale.low)
-        elif verdict.criteria and criterion in verdict.criteria:
-            values[verdict.item_id] = verdict.criteria[criterion]
-    return values
-
-
 def agreement(
+    store: Store,
     run_id: str,
     *,
-    db: str | Path,
     criterion: str | None = None,
     n_boot: int = 1000,
     random_state: int = 0,
 ) -> dict[str, Any]:
     """The judge against the run's dataset labels, with CIs and the human ceiling."""
-    with Store(db) as store:
-        run = store.get_run(run_id)
-        rubric = rubric_from_yaml(store.get_rubric_body(run["rubric_hash"]))
-        criterion = criterion or OVERALL
-        if criterion != OVERALL and criterion not in {c.id for c in rubric.criteria}:
-            raise AgreementError(f"rubric {rubric.id!r} has no criterion {criterion!r}")
-        rows = store.labels(run["dataset"], criterion)
-        if not rows:
-            raise AgreementError(
-                f"no human labels for dataset {run['dataset']!r}"
-                f"{' on criterion ' + repr(criterion) if criterion else ''}; import them with `judgecal labels import`"
-            )
-        scale = label_scales(rubric).get(criterion)
-        labels: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            value = (
-                row["value_num"]
-                if row["value_num"] is not None and not isinstance(scale, PairwiseScale)
-                else row["value"]
-            )
-            labels.setdefault(row["item_id"], {})[row["annotator"]] = value
-        judge_values = _judge_values(store, run_id, rubric, criterion)
-        n_verdicts = len(store.verdicts(run_id))
-    kind: Kind = "categorical" if isinstance(scale, PairwiseScale) or scale is None else "ordinal"
-    report: AgreementReport = compare_with_humans(
-        judge_values,
-        labels,
-        kind=kind,
-        n_boot=n_boot,
-        random_state=random_state,
-        alpha_level="interval" if kind == "ordinal" else None,  # judge means are not on the grid
-    )
-    out = report.as_dict()
-    out.update(
-        run_id=run_id,
-        criterion=criterion or "overall",
-        n_verdicts=n_verdicts,
-        n_judged=len(judge_values),
-        n_unscored=n_verdicts - len(judge_values),
-        baseline=_baseline(labels, kind),
-    )
-    if isinstance(scale, LikertScale):
-        out["scale"] = {"low": scale.low, "high": scale.high}
-    return out
+    from calibration import judge_agreement
 
-
-def _baseline(labels: dict[str, dict[str, Any]], kind: str) -> dict[str, Any]:
-    """The trivial baseline: always answer the most common consensus label."""
-    if kind != "categorical":
-        return {}
-    consensus = [majority(list(by.values())) for by in labels.values()]
-    consensus = [c for c in consensus if c is not None]
-    if not consensus:
-        return {}
-    top, count = max(((v, consensus.count(v)) for v in set(consensus)), key=lambda t: t[1])
-    return {"majority_class": top, "majority_class_accuracy": count / len(consensus)}
+    data = load_run_data(store, run_id, with_calls=False)
+    return judge_agreement(data, criterion, n_boot=n_boot, random_state=random_state)
 
 
 def human_alpha(
+    store: Store,
     *,
-    db: str | Path,
     dataset: str | None = None,
     criterion: str | None = None,
     level: str = "interval",
@@ -311,18 +217,19 @@ def human_alpha(
     millions of labels; other levels pivot the labels into a matrix first.
     """
     from human_labels import (
+        OVERALL,
+        AgreementError,
         fleiss_kappa,
         hayes_krippendorff,
         interval_alpha_from_moments,
         reliability_matrix,
     )
 
-    with Store(db) as store:
-        dataset = _dataset_for_labels(store, dataset)
-        criterion = criterion or OVERALL
-        table = store.labels_arrow(dataset, criterion)
-        moments = store.label_moments(dataset, criterion) if table.num_rows else None
-        rows = [] if table.num_rows else store.labels(dataset, criterion)
+    dataset = _dataset_for_labels(store, dataset)
+    criterion = criterion or OVERALL
+    table = store.labels.arrow(dataset, criterion)
+    moments = store.labels.moments(dataset, criterion) if table.num_rows else None
+    rows = [] if table.num_rows else store.labels.get(dataset, criterion)
     if table.num_rows:
         matrix, annotators, items = reliability_matrix(
             table["item_id"], table["annotator"], table["value_num"]
@@ -330,11 +237,9 @@ def human_alpha(
     elif rows:
         # Text labels (A/B/tie) have no order or distance: nominal α only.
         level = "nominal"
-        codes = {v: float(i) for i, v in enumerate(sorted({r["value"] for r in rows}))}
+        codes = {v: float(i) for i, v in enumerate(sorted({r.value for r in rows}))}
         matrix, annotators, items = reliability_matrix(
-            [r["item_id"] for r in rows],
-            [r["annotator"] for r in rows],
-            [codes[r["value"]] for r in rows],
+            [r.item_id for r in rows], [r.annotator for r in rows], [codes[r.value] for r in rows]
         )
     else:
         raise AgreementError(
@@ -364,40 +269,24 @@ def human_alpha(
     }
 
 
-def summarize(run_id: str, *, db: str | Path) -> dict[str, Any]:
-    """The short audit of a pairwise or pointwise run: parse rates, cost, and against expert
-    labels (when imported) single-order and balanced accuracy and positional agreement."""
-    with Store(db) as store:
-        run = store.get_run(run_id)
-        calls = store.calls(run_id)
-        verdicts = store.verdicts(run_id)
-        labels = store.labels(run["dataset"], OVERALL)
-    out: dict[str, Any] = {
-        "run_id": run_id,
-        "dataset": run["dataset"],
-        "backend": run["backend"],
-        "protocol": run["protocol"],
-        "status": run["status"],
-        "n_items": len(verdicts),
-        "n_scored": sum(v.status == "scored" for v in verdicts),
-        "n_calls": len(calls),
-        "n_parsed": sum(c.ok for c in calls),
-        "n_call_errors": sum(c.parse_status == "error" for c in calls),
-        "cost_usd": None
-        if any(c.cost_usd is None and c.parse_status != "error" for c in calls)
-        else sum(c.cost_usd or 0 for c in calls),
-    }
-    if run["protocol"] != "pairwise":
-        return out
-    by_order = calibration.winners_by_order(calls)
-    out["position"] = calibration.position_consistency(by_order)
-    out["preference_fairness"] = calibration.preference_fairness(by_order)
-    out["conflict_rate"] = calibration.conflict_rate(list(by_order.values()))
-    gold = majority_labels(labels)
-    if gold:
-        out["gold_labels"] = len(gold)
-        out["accuracy_by_order"] = calibration.accuracy_by_order(by_order, gold)
-        out["balanced"] = calibration.balanced_accuracy(
-            {v.item_id: v.winner for v in verdicts}, gold
-        )
-    return out
+def audit(store: Store, run_id: str, config: Any = None) -> Any:
+    """The typed :class:`calibration.Audit` of a run: its rows are read once."""
+    from calibration import AuditConfig, build_audit
+
+    config = config or AuditConfig()
+    data = load_run_data(store, run_id)
+    fallback = None
+    if config.fallback_run is not None:
+        fallback = {
+            v.item_id: v.winner
+            for v in store.runs.verdicts(config.fallback_run)
+            if v.status == "scored"
+        }
+    return build_audit(data, config, fallback=fallback)
+
+
+def distill(store: Store, run_id: str, **options: Any) -> dict[str, Any]:
+    """Train, evaluate, cascade and store a local judge for a run."""
+    from calibration.distillation import distill as distill_run
+
+    return distill_run(store, run_id, **options)

@@ -78,62 +78,49 @@ def cmd_rubric_list(args: argparse.Namespace) -> int:
 # -- run -----------------------------------------------------------------------------------
 
 
-def _runner_config(args: argparse.Namespace) -> Any:
+def _spec_from_args(args: argparse.Namespace) -> Any:
+    """The judge file (if any) with every flag given on the command line applied over it."""
+    from judge import JudgeSpec, load_judge_spec
+
+    base = load_judge_spec(args.judge) if args.judge else JudgeSpec()
+    overrides = {n: getattr(args, n) for n in JudgeSpec.model_fields if hasattr(args, n)}
+    limits = {n: getattr(args, f"limits.{n}") for n in _limit_fields() if hasattr(args, f"limits.{n}")}
+    return base.with_overrides(**overrides, limits=limits)
+
+
+def _limit_fields() -> list[str]:
     from judge import RunnerConfig
 
-    return RunnerConfig(
-        max_concurrency=args.concurrency,
-        rpm=args.rpm,
-        tpm=args.tpm,
-        max_retries=args.retries,
-        timeout_s=args.timeout,
-        cache=not args.no_cache,
-        progress=args.progress,
-    )
+    return list(RunnerConfig.model_fields)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from judge import JudgeConfig
     from judge.pricing import load_prices
 
     if args.resume:
-        summary = api.resume_run(
-            args.resume, db=args.db, runner=_runner_config(args), base_url=args.base_url
-        )
+        spec = _spec_from_args(args)
+        with api.open_store(args.db) as store:
+            summary = api.resume_run(store, args.resume, limits=spec.limits, base_url=spec.base_url)
     else:
-        missing = [f"--{n}" for n in ("rubric", "items", "model") if getattr(args, n) is None]
+        spec = _spec_from_args(args)
+        missing = [f"--{n}" for n in ("rubric", "model") if not getattr(spec, n)]
+        missing += ["--items"] if args.items is None else []
         if missing:
             print(
-                f"judgecal: error: {', '.join(missing)} required (or --resume RUN)", file=sys.stderr
+                f"judgecal: error: {', '.join(missing)} required (or --judge FILE, or --resume RUN)",
+                file=sys.stderr,
             )
             return 2
-        rubric = api._rubric(args.rubric)
-        backend = api.build_backend(args.model, rubric, base_url=args.base_url, db=args.db)
-        defaults = api.default_judge_config(backend)
-        judge = JudgeConfig(
-            samples=defaults.samples if args.samples is None else args.samples,
-            temperature=defaults.temperature if args.temperature is None else args.temperature,
-            both_orders=defaults.both_orders and not args.single_order,
-            aggregation=args.aggregation,
-            adaptive=args.adaptive,
-            logprobs=args.logprobs,
-            reask=args.reask,
-            max_tokens=args.max_tokens,
-            seed=args.seed,
-        )
-        summary = api.run_judge(
-            rubric=rubric,
-            items=args.items,
-            model=args.model,
-            db=args.db,
-            dataset=args.dataset,
-            judge=judge,
-            runner=_runner_config(args),
-            base_url=args.base_url,
-            run_id=args.run_id,
-            workers=args.workers,
-            prices=load_prices(args.prices),
-        )
+        with api.open_store(args.db) as store:
+            summary = api.run_judge(
+                store,
+                spec,
+                args.items,
+                dataset=args.dataset,
+                run_id=args.run_id,
+                workers=args.workers,
+                prices=load_prices(args.prices),
+            )
     data = summary.as_dict()
     if args.json:
         _print_json(data)
@@ -155,22 +142,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from judge import Store
-
-    with Store(args.db) as store:
-        runs = store.list_runs()
+    with api.open_store(args.db, read_only=True) as store:
+        runs = store.runs.list()
     if args.json:
-        _print_json(runs)
+        _print_json(
+            [
+                {k: getattr(r, k) for k in ("run_id", "created_at", "dataset", "backend", "protocol", "status", "n_verdicts")}
+                for r in runs
+            ]
+        )
         return 0
     rows = [
         [
-            r["run_id"],
-            str(r["created_at"])[:19],
-            r["dataset"],
-            r["backend"],
-            r["protocol"],
-            r["status"],
-            str(r["n_verdicts"]),
+            r.run_id,
+            str(r.created_at)[:19],
+            r.dataset,
+            r.backend,
+            r.protocol,
+            r.status,
+            str(r.n_verdicts),
         ]
         for r in runs
     ]
@@ -185,9 +175,10 @@ def cmd_labels_import(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.format == "wide" and args.criterion:
         options["criterion"] = args.criterion
-    result = api.import_labels(
-        args.path, db=args.db, dataset=args.dataset, rubric=args.rubric, fmt=args.format, **options
-    )
+    with api.open_store(args.db) as store:
+        result = api.import_labels(
+            store, args.path, dataset=args.dataset, rubric=args.rubric, fmt=args.format, **options
+        )
     if args.json:
         _print_json(result)
     else:
@@ -199,13 +190,14 @@ def cmd_labels_import(args: argparse.Namespace) -> int:
 
 
 def cmd_labels_alpha(args: argparse.Namespace) -> int:
-    result = api.human_alpha(
-        db=args.db,
-        dataset=args.dataset,
-        criterion=args.criterion,
-        level=args.level,
-        n_boot=args.n_boot,
-    )
+    with api.open_store(args.db, read_only=True) as store:
+        result = api.human_alpha(
+            store,
+            dataset=args.dataset,
+            criterion=args.criterion,
+            level=args.level,
+            n_boot=args.n_boot,
+        )
     if args.json:
         _print_json(result)
     else:
@@ -223,9 +215,10 @@ def cmd_labels_alpha(args: argparse.Namespace) -> int:
 
 
 def cmd_agree(args: argparse.Namespace) -> int:
-    result = api.agreement(
-        args.run, db=args.db, criterion=args.criterion, n_boot=args.n_boot, random_state=args.seed
-    )
+    with api.open_store(args.db, read_only=True) as store:
+        result = api.agreement(
+            store, args.run, criterion=args.criterion, n_boot=args.n_boot, random_state=args.seed
+        )
     if args.json:
         _print_json(result)
         return 0
@@ -265,74 +258,38 @@ def cmd_agree(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    audit = None
-    if args.out:
-        from judgecal.report import write_audit
+    from calibration import AuditConfig
+    from judgecal.report import render_text, write_audit
 
-        audit = write_audit(
-            args.run,
-            db=args.db,
-            out=args.out,
-            alpha=args.alpha,
-            delta=args.delta,
-            beta=args.beta,
-            n_boot=args.n_boot,
-            random_state=args.seed,
-            signal=args.signal,
-            fallback_run=args.fallback_run,
-        )
-        if args.json:
-            _print_json(audit)
-            return 0
-    result = api.summarize(args.run, db=args.db)
+    config = AuditConfig(
+        alpha=args.alpha,
+        delta=args.delta,
+        beta=args.beta,
+        n_boot=args.n_boot,
+        random_state=args.seed,
+        signal=args.signal,
+        fallback_run=args.fallback_run,
+    )
+    with api.open_store(args.db, read_only=True) as store:
+        audit = api.audit(store, args.run, config)
+    if args.out:
+        write_audit(audit, args.out)
     if args.json:
-        _print_json(result)
+        _print_json(audit.model_dump(mode="json"))
         return 0
-    print(
-        f"audit of run {result['run_id']} ({result['backend']}, {result['protocol']}, dataset {result['dataset']})"
-    )
-    print(f"  items scored       {result['n_scored']}/{result['n_items']}")
-    print(
-        f"  calls parsed       {result['n_parsed']}/{result['n_calls']}  (failed calls: {result['n_call_errors']})"
-    )
-    if "position" in result:
-        pos = result["position"]
-        print(
-            f"  positional agreement  {_fmt(pos['position_consistency'])}  (same winner in both orders, n={pos['n']})"
-        )
-        print(
-            f"  preference fairness   {_fmt(result['preference_fairness'])}  (+1 always first, −1 always second)"
-        )
-    for order, acc in result.get("accuracy_by_order", {}).items():
-        print(
-            f"  accuracy, order {order}    {_fmt(acc['accuracy'])}  ({acc['n_correct']}/{acc['n']} vs expert majority)"
-        )
-    if "balanced" in result:
-        bal = result["balanced"]
-        print(
-            f"  accuracy, both orders {_fmt(bal['accuracy'])}  ({bal['n_correct']}/{bal['n']}, balanced-position "
-            f"verdicts; {bal['n_ties']} ties where the orders disagree, "
-            f"{_fmt(bal['accuracy_when_decided'])} on the rest)"
-        )
-    if audit is not None:
-        verdict = audit["verdict"]
-        print(f"verdict: {verdict['headline']}")
-        for finding in verdict["findings"]:
-            print(f"  - {finding}")
-        for fix in verdict["fixes"]:
-            print(f"  fix: {fix}")
+    print(render_text(audit))
+    if args.out:
         print(f"report: {args.out}/report.html (every number also in {args.out}/report.json)")
     return 0
 
 
 def cmd_route(args: argparse.Namespace) -> int:
     import calibration
-    from judge import Store
 
-    with Store(args.db) as store:
-        run = store.get_run(args.run)
-        verdicts = store.verdicts(args.run)
-        items = store.items(run["dataset"])
+    with api.open_store(args.db, read_only=True) as store:
+        run = store.runs.get(args.run)
+        verdicts = store.runs.verdicts(args.run)
+        items = store.runs.items(run.dataset)
     routed = calibration.route(verdicts, beta=args.beta)
     paths = calibration.export_for_labelling(items, routed, args.out)
     if args.json:
@@ -345,7 +302,7 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 def _reward(args: argparse.Namespace) -> Any:
-    from judgecal.rewards import RubricReward
+    from rewards import RubricReward
 
     return RubricReward(
         args.model,
@@ -359,7 +316,7 @@ def _reward(args: argparse.Namespace) -> Any:
 
 def cmd_rewards_probe(args: argparse.Namespace) -> int:
     from judge import load_items
-    from judgecal.probes import run_probes
+    from rewards.probes import run_probes
 
     items = load_items(args.items)
     if any(item.mode != "pointwise" for item in items):
@@ -447,26 +404,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    from judge import Store
-
-    with Store(args.db) as store:
-        key = store.create_api_key(args.name)
+    with api.open_store(args.db) as store:
+        key = store.keys.create(args.name)
     print(key)
     print("store this key now: only its hash is kept", file=sys.stderr)
     return 0
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from judgecal.distill import distill
-
-    result = distill(
-        args.run,
-        db=args.db,
-        use_labels=args.use_labels,
-        alpha=args.alpha,
-        random_state=args.seed,
-        model_id=args.model_id,
-    )
+    with api.open_store(args.db) as store:
+        result = api.distill(
+            store,
+            args.run,
+            use_labels=args.use_labels,
+            alpha=args.alpha,
+            random_state=args.seed,
+            model_id=args.model_id,
+        )
     if args.json:
         _print_json(result)
         return 0
@@ -493,22 +447,25 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from judge import Store
-
-    with Store(args.db) as store:
-        models = store.list_models()
+    with api.open_store(args.db, read_only=True) as store:
+        models = store.models.list()
     if args.json:
-        _print_json(models)
+        _print_json(
+            [
+                {k: getattr(m, k) for k in ("model_id", "kind", "rubric_hash", "teacher_run", "created_at", "metrics")}
+                for m in models
+            ]
+        )
         return 0
     rows = []
     for m in models:
-        ev = m["metrics"].get("evaluation", {})
+        ev = m.metrics.get("evaluation", {})
         rows.append(
             [
-                m["model_id"],
-                m["kind"],
-                m["teacher_run"] or "—",
-                str(m["created_at"])[:19],
+                m.model_id,
+                m.kind,
+                m.teacher_run or "—",
+                str(m.created_at)[:19],
                 _fmt(ev.get("local_vs_teacher", {}).get("accuracy")),
                 _fmt(ev.get("local_vs_humans", {}).get("accuracy")),
             ]
@@ -538,10 +495,55 @@ def cmd_plan(args: argparse.Namespace) -> int:
 # -- parser --------------------------------------------------------------------------------
 
 
+def add_model_flags(
+    parser: Any,
+    model: Any,
+    *,
+    exclude: set[str] | None = None,
+    prefix: str = "",
+    aliases: dict[str, str] | None = None,
+) -> None:
+    """One flag per field of a pydantic model, its help from the field's docstring and its
+    default shown. Flags not given stay out of the namespace, so they override nothing."""
+    import typing
+
+    aliases = aliases or {}
+    for name, field in model.model_fields.items():
+        if name in (exclude or set()):
+            continue
+        flag = "--" + name.replace("_", "-")
+        flags = [aliases[name], flag] if name in aliases else [flag]
+        description = field.description or ""
+        if name == "model":
+            from judge.backends import usages
+
+            description = f"The judge: {usages()}."
+        help_text = description.replace("%", "%%") + f" (default: {field.default})"
+        kwargs: dict[str, Any] = {
+            "dest": prefix + name,
+            "default": argparse.SUPPRESS,
+            "help": help_text,
+        }
+        annotation = field.annotation
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(annotation) is typing.Literal:
+            kwargs["choices"] = list(typing.get_args(annotation))
+        else:
+            base = args[0] if args else annotation
+            kwargs["type"] = base if base in (int, float, str) else str
+            kwargs["metavar"] = name.upper()
+        parser.add_argument(*flags, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from judge import __version__
+
     parser = argparse.ArgumentParser(
         prog="judgecal", description="Audit, calibrate and serve LLM judges."
     )
+    parser.add_argument("--version", action="version", version=f"judgecal {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     rubric = sub.add_parser("rubric", help="validate and inspect rubrics").add_subparsers(
@@ -557,50 +559,53 @@ def build_parser() -> argparse.ArgumentParser:
     p = rubric.add_parser("list", help="list the ready rubrics")
     p.set_defaults(func=cmd_rubric_list)
 
-    p = sub.add_parser("run", help="judge a dataset (or --resume an interrupted run)")
-    p.add_argument("--rubric")
-    p.add_argument("--items")
-    p.add_argument(
-        "--model", help="openai/<m>, anthropic/<m>, dspy/<provider>/<m>, replay/<path>, mock/<b>"
+    p = sub.add_parser(
+        "run",
+        help="judge a dataset (or --resume an interrupted run)",
     )
-    p.add_argument("--db", required=True)
+    p.add_argument(
+        "--judge",
+        metavar="FILE",
+        help="a YAML judge file (JudgeSpec); flags given here override its settings",
+    )
+    p.add_argument("--items", help="items to judge: JSONL, CSV or Parquet")
+    p.add_argument("--db", required=True, help="the judgecal DuckDB file")
     p.add_argument("--dataset", help="dataset name (default: the items file's stem)")
-    p.add_argument("--resume", metavar="RUN")
-    p.add_argument("--run-id")
-    p.add_argument("--base-url", help="OpenAI-compatible server (vLLM, Ollama, llama.cpp)")
-    p.add_argument(
-        "--samples",
-        type=int,
-        help="k evidence-first samples per order (default 3; replay: as recorded)",
+    p.add_argument("--resume", metavar="RUN", help="finish an interrupted run")
+    p.add_argument("--run-id", help="the new run's id (default: a random one)")
+    from judge import JudgeSpec, RunnerConfig
+
+    spec_flags = p.add_argument_group("judge settings (JudgeSpec)")
+    add_model_flags(spec_flags, JudgeSpec, exclude={"limits"})
+    spec_flags.add_argument(
+        "--single-order",
+        dest="both_orders",
+        action="store_false",
+        default=argparse.SUPPRESS,
+        help="pairwise: judge in one order only (same as --no-both-orders)",
     )
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--single-order", action="store_true", help="pairwise: judge in one order only")
-    p.add_argument("--aggregation", choices=["mean", "conservative"], default="mean")
-    p.add_argument(
-        "--adaptive", action="store_true", help="stop early when the first samples agree"
+    limit_flags = p.add_argument_group("runner limits (JudgeSpec.limits)")
+    add_model_flags(
+        limit_flags,
+        RunnerConfig,
+        prefix="limits.",
+        aliases={
+            "max_concurrency": "--concurrency",
+            "max_retries": "--retries",
+            "timeout_s": "--timeout",
+        },
     )
-    p.add_argument("--logprobs", action="store_true")
-    p.add_argument("--reask", action="store_true", help="re-ask once after an unparseable answer")
-    p.add_argument("--max-tokens", type=int, default=1024)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--concurrency", type=int, default=16)
     p.add_argument(
         "--workers",
         type=int,
         default=1,
-        help="client processes for provider backends (high concurrency)",
+        help="client processes for poolable provider backends (high concurrency)",
     )
-    p.add_argument("--rpm", type=float)
-    p.add_argument("--tpm", type=float)
-    p.add_argument("--retries", type=int, default=5)
-    p.add_argument("--timeout", type=float, default=120.0)
-    p.add_argument("--no-cache", action="store_true")
     p.add_argument(
         "--prices",
         help='JSON file {"model": [usd per 1M input, per 1M output]} overriding the built-in table',
     )
-    p.add_argument("--progress", action="store_true")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("runs", help="list runs")

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from judge.spec import ProtocolSettings
+
 MAX_BATCH = 256
 MAX_TEXT = 100_000
 
@@ -30,11 +32,13 @@ class PairwiseItemIn(_Body):
     reference: str | None = Field(None, max_length=MAX_TEXT)
 
 
-class JudgeOptions(_Body):
-    samples: int = Field(1, ge=1, le=8)
-    """k evidence-first samples per order."""
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    aggregation: Literal["mean", "conservative"] = "mean"
+class JudgeOptions(ProtocolSettings):
+    """The protocol settings a client may choose: :class:`judge.ProtocolSettings`, with its
+    defaults (the same as the CLI's and the Python API's), and ``samples`` capped for a
+    request."""
+
+    samples: int = Field(ProtocolSettings.model_fields["samples"].default, ge=1, le=8)
+    """k evidence-first samples per order (at most 8 per request)."""
 
 
 class JudgeRequest(_Body):

@@ -24,12 +24,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from judge import JudgeConfig, Runner, RunnerConfig, Store, items_from_rows, make_backend
-from judge.backends import Backend
+from judge import JudgeSpec, Runner, RunnerConfig, Store, items_from_rows, make_backend
+from judge.backends import Backend, backend_info, usages
 from judge.errors import StoreError
 from judge.protocols import Protocol, make_protocol
+from judgecal import api
+from judgecal.adapters.openrlhf import score_requests
 from judgecal.errors import USER_ERRORS
-from judgecal.rewards import RubricReward
+from rewards import RubricReward
 from judgecal.schemas import (
     CompareRequest,
     JudgeOptions,
@@ -44,7 +46,6 @@ from rubrics import Rubric, library_names, load_rubric, rubric_from_dict
 
 MAX_BODY_BYTES = 8_000_000
 MAX_REWARD_BATCH = 4096
-ALLOWED_PREFIXES = ("openai", "anthropic", "dspy", "mock", "local")
 
 
 class RewardRequest(BaseModel):
@@ -97,14 +98,13 @@ class Service:
         require_keys: bool = True,
         max_concurrency: int = 64,
     ) -> None:
-        self.db = str(db)
         self.store = Store(db)
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judgecal-writer")
-        self.read_store = Store(db)
+        self.read_store = self.store.reader()
         self.reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judgecal-reader")
         self.base_url = base_url
         self.require_keys = require_keys
-        self.keys = self.store.api_key_hashes()
+        self.keys = self.store.keys.active_hashes()
         self.backends: dict[str, Backend] = {}
         self.protocols: dict[str, Protocol] = {}
         self.posted: dict[str, Rubric] = {}
@@ -112,9 +112,15 @@ class Service:
         self.closed = False
         self.jobs: dict[str, RunStatus] = {}
         self.tasks: set[asyncio.Task[None]] = set()
-        self.runner_config = RunnerConfig(max_concurrency=max_concurrency)
+        self.limits = RunnerConfig(max_concurrency=max_concurrency)
         self.reward = (
-            RubricReward(reward_model, base_url=base_url, store=self.store, executor=self.writer)
+            RubricReward(
+                reward_model,
+                base_url=base_url,
+                store=self.store,
+                executor=self.writer,
+                judge=JudgeSpec(limits=self.limits),
+            )
             if reward_model
             else None
         )
@@ -155,18 +161,28 @@ class Service:
             f"no rubric {name!r}: use a library name ({', '.join(library_names())}) or POST /v1/rubrics first",
         )
 
-    def backend(self, model: str, rubric: Rubric) -> Backend:
-        prefix = model.split("/", 1)[0]
-        if prefix not in ALLOWED_PREFIXES or "/" not in model:
+    async def backend(self, model: str, rubric: Rubric) -> Backend:
+        try:
+            info = backend_info(model)
+        except USER_ERRORS:
+            info = None
+        if info is None or not info.servable:
             raise ServiceError(
                 400,
                 "unknown_model",
-                f"model {model!r} is not served here; use one of {', '.join(p + '/...' for p in ALLOWED_PREFIXES)}",
+                f"model {model!r} is not served here; use one of {usages(lambda i: i.servable)}",
             )
-        key = f"{model}#{rubric.content_hash}" if prefix in ("dspy", "local") else model
+        key = f"{model}#{rubric.content_hash}" if info.prefix in ("dspy", "local") else model
         if key not in self.backends:
-            self.backends[key] = make_backend(
-                model, rubric=rubric, base_url=self.base_url, db=self.db
+            # Built on the reader's thread: a local judge is read from the store.
+            self.backends[key] = await self.read(
+                lambda: make_backend(
+                    model,
+                    rubric=rubric,
+                    base_url=self.base_url,
+                    timeout=self.limits.timeout_s,
+                    store=self.read_store,
+                )
             )
         return self.backends[key]
 
@@ -204,29 +220,28 @@ class Service:
             [{k: v for k, v in row.items() if v is not None} for row in rows], source="request"
         )
         unique = list({item.id: item for item in items}.values())
-        backend = self.backend(model, rubric)
-        judge = JudgeConfig(
-            samples=options.samples,
-            temperature=options.temperature,
-            aggregation=options.aggregation,
+        backend = await self.backend(model, rubric)
+        spec = JudgeSpec(
+            model=model, rubric=rubric.id, limits=self.limits, **options.model_dump()
         )
         # Protocols (rendered instructions, output models) are built once per rubric, settings
         # and backend, not per request.
-        key = f"{backend.name}#{rubric.content_hash}#{judge.model_dump_json()}"
+        key = f"{backend.name}#{rubric.content_hash}#{spec.settings.model_dump_json()}"
         if key not in self.protocols:
-            self.protocols[key] = make_protocol(rubric, judge, backend.name.split("/", 1)[1])
+            self.protocols[key] = make_protocol(
+                rubric, spec.settings, backend.name.split("/", 1)[1]
+            )
         runner = Runner(
             self.store,
             backend,
             rubric,
-            judge,
-            self.runner_config,
+            spec,
             executor=self.writer,
             protocol=self.protocols[key],
         )
         run_id = run_id or f"api-{uuid.uuid4().hex[:16]}"
         await runner.run(unique, dataset=dataset, run_id=run_id)
-        verdicts = {v.item_id: v for v in await self.read(self.read_store.verdicts, run_id)}
+        verdicts = {v.item_id: v for v in await self.read(self.read_store.runs.verdicts, run_id)}
         out = [
             VerdictOut(
                 item_id=item.id,
@@ -248,7 +263,7 @@ class Service:
         items_from_rows(
             rows, source="request"
         )  # validate now: a bad run is a 422, not a failed job
-        self.backend(body.model, rubric)
+        await self.backend(body.model, rubric)
         run_id = f"job-{uuid.uuid4().hex[:16]}"
         status = RunStatus(run_id=run_id, status="queued", n_items=len(rows), n_done=0)
         self.jobs[run_id] = status
@@ -279,7 +294,7 @@ class Service:
         status = self.jobs.get(run_id)
         if status is None:
             raise ServiceError(404, "unknown_run", f"no run {run_id!r} started by this service")
-        done = await self.read(self.read_store.verdict_item_ids, run_id)
+        done = await self.read(self.read_store.runs.verdict_item_ids, run_id)
         status.n_done = len(done)
         return status
 
@@ -291,9 +306,10 @@ class Service:
                 "run_not_finished",
                 f"run {run_id} is {status.status}; the report needs a finished run",
             )
-        from judgecal.report import build_audit
+        from calibration import AuditConfig
 
-        return await self.read(lambda: build_audit(run_id, db=self.db, n_boot=200))
+        audit = await self.read(lambda: api.audit(self.read_store, run_id, AuditConfig(n_boot=200)))
+        return audit.model_dump(mode="json")
 
     async def post_rubric(self, data: dict[str, Any]) -> RubricOut:
         rubric = rubric_from_dict(data, source="request")
@@ -302,7 +318,7 @@ class Service:
                 409, "rubric_exists", f"{rubric.id!r} is a library rubric; choose another id"
             )
         await self.write(
-            self.store.put_rubric,
+            self.store.runs.put_rubric,
             rubric.content_hash,
             rubric.id,
             rubric.version,
@@ -432,14 +448,8 @@ def create_app(service: Service) -> Any:
                 "rewards_not_configured",
                 "start the service with --reward-model to serve rewards",
             )
-        responses = [
-            q[len(p) :] if q.startswith(p) else q
-            for q, p in zip(body.query, body.prompts, strict=True)
-        ]
         try:
-            batch = await service.reward._wrap(
-                service.reward.score_batch(body.prompts, responses, body.labels)
-            )
+            batch = await score_requests(service.reward, body.query, body.prompts, body.labels)
         except USER_ERRORS as exc:
             raise user_error(exc) from None
         return RewardResponse(rewards=batch.rewards, run_ids=batch.run_ids)

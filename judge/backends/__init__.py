@@ -1,17 +1,26 @@
-"""Backends, chosen by name: ``openai/<model>``, ``anthropic/<model>``,
-``dspy/<provider>/<model>``, ``replay/<path>``, ``mock/<behaviour>``, ``local/<model-id>``."""
+"""Backends, chosen by name through the registry (:mod:`judge.backends.registry`):
+``openai/<model>``, ``anthropic/<model>``, ``dspy/<provider>/<model>``, ``replay/<path>``,
+``mock/<behaviour>``, ``local/<model-id>``. Importing this package registers them all; no
+provider SDK is imported until a backend that needs it is built."""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
+# Importing the modules registers the backends (each module imports its SDK lazily).
+from judge.backends import anthropic_backend, dspy_backend, local, openai_backend
 from judge.backends.base import Backend
 from judge.backends.mock import MockBackend
+from judge.backends.registry import REGISTRY, BackendContext, BackendInfo, backend_info, usages
 from judge.backends.replay import ReplayBackend
 from judge.errors import ConfigError
-from rubrics import Rubric
 
-PREFIXES = ("openai", "anthropic", "dspy", "replay", "mock", "local")
+if TYPE_CHECKING:
+    from judge.store import Store
+    from rubrics import Rubric
+
+del anthropic_backend, dspy_backend, local, openai_backend
 
 
 def make_backend(
@@ -20,38 +29,46 @@ def make_backend(
     rubric: Rubric | None = None,
     base_url: str | None = None,
     api_key: str | None = None,
-    timeout: float = 60.0,
-    db: str | None = None,
+    timeout: float = 120.0,
+    store: Store | None = None,
+    workers: int = 1,
     **options: Any,
 ) -> Backend:
-    """Build a backend from its name; SDKs are imported only for the backend asked for."""
-    prefix, _, rest = name.partition("/")
-    if not rest or prefix not in PREFIXES:
+    """Build a backend from its name. With ``workers`` > 1 a poolable backend runs its client
+    in that many processes (:mod:`judge.backends.pool`)."""
+    info = backend_info(name)
+    context = BackendContext(
+        rubric=rubric,
+        base_url=base_url,
+        api_key=api_key,
+        timeout=timeout,
+        store=store,
+        options=options,
+    )
+    if workers <= 1:
+        return info.factory(name.partition("/")[2], context)
+    if not info.poolable:
         raise ConfigError(
-            f"unknown judge {name!r}: use one of openai/<model>, anthropic/<model>, "
-            "dspy/<provider>/<model>, replay/<path>, mock/<behaviour>, local/<model-id>"
+            f"--workers applies to {usages(lambda i: i.poolable)}, not {name!r}"
         )
-    if prefix == "openai":
-        from judge.backends.openai_backend import OpenAIBackend
+    from judge.backends.pool import BackendSpec, ProcessPoolBackend
 
-        return OpenAIBackend(rest, base_url=base_url, api_key=api_key, timeout=timeout)
-    if prefix == "anthropic":
-        from judge.backends.anthropic_backend import AnthropicBackend
-
-        return AnthropicBackend(rest, base_url=base_url, api_key=api_key, timeout=timeout)
-    if prefix == "dspy":
-        if rubric is None:
-            raise ConfigError("the dspy backend derives its signature from a rubric; pass one")
-        from judge.backends.dspy_backend import DSPyBackend
-
-        return DSPyBackend(rest, rubric, base_url=base_url, api_key=api_key, timeout=timeout)
-    if prefix == "replay":
-        return ReplayBackend(rest)
-    if prefix == "mock":
-        return MockBackend(rest, **options)
-    from judge.backends.local import LocalBackend
-
-    return LocalBackend(rest, db=db, rubric=rubric)
+    if info.needs_key and not (api_key or base_url or os.environ.get(info.needs_key)):
+        raise ConfigError(f"{info.needs_key} is not set; export it before running this judge")
+    return ProcessPoolBackend(
+        BackendSpec(name, base_url, None if rubric is None else rubric.canonical_json(), timeout),
+        workers=workers,
+    )
 
 
-__all__ = ["Backend", "MockBackend", "ReplayBackend", "make_backend"]
+__all__ = [
+    "REGISTRY",
+    "Backend",
+    "BackendContext",
+    "BackendInfo",
+    "MockBackend",
+    "ReplayBackend",
+    "backend_info",
+    "make_backend",
+    "usages",
+]

@@ -11,11 +11,26 @@ import time
 from typing import Any
 
 from judge.backends.base import Backend, classify_status, parse_retry_after, require
+from judge.backends.registry import BackendContext, register
 from judge.errors import BackendError, ConfigError
 from judge.types import Completion, GenerateRequest
 
 
+@register(
+    "anthropic",
+    usage="anthropic/<model>",
+    poolable=True,
+    servable=True,
+    needs_key="ANTHROPIC_API_KEY",
+    family="anthropic",
+)
 class AnthropicBackend(Backend):
+    @classmethod
+    def create(cls, rest: str, context: BackendContext) -> Backend:
+        return cls(
+            rest, base_url=context.base_url, api_key=context.api_key, timeout=context.timeout
+        )
+
     def __init__(
         self,
         model: str,

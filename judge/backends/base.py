@@ -10,7 +10,10 @@ import asyncio
 import email.utils
 import time
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from judge.backends.registry import BackendContext
 
 from judge.errors import BackendError, ConfigError
 from judge.types import Completion, GenerateRequest
@@ -24,6 +27,11 @@ class Backend(ABC):
 
     def __init__(self, name: str) -> None:
         self.name = name
+
+    @classmethod
+    def create(cls, rest: str, context: BackendContext) -> Backend:
+        """Build the backend for ``<prefix>/<rest>``; registered backends override this."""
+        raise NotImplementedError(f"{cls.__name__} is not built by name")
 
     @abstractmethod
     async def generate(self, request: GenerateRequest) -> Completion:
@@ -39,6 +47,11 @@ class Backend(ABC):
         if isinstance(exc, (ConnectionError, OSError)):
             return BackendError(f"connection failed: {exc}", kind="transient")
         return BackendError(f"{type(exc).__name__}: {exc}", kind="fatal")
+
+    def recorded_settings(self) -> dict[str, Any]:
+        """Protocol settings this backend fixes (a replay holds what was recorded); they apply
+        where the judge spec left a setting at its default."""
+        return {}
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections."""

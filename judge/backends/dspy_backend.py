@@ -14,6 +14,7 @@ import os
 from typing import Any, Literal
 
 from judge.backends.base import Backend, classify_status, require
+from judge.backends.registry import BackendContext, register
 from judge.errors import BackendError, ConfigError
 from judge.types import Completion, GenerateRequest
 from rubrics import LikertScale, Rubric, render_instructions
@@ -57,7 +58,20 @@ def build_signature(rubric: Rubric) -> Any:
     return dspy.make_signature(fields, render_instructions(rubric))
 
 
+@register("dspy", usage="dspy/<provider>/<model>", poolable=True, servable=True)
 class DSPyBackend(Backend):
+    @classmethod
+    def create(cls, rest: str, context: BackendContext) -> Backend:
+        if context.rubric is None:
+            raise ConfigError("the dspy backend derives its signature from a rubric; pass one")
+        return cls(
+            rest,
+            context.rubric,
+            base_url=context.base_url,
+            api_key=context.api_key,
+            timeout=context.timeout,
+        )
+
     def __init__(
         self,
         provider_model: str,

@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 
 from judge.backends.base import Backend
+from judge.backends.registry import BackendContext, register
 from judge.errors import ConfigError
 from judge.parsers import find_json_objects
 from judge.types import Completion, GenerateRequest
@@ -64,8 +65,13 @@ PRESETS: dict[str, Responder] = {
 }
 
 
+@register("mock", usage="mock/<behaviour>", servable=True)
 class MockBackend(Backend):
     cacheable = False
+
+    @classmethod
+    def create(cls, rest: str, context: BackendContext) -> Backend:
+        return cls(rest, **context.options)
 
     def __init__(self, behaviour: str = "example", responder: Responder | None = None) -> None:
         super().__init__(f"mock/{behaviour}")

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from judge.backends.base import Backend, classify_status, parse_retry_after, require
+from judge.backends.registry import BackendContext, register
 from judge.errors import BackendError, ConfigError
 from judge.types import Completion, GenerateRequest, TokenLogprob
 
@@ -26,7 +27,21 @@ def _http_client(openai: Any) -> Any:
         return None
 
 
+@register(
+    "openai",
+    usage="openai/<model>",
+    poolable=True,
+    servable=True,
+    needs_key="OPENAI_API_KEY",
+    family="openai",
+)
 class OpenAIBackend(Backend):
+    @classmethod
+    def create(cls, rest: str, context: BackendContext) -> Backend:
+        return cls(
+            rest, base_url=context.base_url, api_key=context.api_key, timeout=context.timeout
+        )
+
     def __init__(
         self,
         model: str,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from judge.backends.base import Backend
+from judge.backends.registry import BackendContext, register
 from judge.errors import BackendError, ConfigError
 from judge.types import Completion, GenerateRequest
 
@@ -61,9 +62,22 @@ def load_replay(path: str | Path) -> dict[tuple[str, str, int], dict[str, Any]]:
     return records
 
 
+@register("replay", usage="replay/<file>")
 class ReplayBackend(Backend):
     # Free already, and its answer depends on the item id, which the request hash leaves out.
     cacheable = False
+
+    @classmethod
+    def create(cls, rest: str, context: BackendContext) -> Backend:
+        return cls(rest)
+
+    def recorded_settings(self) -> dict[str, Any]:
+        """As many samples as the file has, at temperature 0, in the orders recorded."""
+        return {
+            "samples": self.samples_per_order,
+            "temperature": 0.0,
+            "both_orders": "ba" in self.orders,
+        }
 
     def __init__(self, path: str | Path) -> None:
         super().__init__(f"replay/{path}")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from judgecal.rewards import RubricReward
+from rewards.reward import RubricReward
 
 FILLER = (
     "It is worth noting that this topic has many facets. In general, there are several "

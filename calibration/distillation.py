@@ -15,18 +15,18 @@ from __future__ import annotations
 import hashlib
 import pickle
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-import calibration
+from calibration.agreement import gold_labels
 from calibration.distill import LocalJudge
-from human_labels import OVERALL, accuracy_score, cohen_kappa, macro_f1_score, majority_labels
-from judge import ConfigError, Store
+from calibration.selective import fixed_sequence_threshold
+from human_labels import accuracy_score, cohen_kappa, macro_f1_score
+from judge import ConfigError, ModelRecord, RunData, Store, load_run_data
 from judge.backends.local import library_versions, load_local_model
 from judge.types import canonical_json
-from rubrics import Rubric, aggregate_scores, rubric_from_yaml
+from rubrics import aggregate_scores
 
 
 def _metrics(pred: list[Any], reference: list[Any]) -> dict[str, Any]:
@@ -42,9 +42,9 @@ def _metrics(pred: list[Any], reference: list[Any]) -> dict[str, Any]:
 
 
 def distill(
+    store: Store,
     run_id: str,
     *,
-    db: str | Path,
     use_labels: bool = False,
     test_share: float = 0.3,
     calibration_share: float = 0.2,
@@ -54,31 +54,40 @@ def distill(
     model_id: str | None = None,
     **params: Any,
 ) -> dict[str, Any]:
-    """Train, evaluate, cascade and store a local judge for a pairwise run."""
-    with Store(db) as store:
-        run = store.get_run(run_id)
-        if run["protocol"] == "pointwise":
-            rubric = rubric_from_yaml(store.get_rubric_body(run["rubric_hash"]))
-        items = {item.id: item for item in store.items(run["dataset"])}
-        verdicts = {v.item_id: v for v in store.verdicts(run_id)}
-        label_rows = store.labels(run["dataset"], OVERALL)
-    if run["protocol"] == "pointwise":
-        return _distill_pointwise(
-            run,
-            rubric,
-            items,
-            verdicts,
-            label_rows,
-            db=db,
-            test_share=test_share,
-            calibration_share=calibration_share,
-            alpha=alpha,
-            delta=delta,
-            random_state=random_state,
-            model_id=model_id,
-            **params,
-        )
-    humans = majority_labels(label_rows)
+    """Train, evaluate, cascade and store a local judge for a run (pairwise or pointwise);
+    returns the model id and its metrics."""
+    data = load_run_data(store, run_id, with_calls=False)
+    options = {
+        "test_share": test_share,
+        "calibration_share": calibration_share,
+        "alpha": alpha,
+        "delta": delta,
+        "random_state": random_state,
+        "model_id": model_id,
+        **params,
+    }
+    if data.run.protocol == "pointwise":
+        return _distill_pointwise(store, data, **options)
+    return _distill_pairwise(store, data, use_labels=use_labels, **options)
+
+
+def _distill_pairwise(
+    store: Store,
+    data: RunData,
+    *,
+    use_labels: bool,
+    test_share: float,
+    calibration_share: float,
+    alpha: float,
+    delta: float,
+    random_state: int,
+    model_id: str | None,
+    **params: Any,
+) -> dict[str, Any]:
+    run_id = data.run_id
+    items = data.items_by_id
+    verdicts = {v.item_id: v for v in data.verdicts}
+    humans = gold_labels(data.labels)
     teacher = {i: v.winner for i, v in verdicts.items() if v.status == "scored" and v.winner}
     train_ids, cal_ids, test_ids = _split(
         run_id, sorted(teacher), test_share, calibration_share, random_state
@@ -120,7 +129,7 @@ def distill(
     cal_agrees = np.array(
         [classes[k] == teacher[i] for k, i in zip(cal_proba.argmax(axis=1), cal_ids, strict=True)]
     )
-    selective = calibration.fixed_sequence_threshold(cal_conf, cal_agrees, alpha=alpha, delta=delta)
+    selective = fixed_sequence_threshold(cal_conf, cal_agrees, alpha=alpha, delta=delta)
     test_conf = test_proba.max(axis=1)
 
     def cascade_at(threshold: float | None) -> dict[str, Any]:
@@ -167,15 +176,15 @@ def distill(
         "use_labels": use_labels,
     }
     model_id = _store_model(
-        db,
-        run,
+        store,
+        data,
         model,
         model_id=model_id,
         metrics=metrics,
         train=[[i, t] for i, t in zip(train_ids, targets, strict=True)],
     )
     # The stored model must predict exactly what the trained one does.
-    loaded, _ = load_local_model(db, model_id)
+    loaded, _ = load_local_model(store, model_id)
     if not np.array_equal(loaded.predict_proba(examples(test_ids[:50])), test_proba[:50]):
         raise ConfigError("the stored model does not reproduce its predictions; not trusting it")
     return {"model_id": model_id, **metrics}
@@ -211,8 +220,8 @@ def _split_info(
 
 
 def _store_model(
-    db: str | Path,
-    run: dict[str, Any],
+    store: Store,
+    data: RunData,
     model: LocalJudge,
     *,
     model_id: str | None,
@@ -223,35 +232,30 @@ def _store_model(
     """Write the model row with its provenance; returns its id (default: from the data hash)."""
     data_hash = hashlib.sha256(canonical_json(train).encode()).hexdigest()
     model_id = model_id or f"local-{data_hash[:12]}"
-    with Store(db) as store:
-        store.put_model(
-            {
-                "model_id": model_id,
-                "kind": f"local_judge/{model.mode}",
-                "spec": {
-                    "class": "calibration.distill.LocalJudge",
-                    "params": model.get_params(),
-                    **(spec or {}),
-                },
-                "rubric_hash": run["rubric_hash"],
-                "teacher_run": run["run_id"],
-                "data_hash": data_hash,
-                "versions": library_versions(),
-                "metrics": metrics,
-                "blob": pickle.dumps(model),
-            }
+    store.models.put(
+        ModelRecord(
+            model_id=model_id,
+            kind=f"local_judge/{model.mode}",
+            spec={
+                "class": "calibration.distill.LocalJudge",
+                "params": model.get_params(),
+                **(spec or {}),
+            },
+            rubric_hash=data.run.rubric_hash,
+            teacher_run=data.run_id,
+            data_hash=data_hash,
+            versions=library_versions(),
+            metrics=metrics,
+            blob=pickle.dumps(model),
         )
+    )
     return model_id
 
 
 def _distill_pointwise(
-    run: dict[str, Any],
-    rubric: Rubric,
-    items: dict[str, Any],
-    verdicts: dict[str, Any],
-    label_rows: list[dict[str, Any]],
+    store: Store,
+    data: RunData,
     *,
-    db: str | Path,
     test_share: float,
     calibration_share: float,
     alpha: float,
@@ -263,13 +267,15 @@ def _distill_pointwise(
     """Pointwise: one head per criterion learns the teacher's level; the rubric aggregates."""
     from scipy.stats import spearmanr
 
+    rubric, items = data.rubric, data.items_by_id
+    verdicts = {v.item_id: v for v in data.verdicts}
     teacher = {
         i: {c: round(value) for c, value in (v.criteria or {}).items()}
         for i, v in verdicts.items()
         if v.status == "scored" and v.criteria
     }
     train_ids, cal_ids, test_ids = _split(
-        run["run_id"], sorted(teacher), test_share, calibration_share, random_state
+        data.run_id, sorted(teacher), test_share, calibration_share, random_state
     )
 
     def examples(subset: list[str]) -> list[dict[str, Any]]:
@@ -297,13 +303,9 @@ def _distill_pointwise(
         for levels, i in zip(test_levels, test_ids, strict=True)
     ]
     human_scores: dict[str, float] = {}
-    for row in label_rows:
-        if (
-            row["criterion"] == ""
-            and row["value_num"] is not None
-            and rubric.holistic_scale is not None
-        ):
-            human_scores.setdefault(row["item_id"], row["value_num"])
+    for label in data.labels_for(""):
+        if label.value_num is not None and rubric.holistic_scale is not None:
+            human_scores.setdefault(label.item_id, label.value_num)
     labelled = [k for k, i in enumerate(test_ids) if i in human_scores]
     evaluation: dict[str, Any] = {
         "local_vs_teacher": {
@@ -347,7 +349,7 @@ def _distill_pointwise(
         all(round(levels.get(c, -1)) == level for c, level in teacher[i].items())
         for levels, i in zip(cal_levels, cal_ids, strict=True)
     ]
-    selective = calibration.fixed_sequence_threshold(cal_conf, cal_agrees, alpha=alpha, delta=delta)
+    selective = fixed_sequence_threshold(cal_conf, cal_agrees, alpha=alpha, delta=delta)
     decides = (
         np.zeros(len(test_ids), dtype=bool)
         if selective.threshold is None
@@ -373,8 +375,8 @@ def _distill_pointwise(
         "cascade": cascade,
     }
     model_id = _store_model(
-        db,
-        run,
+        store,
+        data,
         model,
         model_id=model_id,
         metrics=metrics,
@@ -382,7 +384,7 @@ def _distill_pointwise(
         spec={"criteria": model.criteria_},
     )
     # The stored model must predict exactly what the trained one does.
-    loaded, _ = load_local_model(db, model_id)
+    loaded, _ = load_local_model(store, model_id)
     if loaded.predict_scores(examples(test_ids[:20])) != test_levels[:20]:
         raise ConfigError("the stored model does not reproduce its predictions; not trusting it")
     return {"model_id": model_id, **metrics}

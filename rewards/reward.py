@@ -1,11 +1,12 @@
-"""Rubric rewards for RL training: TRL, verl and OpenRLHF.
+"""Rubric rewards for RL training; the trainers' adapters live in ``judgecal.adapters``.
 
 ``RubricReward`` scores each rollout against a rubric, either a static one (a file or a
 library name) or one generated per prompt by contrasting the group's candidate answers
 (:mod:`judge.dynamic`). Scoring is explicit (criterion by criterion, weighted as in Rubrics as
 Rewards, pitfalls subtracting) or implicit (one 1-10 rating of the whole rubric). Every batch
 is a run in DuckDB: generation calls, scoring calls and verdicts, cached and retried like any
-judge run. Rewards lie in [0, 1]; ``normalize="group"`` rescales each prompt's group to span
+judge run, and one ``rewards`` row per rollout naming its verdict, the exact rubric hash (after
+pruning), the normalization and the value. Rewards lie in [0, 1]; ``normalize="group"`` rescales each prompt's group to span
 [0, 1].
 
 An item the judge could not score gets ``unscored`` (default ``None``, which TRL treats as
@@ -17,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import threading
 import uuid
 from collections.abc import Coroutine, Mapping, Sequence
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from judge import Item, JudgeConfig, Runner, RunnerConfig, Store
+from judge import Item, JudgeSpec, RewardRecord, Runner, Store
 from judge.backends import Backend, make_backend
 from judge.dynamic import (
     RubricGenerationProtocol,
@@ -37,6 +37,7 @@ from judge.dynamic import (
 )
 from judge.errors import ConfigError, JudgeError
 from judge.protocols import HolisticProtocol, PointwiseProtocol, Protocol
+from judge.spec import ProtocolSettings
 from judge.types import CallRecord, Completion, Message, Order, Verdict
 from rubrics import (
     Criterion,
@@ -68,7 +69,9 @@ class PerItemRubricProtocol(Protocol):
 
     name = "rubric_reward"
 
-    def __init__(self, protocols: Mapping[str, Protocol], config: JudgeConfig, model: str) -> None:
+    def __init__(
+        self, protocols: Mapping[str, Protocol], config: ProtocolSettings, model: str
+    ) -> None:
         super().__init__(_BATCH_RUBRIC, config, model)
         self.protocols = dict(protocols)
 
@@ -82,7 +85,9 @@ class PerItemRubricProtocol(Protocol):
         return None
 
     def aggregate(self, run_id: str, item: Item, calls: Sequence[CallRecord]) -> Verdict:
-        return self.protocols[item.id].aggregate(run_id, item, calls)
+        verdict = self.protocols[item.id].aggregate(run_id, item, calls)
+        verdict.rubric_hash = self.protocols[item.id].rubric.content_hash
+        return verdict
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -96,6 +101,7 @@ class RewardBatch:
 
     rewards: list[float | None]
     run_ids: list[str] = field(default_factory=list)
+    records: list[RewardRecord] = field(default_factory=list)
     generated: int = 0
     pruned: int = 0
     verdicts: dict[str, Verdict] = field(default_factory=dict)
@@ -144,8 +150,7 @@ class RubricReward:
         normalize: Literal["none", "group"] = "none",
         unscored: float | None = None,
         base_url: str | None = None,
-        judge: JudgeConfig | None = None,
-        runner: RunnerConfig | None = None,
+        judge: JudgeSpec | None = None,
         extend: bool = True,
         backend: Backend | None = None,
         store: Store | None = None,
@@ -166,9 +171,11 @@ class RubricReward:
         self.normalize = normalize
         self.unscored = unscored
         self.extend = extend
-        self.judge = judge or JudgeConfig(samples=1, temperature=0.0)
-        self.runner_config = runner or RunnerConfig(max_concurrency=64)
-        self.backend = backend or make_backend(model, base_url=base_url)
+        # The same defaults as every other door: a JudgeSpec names the judge.
+        self.judge = (judge or JudgeSpec()).with_overrides(model=model, base_url=base_url)
+        self.backend = backend or make_backend(
+            model, base_url=base_url, timeout=self.judge.limits.timeout_s
+        )
         # A service passes its own store and writer thread, so all writes stay on one thread.
         self.store = store or Store(db)
         self._owns_store = store is None
@@ -204,43 +211,23 @@ class RubricReward:
         )
         return batch.rewards
 
-    def compute_score(
+    def score(
         self,
-        data_source: str,
-        solution_str: str,
-        ground_truth: Any,
-        extra_info: Mapping[str, Any] | None = None,
-    ) -> float:
-        """verl's ``compute_score(data_source, solution_str, ground_truth, extra_info)``."""
-        info = dict(extra_info or {})
-        prompt = str(info.get("prompt") or info.get("question") or info.get("query") or "")
-        reference = None if ground_truth is None else str(ground_truth)
-        batch = self._submit(self.score_batch([prompt], [solution_str], [reference])).result()
-        reward = batch.rewards[0]
-        if reward is None:
-            raise RewardError(
-                f"the judge could not score this response ({data_source}); set RubricReward(unscored=...) to use a fixed value"
-            )
-        return reward
+        prompts: Sequence[str],
+        responses: Sequence[str],
+        references: Sequence[str | None] | None = None,
+    ) -> RewardBatch:
+        """Score a batch from synchronous code (verl, OpenRLHF's client side, scripts)."""
+        return self._submit(self.score_batch(prompts, responses, references)).result()
 
-    def openrlhf(
-        self, query: Sequence[str], prompts: Sequence[str], labels: Sequence[Any] | None = None
-    ) -> list[float]:
-        """OpenRLHF's remote reward model: ``query`` is prompt + response, ``prompts`` the prompts."""
-        responses = [
-            q[len(p) :] if q.startswith(p) else q for q, p in zip(query, prompts, strict=True)
-        ]
-        references = [
-            None if labels is None or labels[i] is None else str(labels[i])
-            for i in range(len(prompts))
-        ]
-        batch = self._submit(self.score_batch(list(prompts), responses, references)).result()
-        missing = [i for i, r in enumerate(batch.rewards) if r is None]
-        if missing:
-            raise RewardError(
-                f"{len(missing)} responses could not be scored; set unscored=... to use a fixed value"
-            )
-        return [float(r) for r in batch.rewards if r is not None]
+    async def ascore(
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str],
+        references: Sequence[str | None] | None = None,
+    ) -> RewardBatch:
+        """Score a batch from any event loop (the reward's clients live on its own loop)."""
+        return await self._wrap(self.score_batch(prompts, responses, references))
 
     # -- the pipeline --------------------------------------------------------------------
 
@@ -278,12 +265,13 @@ class RubricReward:
                     by_rubric[rubric.content_hash] = self._protocol(rubric)
                 protocols[item_id] = by_rubric[rubric.content_hash]
         verdicts = await self._run(
-            PerItemRubricProtocol(protocols, self.judge, self._model_name),
+            PerItemRubricProtocol(protocols, self.judge.settings, self._model_name),
             list(items.values()),
             "rewards",
             batch,
         )
         batch.verdicts = verdicts
+        rubric_hashes: dict[str, str] = {}
         for key, indices in groups.items():
             rubric = rubrics[key]
             ids = [_item_id(prompts[i], refs[i], responses[i]) for i in indices]
@@ -293,6 +281,7 @@ class RubricReward:
             if self.static is None and self.scoring == "explicit" and len(set(ids)) > 1:
                 pruned = await self._prune(key, rubric, [verdicts[i] for i in set(ids)])
                 if pruned is not None:
+                    rubric_hashes[key] = pruned.content_hash
                     batch.pruned += len(rubric.criteria) - len(pruned.criteria)
                     for i in set(ids):
                         v = verdicts[i]
@@ -301,10 +290,27 @@ class RubricReward:
                                 pruned, {c.id: v.criteria[c.id] for c in pruned.criteria}
                             )
             values = [scores[i] for i in ids]
+            raw = list(values)
             if self.normalize == "group":
                 values = _min_max(values)
-            for index, value in zip(indices, values, strict=True):
+            for index, item_id, score, value in zip(indices, ids, raw, values, strict=True):
                 batch.rewards[index] = self.unscored if value is None else value
+                verdict = verdicts[item_id]
+                batch.records.append(
+                    RewardRecord(
+                        run_id=batch.run_ids[-1],
+                        rollout=index,
+                        item_id=item_id,
+                        group_key=key,
+                        rubric_hash=rubric_hashes.get(key, rubric.content_hash),
+                        raw_score=score,
+                        normalization=self.normalize,
+                        value=value,
+                        status="scored" if value is not None else "unscored",
+                        reason=None if value is not None else verdict.reason,
+                    )
+                )
+        await self._db(self.store.rewards.put, batch.records)
         return batch
 
     @property
@@ -313,8 +319,8 @@ class RubricReward:
 
     def _protocol(self, rubric: Rubric) -> Protocol:
         if self.scoring == "implicit":
-            return HolisticProtocol(rubric, self.judge, self._model_name)
-        return PointwiseProtocol(rubric, self.judge, self._model_name)
+            return HolisticProtocol(rubric, self.judge.settings, self._model_name)
+        return PointwiseProtocol(rubric, self.judge.settings, self._model_name)
 
     async def _rubrics(
         self,
@@ -328,7 +334,7 @@ class RubricReward:
             return dict.fromkeys(groups, self.static)
         cached: dict[str, tuple[Rubric, int]] = {}
         for key in groups:
-            found = await self._db(self.store.dynamic_rubric, key)
+            found = await self._db(self.store.rubric_cache.get, key)
             if found is not None:
                 cached[key] = (rubric_from_dict(json.loads(found[0])), found[1])
         need = [key for key in groups if key not in cached or self.extend]
@@ -340,7 +346,7 @@ class RubricReward:
             items[key] = generation_item(prompts[first], refs[first], group_responses, existing)
         out = {key: rubric for key, (rubric, _) in cached.items()}
         if items:
-            generator = RubricGenerationProtocol(self.judge, self._model_name)
+            generator = RubricGenerationProtocol(self.judge.settings, self._model_name)
             verdicts = await self._run(generator, list(items.values()), "rubric-generation", batch)
             for key, item in items.items():
                 verdict = verdicts[item.id]
@@ -363,7 +369,7 @@ class RubricReward:
                 if old is None or rubric.content_hash != old[0].content_hash:
                     batch.generated += 1
                 await self._db(
-                    self.store.put_dynamic_rubric,
+                    self.store.rubric_cache.put,
                     key,
                     rubric.content_hash,
                     rubric.id,
@@ -386,7 +392,7 @@ class RubricReward:
         pruned = rubric.model_copy(update={"criteria": keep, "version": f"{rubric.version}-pruned"})
         pruned = Rubric.model_validate(pruned.model_dump())
         await self._db(
-            self.store.put_dynamic_rubric,
+            self.store.rubric_cache.put,
             key,
             pruned.content_hash,
             pruned.id,
@@ -405,14 +411,13 @@ class RubricReward:
             self.backend,
             protocol.rubric,
             self.judge,
-            self.runner_config,
             protocol=protocol,
+            executor=self._executor,
         )
-        runner._executor = self._executor
         run_id = f"{dataset}-{uuid.uuid4().hex[:12]}"
         summary = await runner.run(items, dataset=dataset, run_id=run_id)
         batch.run_ids.append(summary.run_id)
-        return {v.item_id: v for v in await self._db(self.store.verdicts, summary.run_id)}
+        return {v.item_id: v for v in await self._db(self.store.runs.verdicts, summary.run_id)}
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -464,35 +469,3 @@ def _min_max(values: list[float | None]) -> list[float | None]:
     if high - low < 1e-12:
         return [None if v is None else 0.5 for v in values]
     return [None if v is None else (v - low) / (high - low) for v in values]
-
-
-_DEFAULT: RubricReward | None = None
-
-
-def compute_score(
-    data_source: str,
-    solution_str: str,
-    ground_truth: Any,
-    extra_info: Mapping[str, Any] | None = None,
-) -> float:
-    """verl's custom reward function. Configure with environment variables:
-    ``JUDGECAL_MODEL`` (required), ``JUDGECAL_DB``, ``JUDGECAL_RUBRIC`` (a file or library
-    name; unset = dynamic rubrics), ``JUDGECAL_SCORING``, ``JUDGECAL_BASE_URL`` and
-    ``JUDGECAL_UNSCORED`` (a float used when the judge cannot score)."""
-    global _DEFAULT
-    if _DEFAULT is None:
-        model = os.environ.get("JUDGECAL_MODEL")
-        if not model:
-            raise ConfigError(
-                "set JUDGECAL_MODEL (e.g. openai/gpt-4.1-mini) to use judgecal as verl's reward"
-            )
-        unscored = os.environ.get("JUDGECAL_UNSCORED")
-        _DEFAULT = RubricReward(
-            model,
-            db=os.environ.get("JUDGECAL_DB", "judgecal-rewards.duckdb"),
-            rubric=os.environ.get("JUDGECAL_RUBRIC") or None,
-            scoring=os.environ.get("JUDGECAL_SCORING", "explicit"),  # type: ignore[arg-type]
-            base_url=os.environ.get("JUDGECAL_BASE_URL") or None,
-            unscored=None if unscored is None else float(unscored),
-        )
-    return _DEFAULT.compute_score(data_source, solution_str, ground_truth, extra_info)

@@ -1,0 +1,566 @@
+"""The audit: :class:`~judge.RunData` + :class:`AuditConfig` → a typed :class:`Audit`.
+
+Every number a team needs before trusting a judge, one sub-model per section, ending in a
+plain verdict from :func:`trust_verdict` (a small pure function of the audit). Nothing here
+reads a store: the caller loads the run once and renders the result (HTML, JSON, text) in the
+face package.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from calibration.agreement import gold_labels, judge_agreement
+from calibration.bias import length_bias, self_preference
+from calibration.calibrators import IsotonicCalibrator, PlattCalibrator, calibration_report
+from calibration.position import (
+    accuracy_by_order,
+    balanced_accuracy,
+    position_consistency,
+    preference_fairness,
+    repetition_stability,
+    single_order_conflicts,
+    winners_by_order,
+)
+from calibration.ppi import ppi_mean
+from calibration.routing import route, routing_report
+from calibration.selective import cascade, evaluate_selective, fixed_sequence_threshold
+from human_labels import AgreementError
+from judge import ConfigError, RunData, Verdict
+
+Signal = Literal["confidence", "consistency", "logprob"]
+
+SIGNALS: dict[str, Callable[[Verdict], float]] = {
+    "confidence": lambda v: (v.confidence or 0.0) if v.status == "scored" else 0.0,
+    "consistency": lambda v: 0.0 if v.status != "scored" or v.position_conflict else 1.0,
+    "logprob": lambda v: (
+        abs(v.details.get("logprob_preference_a", 0.5) - 0.5) * 2 if v.status == "scored" else 0.0
+    ),
+}
+SIGNAL_TEXT = {
+    "confidence": "share of samples (both orders) backing the winner",
+    "consistency": "both presentation orders agree",
+    "logprob": "|P(A) − 0.5|·2 from token logprobs",
+}
+
+
+def clean(value: Any) -> Any:
+    """NaN → None, recursively (JSON has no NaN; the report shows "—")."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(v) for v in value]
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AuditConfig(_Section):
+    """The audit's knobs, stored in the report."""
+
+    alpha: float = Field(0.1, gt=0, lt=1)
+    """Selective judging: tolerated disagreement rate."""
+    delta: float = Field(0.1, gt=0, lt=1)
+    """Selective judging: allowed probability that the guarantee fails."""
+    beta: float = Field(0.2, ge=0, le=1)
+    """Share of items routed to humans."""
+    label_share: float = Field(0.25, gt=0, le=1)
+    """PPI: share of labelled items treated as labelled."""
+    n_boot: int = Field(1000, ge=0)
+    """Bootstrap replicates for confidence intervals."""
+    random_state: int = 0
+    """Seed of every split and bootstrap."""
+    signal: Signal = "confidence"
+    """The confidence calibrated and thresholded."""
+    fallback_run: str | None = None
+    """A stronger judge's run on the same items: the cascade sends it what this judge abstains on."""
+
+
+class RunInfo(_Section):
+    run_id: str
+    dataset: str
+    backend: str
+    protocol: str
+    status: str
+    rubric: str
+    """``id@version#hash``."""
+    judge_spec_hash: str
+    n_items: int
+    n_scored: int
+    n_calls: int
+    n_parsed: int
+    n_call_errors: int
+    cost_usd: float | None
+    tokens_in: int
+    tokens_out: int
+
+
+class OrderAccuracy(_Section):
+    accuracy: float | None
+    n: int
+    n_correct: int = 0
+
+
+class BalancedAccuracy(_Section):
+    accuracy: float | None
+    n: int
+    n_correct: int = 0
+    n_ties: int = 0
+    n_unscored: int = 0
+    accuracy_when_decided: float | None = None
+
+
+class Position(_Section):
+    consistency: float | None
+    """Share of items with the same winner in both orders."""
+    n: int
+    n_parsed_both: int
+    preference_fairness: float | None
+    """+1 always the first shown, −1 always the second, 0 fair."""
+    conflicts_before: float | None
+    conflicts_after: float | None
+    repetition_stability: float | None
+
+
+class Accuracy(_Section):
+    by_order: dict[str, OrderAccuracy]
+    balanced: BalancedAccuracy
+    gold_labels: int
+
+
+class LengthBias(_Section):
+    n: int
+    longer_preference: float | None
+    human_longer_preference: float | None = None
+    n_human: int = 0
+    win_rate_a: float | None = None
+    lc_win_rate_a: float | None = None
+    length_coefficient: float | None = None
+
+
+class SelfPreference(_Section):
+    judge_model: str
+    data: dict[str, Any]
+
+
+class AgreementRowOut(_Section):
+    statistic: str
+    reference: str
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int | None
+    half_width: float | None
+    human_ceiling: float | None
+    ceiling_ci_low: float | None
+    ceiling_ci_high: float | None
+    fraction_of_ceiling: float | None
+    note: str
+
+
+class Agreement(_Section):
+    criterion: str
+    kind: str
+    n_items: int
+    annotators: list[str]
+    rows: list[AgreementRowOut]
+    n_verdicts: int
+    n_judged: int
+    n_unscored: int
+    majority_class: Any = None
+    majority_class_accuracy: float | None = None
+    scale: dict[str, float] | None = None
+
+    def row(self, statistic: str, reference: str) -> AgreementRowOut | None:
+        return next(
+            (r for r in self.rows if r.statistic == statistic and r.reference == reference), None
+        )
+
+
+class Confusion(_Section):
+    labels: list[str]
+    predicted: list[str]
+    counts: list[tuple[str, str, int]]
+
+
+class CalibrationCurve(_Section):
+    ece: float | None
+    brier: float | None
+    reliability: list[dict[str, Any]]
+    n: int | None = None
+
+
+class Calibration(_Section):
+    signal: str
+    n_calibration: int
+    n_test: int
+    curves: dict[str, CalibrationCurve]
+    """``raw``, and ``platt`` / ``isotonic`` where both outcomes occur in the calibration half."""
+
+
+class CascadeResult(_Section):
+    fallback_run: str
+    share_decided_by_judge: float
+    share_escalated: float
+    n_without_fallback: int
+    agreement: float | None
+    fallback_alone_agreement: float | None
+    judge_alone_agreement: float | None
+
+
+class Selective(_Section):
+    threshold: float | None
+    alpha: float
+    delta: float
+    calibration_coverage: float
+    calibration_n: int
+    test_coverage: float
+    test_agreement: float | None
+    test_n_decided: int
+    test_n_escalated: int
+    cascade: CascadeResult | None = None
+
+
+class PPI(_Section):
+    quantity: str
+    estimate: float
+    ci: tuple[float, float]
+    n_labeled: int
+    n_unlabeled: int
+    lam: float
+    human_only: dict[str, Any]
+    judge_only: dict[str, Any]
+    all_labels_estimate: float
+
+
+class Routing(_Section):
+    beta: float
+    n_routed: int
+    n_labelled_back: int
+    judge_accuracy: float | None
+    combined_accuracy: float | None
+    judge_accuracy_on_routed: float | None
+
+
+class TrustVerdict(_Section):
+    trust: Literal["high", "moderate", "low", "unknown"]
+    headline: str
+    findings: list[str]
+    fixes: list[str]
+
+
+class Audit(_Section):
+    """Everything the report shows; every number recomputable from the run's rows."""
+
+    run: RunInfo
+    settings: AuditConfig
+    notes: list[str] = Field(default_factory=list)
+    position: Position | None = None
+    length_bias: LengthBias | None = None
+    self_preference: SelfPreference | None = None
+    accuracy: Accuracy | None = None
+    agreement: Agreement | None = None
+    always_longer_accuracy: float | None = None
+    confusion: Confusion | None = None
+    calibration: Calibration | None = None
+    selective: Selective | None = None
+    ppi: PPI | None = None
+    routing: Routing | None = None
+    verdict: TrustVerdict | None = None
+
+
+def run_info(data: RunData) -> RunInfo:
+    calls, verdicts = data.calls, data.verdicts
+    unknown_cost = any(c.cost_usd is None and c.parse_status != "error" for c in calls)
+    return RunInfo(
+        run_id=data.run_id,
+        dataset=data.run.dataset,
+        backend=data.run.backend,
+        protocol=data.run.protocol,
+        status=data.run.status,
+        rubric=data.rubric.ref,
+        judge_spec_hash=data.run.spec_hash,
+        n_items=len(verdicts),
+        n_scored=sum(v.status == "scored" for v in verdicts),
+        n_calls=len(calls),
+        n_parsed=sum(c.ok for c in calls),
+        n_call_errors=sum(c.parse_status == "error" for c in calls),
+        cost_usd=None if unknown_cost else sum(c.cost_usd or 0 for c in calls),
+        tokens_in=sum(c.tokens_in or 0 for c in calls),
+        tokens_out=sum(c.tokens_out or 0 for c in calls),
+    )
+
+
+def build_audit(
+    data: RunData,
+    config: AuditConfig | None = None,
+    *,
+    fallback: Mapping[str, str | None] | None = None,
+) -> Audit:
+    """The audit of one run. ``fallback`` holds the fallback run's scored winners (item id →
+    winner) when ``config.fallback_run`` is set."""
+    config = config or AuditConfig()
+    audit = Audit(run=run_info(data), settings=config)
+    if data.run.protocol != "pairwise":
+        _pointwise(audit, data, config)
+    else:
+        _pairwise(audit, data, config, fallback)
+    audit.verdict = trust_verdict(audit)
+    return audit
+
+
+def _agreement(data: RunData, config: AuditConfig) -> Agreement | None:
+    try:
+        raw = judge_agreement(data, n_boot=config.n_boot, random_state=config.random_state)
+    except AgreementError:
+        return None
+    baseline = raw.pop("baseline", {})
+    raw.pop("run_id", None)
+    return Agreement(**clean(raw), **clean(baseline))
+
+
+def _pointwise(audit: Audit, data: RunData, config: AuditConfig) -> None:
+    audit.notes.append("the full audit covers pairwise runs; pointwise runs report agreement only")
+    if data.labels_for(""):
+        audit.agreement = _agreement(data, config)
+
+
+def _pairwise(
+    audit: Audit,
+    data: RunData,
+    config: AuditConfig,
+    fallback: Mapping[str, str | None] | None,
+) -> None:
+    verdicts, calls, items = data.verdicts, data.calls, data.items
+    gold = gold_labels(data.labels)
+    winners = {v.item_id: (v.winner if v.status == "scored" else None) for v in verdicts}
+    by_order = winners_by_order(calls)
+    consistency = position_consistency(by_order)
+    conflicts = single_order_conflicts(by_order, winners)
+    audit.position = Position(
+        **clean(
+            {
+                "consistency": consistency["position_consistency"],
+                "n": consistency["n"],
+                "n_parsed_both": consistency["n_parsed_both"],
+                "preference_fairness": preference_fairness(by_order),
+                "conflicts_before": conflicts["before"],
+                "conflicts_after": conflicts["after"],
+                "repetition_stability": repetition_stability(calls),
+            }
+        )
+    )
+    audit.length_bias = LengthBias(**clean(length_bias(items, winners, gold or None)))
+    if any("model_a" in item.meta for item in items):
+        audit.self_preference = SelfPreference(
+            judge_model=data.judge_model,
+            data=clean(self_preference(items, winners, data.judge_model, gold or None)),
+        )
+    if not gold:
+        audit.notes.append(
+            "no human labels: import them with `judgecal labels import` for agreement and calibration"
+        )
+        return
+
+    audit.accuracy = Accuracy(
+        by_order={
+            order: OrderAccuracy(**clean(acc))
+            for order, acc in accuracy_by_order(by_order, gold).items()
+        },
+        balanced=BalancedAccuracy(**clean(balanced_accuracy(winners, gold))),
+        gold_labels=len(gold),
+    )
+    audit.agreement = _agreement(data, config)
+    longer = {
+        item.id: ("A" if len(item.response_a or "") > len(item.response_b or "") else "B")
+        for item in items
+    }
+    audit.always_longer_accuracy = float(np.mean([longer[i] == g for i, g in gold.items()]))
+    labels_seen = sorted(set(gold.values()) | {"A", "B"}, key=str)
+    predicted = [*labels_seen, *(["tie"] if "tie" not in labels_seen else []), "unscored"]
+    counts: dict[tuple[str, str], int] = {}
+    for item_id, g in gold.items():
+        key = (g, winners.get(item_id) or "unscored")
+        counts[key] = counts.get(key, 0) + 1
+    audit.confusion = Confusion(
+        labels=labels_seen,
+        predicted=predicted,
+        counts=[(g, p, n) for (g, p), n in sorted(counts.items())],
+    )
+
+    # Half the labelled items calibrate, the other half test, seeded.
+    rng = np.random.default_rng(config.random_state)
+    ids = sorted(gold)
+    rng.shuffle(ids)
+    half = len(ids) // 2
+    cal_ids, test_ids = ids[:half], ids[half:]
+    confidence = {v.item_id: SIGNALS[config.signal](v) for v in verdicts}
+    agrees = {i: winners.get(i) == gold[i] for i in gold}
+
+    def arrays(subset: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        return np.array([confidence.get(i, 0.0) for i in subset]), np.array(
+            [agrees[i] for i in subset], dtype=int
+        )
+
+    c_cal, y_cal = arrays(cal_ids)
+    c_test, y_test = arrays(test_ids)
+    curves = {"raw": CalibrationCurve(**clean(calibration_report(y_test, c_test)))}
+    if len(set(y_cal.tolist())) == 2:
+        for name, estimator in (("platt", PlattCalibrator()), ("isotonic", IsotonicCalibrator())):
+            fitted = estimator.fit(c_cal[:, None], y_cal)
+            proba = fitted.predict_proba(c_test[:, None])[:, 1]
+            curves[name] = CalibrationCurve(**clean(calibration_report(y_test, proba)))
+    audit.calibration = Calibration(
+        signal=SIGNAL_TEXT[config.signal],
+        n_calibration=len(cal_ids),
+        n_test=len(test_ids),
+        curves=curves,
+    )
+
+    chosen = fixed_sequence_threshold(
+        c_cal, y_cal.astype(bool), alpha=config.alpha, delta=config.delta
+    )
+    test = evaluate_selective(chosen.threshold, c_test, y_test.astype(bool))
+    audit.selective = Selective(
+        **clean(chosen.as_dict()),
+        test_coverage=test["coverage"],
+        test_agreement=clean(test["agreement"]),
+        test_n_decided=test["n_decided"],
+        test_n_escalated=test["n_escalated"],
+    )
+    if config.fallback_run is not None:
+        if not fallback:
+            raise ConfigError(f"fallback run {config.fallback_run!r} has no scored verdicts")
+        test_primary = {i: winners.get(i) for i in test_ids}
+        result = cascade(test_primary, confidence, chosen.threshold, fallback)
+        combined = result.pop("verdicts")
+        audit.selective.cascade = CascadeResult(
+            fallback_run=config.fallback_run,
+            **result,
+            agreement=float(np.mean([combined[i] == gold[i] for i in combined]))
+            if combined
+            else None,
+            fallback_alone_agreement=float(np.mean([fallback.get(i) == gold[i] for i in test_ids])),
+            judge_alone_agreement=float(np.mean([winners.get(i) == gold[i] for i in test_ids])),
+        )
+
+    # PPI: P(response A wins) from the judge on every item and humans on a random share.
+    pref = {v.item_id: v.score for v in verdicts if v.status == "scored" and v.score is not None}
+    labelled = [i for i in sorted(gold) if i in pref]
+    rng.shuffle(labelled)
+    take = max(2, int(config.label_share * len(labelled)))
+    sample = labelled[:take]
+    rest = [i for i in pref if i not in set(sample)]
+    human_value = {"A": 1.0, "B": 0.0, "tie": 0.5}
+    if len(sample) >= 2 and len(rest) >= 2:
+        ppi = ppi_mean(
+            [human_value[gold[i]] for i in sample],
+            [pref[i] for i in sample],
+            [pref[i] for i in rest],
+            alpha=0.05,
+        )
+        audit.ppi = PPI(
+            quantity="P(response A is preferred)",
+            estimate=ppi["estimate"],
+            ci=tuple(ppi["ci"]),
+            n_labeled=ppi["n_labeled"],
+            n_unlabeled=ppi["n_unlabeled"],
+            lam=ppi["lambda"],
+            human_only=clean(ppi["human_only"]),
+            judge_only=clean(ppi["judge_only"]),
+            all_labels_estimate=float(np.mean([human_value[g] for g in gold.values()])),
+        )
+
+    routed = route(verdicts, beta=config.beta)
+    audit.routing = Routing(beta=config.beta, **clean(routing_report(winners, gold, gold, routed)))
+
+
+def trust_verdict(audit: Audit) -> TrustVerdict:
+    """Where this judge can be trusted, at what coverage, and what to fix."""
+    findings: list[str] = []
+    fixes: list[str] = []
+    trust: Literal["high", "moderate", "low", "unknown"] = "unknown"
+    agreement = audit.agreement
+    kappa = agreement.row("cohen_kappa", "majority") if agreement else None
+    accuracy = agreement.row("accuracy", "majority") if agreement else None
+    if kappa and accuracy and kappa.value is not None and kappa.ci_low is not None:
+        findings.append(
+            f"Agreement with the humans: accuracy {accuracy.value:.3f}, Cohen's κ {kappa.value:.3f} (95% CI {kappa.ci_low:.3f}–{kappa.ci_high:.3f}, n={kappa.n})."
+        )
+        trust = "high" if kappa.ci_low >= 0.6 else "moderate" if kappa.ci_low >= 0.4 else "low"
+        loo = agreement.row("cohen_kappa", "leave_one_out") if agreement else None
+        if loo and loo.fraction_of_ceiling is not None and loo.human_ceiling is not None:
+            findings.append(
+                f"That is {loo.fraction_of_ceiling:.0%} of the human–human ceiling (κ {loo.human_ceiling:.3f})."
+            )
+    position = audit.position
+    if position and position.consistency is not None:
+        fairness = position.preference_fairness or 0.0
+        findings.append(
+            f"Same winner in both presentation orders on {position.consistency:.0%} of items; preference fairness {fairness:+.2f} (0 is fair)."
+        )
+        if position.consistency < 0.8:
+            fixes.append(
+                "Position bias: keep judging in both orders and treat items whose orders disagree as ties or escalate them."
+            )
+    length = audit.length_bias
+    if (
+        length
+        and length.longer_preference is not None
+        and length.human_longer_preference is not None
+    ):
+        findings.append(
+            f"Prefers the longer answer {length.longer_preference:.0%} of the time vs the humans' {length.human_longer_preference:.0%}."
+        )
+        if length.longer_preference - length.human_longer_preference > 0.1:
+            fixes.append(
+                "Length bias: add a rubric criterion against padding and check the length-controlled win rate."
+            )
+    selective = audit.selective
+    if selective:
+        if selective.threshold is None:
+            fixes.append(
+                f"No confidence level reaches {1 - selective.alpha:.0%} agreement with the guarantee: route items to humans or a stronger judge."
+            )
+        elif selective.test_agreement is not None:
+            findings.append(
+                f"Deciding only when confidence ≥ {selective.threshold:.2f} guarantees ≥ {1 - selective.alpha:.0%} agreement with probability ≥ {1 - selective.delta:.0%}; "
+                f"on held-out items that decides {selective.test_coverage:.0%} of them at {selective.test_agreement:.1%} agreement and escalates the rest."
+            )
+        c = selective.cascade
+        if (
+            c is not None
+            and c.agreement is not None
+            and c.judge_alone_agreement is not None
+            and c.fallback_alone_agreement is not None
+        ):
+            findings.append(
+                f"Cascaded to run {c.fallback_run} where it abstains: {c.agreement:.1%} agreement while deciding "
+                f"{c.share_decided_by_judge:.0%} of items itself (alone {c.judge_alone_agreement:.1%}, "
+                f"the fallback alone {c.fallback_alone_agreement:.1%})."
+            )
+    run = audit.run
+    if run.n_items and run.n_scored < run.n_items:
+        fixes.append(
+            f"{run.n_items - run.n_scored} items are unscored (no parseable answer): check the judge's output format."
+        )
+    if trust == "unknown":
+        fixes.append("Import expert labels to measure agreement before trusting this judge.")
+    headline = {
+        "high": "Trustworthy on this data: its agreement with the experts is high even at the low end of the interval.",
+        "moderate": "Usable with care: moderate agreement with the experts; see where it may decide alone below.",
+        "low": "Not trustworthy alone: agreement with the experts is low; use it only with human review.",
+        "unknown": "Cannot tell yet: no expert labels to compare with.",
+    }[trust]
+    return TrustVerdict(
+        trust=trust, headline=headline, findings=findings, fixes=fixes or ["Nothing urgent found."]
+    )

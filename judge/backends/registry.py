@@ -1,0 +1,89 @@
+"""The backend registry: each backend declares its prefix and capabilities once, with a
+decorator, and every list of backends (``make_backend``, the service's allow-list, the
+worker-pool choice, the CLI's help) reads it. Registering imports no SDK: backends import
+theirs when first built, failing with an install hint."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from judge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from judge.backends.base import Backend
+    from judge.store import Store
+    from rubrics import Rubric
+
+
+@dataclass(frozen=True)
+class BackendContext:
+    """What a backend may be built from besides its name (never request data)."""
+
+    rubric: Rubric | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    timeout: float = 120.0
+    store: Store | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    prefix: str
+    usage: str
+    """How the name is written, e.g. ``openai/<model>``."""
+    factory: Callable[[str, BackendContext], Backend]
+    poolable: bool = False
+    """Its per-call client work can be spread over worker processes (``--workers``)."""
+    servable: bool = False
+    """The HTTP service may build it on a client's request."""
+    needs_key: str | None = None
+    """The environment variable holding its provider key, if it needs one."""
+    family: str | None = None
+    """The provider family whose credentials it uses (keys are never sent across families)."""
+
+
+REGISTRY: dict[str, BackendInfo] = {}
+
+B = TypeVar("B", bound="type[Backend]")
+
+
+def register(
+    prefix: str,
+    *,
+    usage: str,
+    poolable: bool = False,
+    servable: bool = False,
+    needs_key: str | None = None,
+    family: str | None = None,
+) -> Callable[[B], B]:
+    """Class decorator: ``cls.create(rest, context)`` builds the backend for ``prefix/rest``."""
+
+    def decorate(cls: B) -> B:
+        REGISTRY[prefix] = BackendInfo(
+            prefix=prefix,
+            usage=usage,
+            factory=cls.create,
+            poolable=poolable,
+            servable=servable,
+            needs_key=needs_key,
+            family=family,
+        )
+        return cls
+
+    return decorate
+
+
+def backend_info(name: str) -> BackendInfo:
+    """The registry entry for a backend name, or a :class:`ConfigError` listing the choices."""
+    prefix, _, rest = name.partition("/")
+    info = REGISTRY.get(prefix)
+    if info is None or not rest:
+        raise ConfigError(f"unknown judge {name!r}: use one of {usages()}")
+    return info
+
+
+def usages(predicate: Callable[[BackendInfo], bool] = lambda info: True) -> str:
+    return ", ".join(info.usage for info in REGISTRY.values() if predicate(info))

@@ -1,0 +1,100 @@
+"""Caches: the request cache (identical requests are paid for once) and the per-prompt rubric
+cache of dynamic rubrics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import pyarrow as pa
+
+from judge.store.db import Database, now
+from judge.store.runs import RunStore
+from judge.types import Completion, canonical_json
+
+CACHE_SCHEMA = pa.schema(
+    [
+        ("request_hash", pa.string()),
+        ("backend", pa.string()),
+        ("completion", pa.string()),
+        ("created_at", pa.timestamp("us")),
+    ]
+)
+
+
+class RequestCache:
+    """Completions by request hash. Membership is answered from an index read once per store
+    and kept current on write, so a long-lived store (the service, a reward function) does not
+    re-read the cache for every run."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._index: dict[str, set[str]] = {}
+
+    def _hashes(self, backend: str) -> set[str]:
+        if backend not in self._index:
+            rows = self.db.con.execute(
+                "SELECT request_hash FROM request_cache WHERE backend = ?", [backend]
+            ).fetchall()
+            self._index[backend] = {r[0] for r in rows}
+        return self._index[backend]
+
+    def contains(self, backend: str, request_hash: str) -> bool:
+        return request_hash in self._hashes(backend)
+
+    def warm(self, backend: str) -> None:
+        """Read the index for ``backend`` now (on the store's thread, before a run starts)."""
+        self._hashes(backend)
+
+    def get(self, request_hash: str) -> Completion | None:
+        row = self.db.con.execute(
+            "SELECT completion FROM request_cache WHERE request_hash = ?", [request_hash]
+        ).fetchone()
+        return None if row is None else Completion.from_cache(json.loads(row[0]))
+
+    def put(self, entries: Iterable[tuple[str, str, Completion]]) -> None:
+        entries = list(entries)
+        stamp = now()
+        rows = [
+            {
+                "request_hash": h,
+                "backend": b,
+                "completion": canonical_json(c.to_cache()),
+                "created_at": stamp,
+            }
+            for h, b, c in entries
+        ]
+        self.db.insert("request_cache", rows, CACHE_SCHEMA, ignore=True)
+        # Indexed only once written, so the index never names a missing entry.
+        for request_hash, backend, _ in entries:
+            if backend in self._index:
+                self._index[backend].add(request_hash)
+
+
+class RubricCache:
+    """Dynamic rubrics per prompt: the current version and how many groups it has seen."""
+
+    def __init__(self, db: Database, runs: RunStore) -> None:
+        self.db = db
+        self.runs = runs
+
+    def get(self, prompt_hash: str) -> tuple[str, int] | None:
+        """The current rubric body and the number of groups seen for a prompt, if any."""
+        row = self.db.con.execute(
+            "SELECT r.body, d.groups_seen FROM dynamic_rubrics d "
+            "JOIN rubrics r ON r.rubric_hash = d.rubric_hash WHERE d.prompt_hash = ?",
+            [prompt_hash],
+        ).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
+
+    def put(
+        self, prompt_hash: str, rubric_hash: str, rubric_id: str, version: str, body: str
+    ) -> None:
+        with self.db.transaction():
+            self.runs.put_rubric(rubric_hash, rubric_id, version, body)
+            self.db.con.execute(
+                "INSERT INTO dynamic_rubrics VALUES (?, ?, 1, ?) ON CONFLICT (prompt_hash) DO UPDATE "
+                "SET rubric_hash = excluded.rubric_hash, groups_seen = dynamic_rubrics.groups_seen + 1, "
+                "updated_at = excluded.updated_at",
+                [prompt_hash, rubric_hash, now()],
+            )

@@ -1,0 +1,156 @@
+"""The DuckDB connection under every store aggregate: opening, migrations, transactions and
+bulk inserts. Bulk inserts go through Arrow; a handful of rows (a service request) goes as one
+multi-row VALUES statement, which skips registering an Arrow view."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from judge.errors import StoreError
+from judge.migrations import MIGRATIONS, Migration
+from judge.types import canonical_json
+
+#: Up to this many rows are written with one VALUES statement instead of an Arrow view.
+SMALL_BATCH = 32
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def to_json(value: Any) -> str | None:
+    return None if value is None else canonical_json(value)
+
+
+def from_json(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
+
+
+class Database:
+    """One DuckDB connection with judgecal's schema, migrated on open (read-write) or checked
+    to be current (read-only)."""
+
+    def __init__(self, path: str | Path = ":memory:", *, read_only: bool = False) -> None:
+        self.path = str(path)
+        self.read_only = read_only
+        try:
+            self.con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.IOException as exc:
+            raise StoreError(
+                f"cannot open {self.path}: {exc}. Another process may hold it for writing; "
+                "stop it or use the HTTP service, which owns the file."
+            ) from None
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open {self.path} as a DuckDB database: {exc}") from None
+        if read_only:
+            pending = self.pending_migrations()
+            if pending:
+                self.con.close()
+                raise StoreError(
+                    f"{self.path} needs migrations {pending}; open it once read-write to upgrade"
+                )
+        else:
+            self.migrate()
+
+    def close(self) -> None:
+        self.con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    # -- migrations ----------------------------------------------------------------------
+
+    def _applied(self) -> list[str]:
+        exists = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = '_migrations'"
+        ).fetchone()
+        if not exists or not exists[0]:
+            return []
+        return [
+            r[0] for r in self.con.execute("SELECT name FROM _migrations ORDER BY id").fetchall()
+        ]
+
+    def pending_migrations(self) -> list[str]:
+        applied = set(self._applied())
+        return [m.name for m in MIGRATIONS if m.name not in applied]
+
+    def migrate(self, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
+        """Apply every migration not yet applied, each in its own transaction."""
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations "
+            "(id INTEGER PRIMARY KEY, name VARCHAR UNIQUE NOT NULL, applied_at TIMESTAMP NOT NULL)"
+        )
+        applied = self._applied()
+        known = [m.name for m in migrations]
+        unknown = [name for name in applied if name not in known]
+        if unknown:
+            raise StoreError(
+                f"{self.path} was written by a newer judgecal (migrations {unknown}); upgrade judgecal"
+            )
+        done = []
+        for index, migration in enumerate(migrations, start=1):
+            if migration.name in applied:
+                continue
+            with self.transaction() as con:
+                con.execute(migration.sql)
+                con.execute(
+                    "INSERT INTO _migrations VALUES (?, ?, ?)", [index, migration.name, now()]
+                )
+            done.append(migration.name)
+        return done
+
+    # -- reading and writing -------------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> tuple[list[str], list[Any]]:
+        """Column names and rows of one statement."""
+        cursor = self.con.execute(sql, params or [])
+        return [d[0] for d in cursor.description], cursor.fetchall()
+
+    def insert(
+        self, table: str, rows: list[dict[str, Any]], schema: pa.Schema, *, ignore: bool = False
+    ) -> None:
+        """Bulk insert ``rows`` (``ignore``: skip rows whose key exists)."""
+        if not rows:
+            return
+        columns = ", ".join(f'"{name}"' for name in schema.names)
+        conflict = " ON CONFLICT DO NOTHING" if ignore else ""
+        if len(rows) <= SMALL_BATCH:
+            placeholders = "(" + ", ".join("?" * len(schema.names)) + ")"
+            params = [row.get(name) for row in rows for name in schema.names]
+            self.con.execute(
+                f"INSERT INTO {table} ({columns}) VALUES "
+                + ", ".join([placeholders] * len(rows))
+                + conflict,
+                params,
+            )
+            return
+        with self.registered("_bulk", pa.Table.from_pylist(rows, schema=schema)):
+            self.con.execute(
+                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _bulk{conflict}"
+            )
+
+    @contextmanager
+    def registered(self, name: str, table: pa.Table) -> Iterator[None]:
+        self.con.register(name, table)
+        try:
+            yield
+        finally:
+            # In an aborted transaction unregistering fails too; the next register replaces
+            # the view anyway, and the original error is the one worth raising.
+            with suppress(duckdb.Error):
+                self.con.unregister(name)

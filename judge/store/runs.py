@@ -1,0 +1,307 @@
+"""Runs and what they hold: rubrics, items, runs, calls and verdicts. A call and the verdict it
+produced are written in one transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from judge.errors import StoreError
+from judge.items import Item
+from judge.records import RunRecord, from_row
+from judge.store.db import SMALL_BATCH, Database, from_json, now, to_json
+from judge.types import CallRecord, Verdict, canonical_json
+
+CALL_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("item_id", pa.string()),
+        ("order", pa.string()),
+        ("sample", pa.int32()),
+        ("attempt", pa.int32()),
+        ("request_hash", pa.string()),
+        ("raw_text", pa.string()),
+        ("parse_status", pa.string()),
+        ("parse_reason", pa.string()),
+        ("parsed", pa.string()),
+        ("value", pa.string()),
+        ("logprobs", pa.string()),
+        ("tokens_in", pa.int32()),
+        ("tokens_out", pa.int32()),
+        ("cost_usd", pa.float64()),
+        ("latency_s", pa.float64()),
+        ("retries", pa.int32()),
+        ("error", pa.string()),
+        ("error_kind", pa.string()),
+        ("cache_hit", pa.bool_()),
+        ("created_at", pa.timestamp("us")),
+    ]
+)
+VERDICT_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("item_id", pa.string()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("score", pa.float64()),
+        ("winner", pa.string()),
+        ("criteria", pa.string()),
+        ("confidence", pa.float64()),
+        ("position_conflict", pa.bool_()),
+        ("bpde_entropy", pa.float64()),
+        ("n_calls", pa.int32()),
+        ("n_parsed", pa.int32()),
+        ("details", pa.string()),
+        ("rubric_hash", pa.string()),
+        ("created_at", pa.timestamp("us")),
+    ]
+)
+ITEM_SCHEMA = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("item_id", pa.string()),
+        ("mode", pa.string()),
+        ("prompt", pa.string()),
+        ("response", pa.string()),
+        ("response_a", pa.string()),
+        ("response_b", pa.string()),
+        ("reference", pa.string()),
+        ("meta", pa.string()),
+    ]
+)
+_CALL_JSON = ("parsed", "value", "logprobs")
+_VERDICT_JSON = ("criteria", "details")
+_ITEM_FIELDS = ("prompt", "response", "response_a", "response_b", "reference")
+
+
+def call_row(call: CallRecord, created_at: dt.datetime) -> dict[str, Any]:
+    row: dict[str, Any] = {name: getattr(call, name, None) for name in CALL_SCHEMA.names}
+    for name in _CALL_JSON:
+        row[name] = to_json(row[name])
+    row["created_at"] = created_at
+    return row
+
+
+def verdict_row(verdict: Verdict, created_at: dt.datetime) -> dict[str, Any]:
+    row: dict[str, Any] = {name: getattr(verdict, name, None) for name in VERDICT_SCHEMA.names}
+    for name in _VERDICT_JSON:
+        row[name] = to_json(row[name])
+    row["created_at"] = created_at
+    return row
+
+
+def _call(names: list[str], row: tuple[Any, ...]) -> CallRecord:
+    data = dict(zip(names, row, strict=True))
+    for name in _CALL_JSON:
+        data[name] = from_json(data[name])
+    return CallRecord(**{k: v for k, v in data.items() if k != "created_at"})
+
+
+def _verdict(names: list[str], row: tuple[Any, ...]) -> Verdict:
+    data = dict(zip(names, row, strict=True))
+    for name in _VERDICT_JSON:
+        data[name] = from_json(data[name])
+    data["details"] = data["details"] or {}
+    return Verdict(**{k: v for k, v in data.items() if k != "created_at"})
+
+
+def _item(names: list[str], row: tuple[Any, ...]) -> Item:
+    data = dict(zip(names, row, strict=True))
+    return Item(
+        id=data["item_id"],
+        meta=json.loads(data["meta"]),
+        **{name: data[name] for name in _ITEM_FIELDS},
+    )
+
+
+class RunStore:
+    """Rubrics, items, runs, calls and verdicts."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- rubrics -------------------------------------------------------------------------
+
+    def put_rubric(self, rubric_hash: str, rubric_id: str, version: str, body: str) -> None:
+        self.db.con.execute(
+            "INSERT INTO rubrics VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [rubric_hash, rubric_id, version, body],
+        )
+
+    def rubric_body(self, rubric_hash: str) -> str:
+        row = self.db.con.execute(
+            "SELECT body FROM rubrics WHERE rubric_hash = ?", [rubric_hash]
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"no rubric with hash {rubric_hash[:12]} in {self.db.path}")
+        return str(row[0])
+
+    def rubric_bodies(self, hashes: Iterable[str]) -> dict[str, str]:
+        """Several rubrics in one read: hash → canonical JSON body."""
+        wanted = sorted(set(hashes))
+        if not wanted:
+            return {}
+        marks = ", ".join("?" * len(wanted))
+        rows = self.db.con.execute(
+            f"SELECT rubric_hash, body FROM rubrics WHERE rubric_hash IN ({marks})", wanted
+        ).fetchall()
+        return {r[0]: str(r[1]) for r in rows}
+
+    # -- items ---------------------------------------------------------------------------
+
+    def put_items(self, dataset: str, items: Sequence[Item]) -> int:
+        """Store a dataset's items; re-adding identical items is a no-op, changed ones an error.
+
+        Returns the number of new items. Only the rows that share an id with the new items are
+        read back, so adding a batch to a large dataset costs the batch, not the dataset.
+        """
+        columns = "i.item_id, i.prompt, i.response, i.response_a, i.response_b, i.reference, i.meta"
+        con = self.db.con
+        if len(items) <= SMALL_BATCH:
+            marks = ", ".join("?" * len(items))
+            found = con.execute(
+                f"SELECT {columns} FROM items i WHERE i.dataset = ? AND i.item_id IN ({marks})",
+                [dataset, *(item.id for item in items)],
+            ).fetchall()
+        else:
+            ids = pa.table({"item_id": pa.array([item.id for item in items], type=pa.string())})
+            with self.db.registered("_ids", ids):
+                found = con.execute(
+                    f"SELECT {columns} FROM items i JOIN _ids USING (item_id) WHERE i.dataset = ?",
+                    [dataset],
+                ).fetchall()
+        existing = {row[0]: tuple(row[1:]) for row in found}
+        rows = []
+        for item in items:
+            row = {
+                "dataset": dataset,
+                "item_id": item.id,
+                "mode": item.mode,
+                **{name: getattr(item, name) for name in _ITEM_FIELDS},
+                "meta": canonical_json(item.meta),
+            }
+            old = existing.get(item.id)
+            if old is None:
+                rows.append(row)
+            elif old != tuple(row[name] for name in (*_ITEM_FIELDS, "meta")):
+                raise StoreError(
+                    f"dataset {dataset!r} already has item {item.id!r} with different content; "
+                    "use a new dataset name for changed items"
+                )
+        with self.db.transaction():
+            self.db.insert("items", rows, ITEM_SCHEMA)
+        return len(rows)
+
+    def items(self, dataset: str) -> list[Item]:
+        names, rows = self.db.query(
+            "SELECT item_id, prompt, response, response_a, response_b, reference, meta "
+            "FROM items WHERE dataset = ? ORDER BY item_id",
+            [dataset],
+        )
+        return [_item(names, r) for r in rows]
+
+    def item_ids(self, dataset: str) -> set[str]:
+        rows = self.db.con.execute(
+            "SELECT item_id FROM items WHERE dataset = ?", [dataset]
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def datasets(self) -> list[str]:
+        rows = self.db.con.execute("SELECT DISTINCT dataset FROM items ORDER BY 1").fetchall()
+        return [r[0] for r in rows]
+
+    # -- runs ----------------------------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        run_id: str,
+        dataset: str,
+        backend: str,
+        protocol: str,
+        rubric_hash: str,
+        spec: dict[str, Any],
+        spec_hash: str,
+        seed: int | None,
+    ) -> None:
+        self.ensure_new(run_id)
+        self.db.con.execute(
+            "INSERT INTO runs (run_id, created_at, finished_at, dataset, backend, protocol, "
+            "rubric_hash, spec, spec_hash, seed, status) "
+            "VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, 'running')",
+            [
+                run_id,
+                now(),
+                dataset,
+                backend,
+                protocol,
+                rubric_hash,
+                canonical_json(spec),
+                spec_hash,
+                seed,
+            ],
+        )
+
+    def ensure_new(self, run_id: str) -> None:
+        """Raise when ``run_id`` is taken (before anything of a new run is written)."""
+        exists = self.db.con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        if exists:
+            raise StoreError(
+                f"run {run_id!r} already exists; choose another --run-id "
+                f"or continue it with --resume {run_id}"
+            )
+
+    def finish(self, run_id: str, status: str = "finished") -> None:
+        self.db.con.execute(
+            "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?", [status, now(), run_id]
+        )
+
+    def get(self, run_id: str) -> RunRecord:
+        names, rows = self.db.query("SELECT * FROM runs WHERE run_id = ?", [run_id])
+        if not rows:
+            raise StoreError(f"no run {run_id!r} in {self.db.path}; `judgecal runs` lists them")
+        return from_row(RunRecord, names, rows[0], ("spec",))
+
+    def list(self) -> list[RunRecord]:
+        names, rows = self.db.query(
+            "SELECT r.*, (SELECT count(*) FROM verdicts v WHERE v.run_id = r.run_id) AS n_verdicts "
+            "FROM runs r ORDER BY r.created_at"
+        )
+        return [from_row(RunRecord, names, r, ("spec",)) for r in rows]
+
+    # -- calls and verdicts --------------------------------------------------------------
+
+    def write_results(self, calls: Iterable[CallRecord], verdicts: Iterable[Verdict]) -> None:
+        """Insert calls and the verdicts they produced in one transaction."""
+        stamp = now()
+        call_rows = [call_row(c, stamp) for c in calls]
+        verdict_rows = [verdict_row(v, stamp) for v in verdicts]
+        with self.db.transaction():
+            self.db.insert("calls", call_rows, CALL_SCHEMA)
+            self.db.insert("verdicts", verdict_rows, VERDICT_SCHEMA)
+
+    def calls(self, run_id: str) -> list[CallRecord]:
+        columns = ", ".join(f'"{n}"' for n in CALL_SCHEMA.names if n != "created_at")
+        names, rows = self.db.query(
+            f"SELECT {columns} FROM calls WHERE run_id = ? "
+            'ORDER BY item_id, "order", sample, attempt',
+            [run_id],
+        )
+        return [_call(names, r) for r in rows]
+
+    def verdicts(self, run_id: str) -> list[Verdict]:
+        columns = ", ".join(n for n in VERDICT_SCHEMA.names if n != "created_at")
+        names, rows = self.db.query(
+            f"SELECT {columns} FROM verdicts WHERE run_id = ? ORDER BY item_id", [run_id]
+        )
+        return [_verdict(names, r) for r in rows]
+
+    def verdict_item_ids(self, run_id: str) -> set[str]:
+        rows = self.db.con.execute(
+            "SELECT item_id FROM verdicts WHERE run_id = ?", [run_id]
+        ).fetchall()
+        return {r[0] for r in rows}

@@ -1,0 +1,186 @@
+"""The audit as a self-contained HTML page: charts as inline SVG, no scripts, no external
+resources; the audit's JSON rides along in a data element."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from typing import Any
+
+from calibration import Audit
+from judgecal.report.svg import confusion_table, hbar_chart, reliability_diagram
+
+
+def render_html(audit: Audit) -> str:
+    """A self-contained page: no scripts, no external resources."""
+    run = audit.run
+    sections = [
+        f"<h1>Judge audit: {escape(run.backend)}</h1>",
+        f"<p class=meta>run {escape(run.run_id)} · dataset {escape(run.dataset)} · rubric {escape(run.rubric)} · {run.n_scored}/{run.n_items} items scored · {run.n_parsed}/{run.n_calls} calls parsed · {run.tokens_in + run.tokens_out} tokens · cost {_money(run.cost_usd)}</p>",
+    ]
+    verdict = audit.verdict
+    if verdict is not None:
+        sections.append(
+            f'<section id="verdict" class="trust-{verdict.trust}"><h2>Verdict</h2><p><strong>{escape(verdict.headline)}</strong></p><ul>{"".join(f"<li>{escape(f)}</li>" for f in verdict.findings)}</ul><h3>What to fix</h3><ul>{"".join(f"<li>{escape(f)}</li>" for f in verdict.fixes)}</ul></section>'
+        )
+    sections += [f"<p class=note>{escape(note)}</p>" for note in audit.notes]
+    agreement = audit.agreement
+    if agreement:
+        rows: list[tuple[str, Any, Any, Any]] = []
+        marks = []
+        for r in agreement.rows:
+            if r.reference in ("majority", "mean", "leave_one_out", "replace_one"):
+                rows.append((f"{r.statistic} ({r.reference})", r.value, r.ci_low, r.ci_high))
+                if r.human_ceiling is not None:
+                    rows.append(
+                        (
+                            f"  human ceiling ({r.statistic})",
+                            r.human_ceiling,
+                            r.ceiling_ci_low,
+                            r.ceiling_ci_high,
+                        )
+                    )
+        if agreement.majority_class_accuracy is not None:
+            marks.append(("majority class", agreement.majority_class_accuracy))
+        if audit.always_longer_accuracy is not None:
+            rows.append(
+                ("baseline: always longer (accuracy)", audit.always_longer_accuracy, None, None)
+            )
+        sections.append(
+            "<h2>Agreement with the experts</h2>"
+            + hbar_chart(
+                "agreement-chart",
+                rows,
+                title="Agreement with 95% intervals, the human ceiling and trivial baselines",
+                low=-0.2,
+                high=1.0,
+                marks=marks,
+            )
+        )
+        table = "".join(
+            f"<tr><td>{escape(r.statistic)}</td><td>{escape(r.reference)}</td><td>{_cell(r.value)}</td><td>{_cell(r.ci_low)}–{_cell(r.ci_high)}</td><td>{r.n if r.n is not None else '—'}</td><td>{_cell(r.human_ceiling)}</td></tr>"
+            for r in agreement.rows
+        )
+        sections.append(
+            f'<table id="agreement-table"><tr><th>statistic</th><th>against</th><th>value</th><th>95% CI</th><th>n</th><th>human ceiling</th></tr>{table}</table>'
+        )
+    if audit.confusion is not None:
+        c = audit.confusion
+        counts = {(g, p): n for g, p, n in c.counts}
+        sections.append(
+            "<h2>Confusion matrix</h2>"
+            + confusion_table("confusion-matrix", c.labels, c.predicted, counts)
+        )
+    if audit.position is not None:
+        pos = audit.position
+        rows = [("position consistency", pos.consistency, None, None)]
+        if audit.accuracy is not None:
+            for order, value in audit.accuracy.by_order.items():
+                rows.append((f"accuracy, order {order} only", value.accuracy, None, None))
+            balanced = audit.accuracy.balanced
+            rows.append(("accuracy, both orders", balanced.accuracy, None, None))
+            rows.append(
+                ("accuracy on non-tie verdicts", balanced.accuracy_when_decided, None, None)
+            )
+        sections.append(
+            "<h2>Position bias</h2>"
+            + hbar_chart(
+                "position-chart",
+                rows,
+                title="Position consistency and accuracy by presentation order",
+            )
+        )
+    if audit.length_bias is not None:
+        lb = audit.length_bias
+        rows = [
+            ("judge prefers longer", lb.longer_preference, None, None),
+            ("humans prefer longer", lb.human_longer_preference, None, None),
+            ("win rate of A", lb.win_rate_a, None, None),
+            ("length-controlled win rate of A", lb.lc_win_rate_a, None, None),
+        ]
+        sections.append(
+            "<h2>Length bias</h2>"
+            + hbar_chart(
+                "length-chart",
+                rows,
+                title="Preference for the longer answer, judge vs humans",
+                marks=[("indifferent", 0.5)],
+            )
+        )
+    if audit.self_preference is not None:
+        sp = audit.self_preference
+        sections.append(
+            f'<h2>Self-preference</h2><p id="self-preference">Judge model {escape(sp.judge_model)}: picks its own model\'s response {_cell(sp.data.get("judge_picks_own"))} of the time on {sp.data.get("n", 0)} items, the humans {_cell(sp.data.get("humans_pick_judge_model"))}.</p>'
+        )
+    if audit.calibration is not None:
+        cal = audit.calibration
+        curves = {name: curve.reliability for name, curve in cal.curves.items()}
+        stats = " · ".join(
+            f"{name}: ECE {_cell(curve.ece)}, Brier {_cell(curve.brier)}"
+            for name, curve in cal.curves.items()
+        )
+        sections.append(
+            f"<h2>Calibrated confidence</h2><p>Signal: {escape(cal.signal)}; fitted on {cal.n_calibration} items, tested on {cal.n_test}. {escape(stats)}</p>"
+            + reliability_diagram(
+                "reliability-diagram", curves, title="Reliability diagram on held-out items"
+            )
+        )
+    if audit.selective is not None:
+        sel = audit.selective
+        threshold = "none (escalate everything)" if sel.threshold is None else f"{sel.threshold:.3f}"
+        cascade_text = ""
+        if sel.cascade is not None:
+            c = sel.cascade
+            cascade_text = (
+                f" Cascade with run {escape(c.fallback_run)} on the escalated items: {_cell(c.agreement)} "
+                f"agreement (judge alone {_cell(c.judge_alone_agreement)}, fallback alone {_cell(c.fallback_alone_agreement)})."
+            )
+        sections.append(
+            f'<h2>Selective judging</h2><p id="selective">Target: agreement ≥ {1 - sel.alpha:.0%} with probability ≥ {1 - sel.delta:.0%} (fixed-sequence testing on {sel.calibration_n} calibration items). Threshold {threshold}; on the test split it decides {sel.test_coverage:.1%} of items at {_cell(sel.test_agreement)} agreement.{cascade_text}</p>'
+        )
+    if audit.ppi is not None:
+        p = audit.ppi
+        h, j = p.human_only, p.judge_only
+        sections.append(
+            f'<h2>Estimates from few labels (PPI++)</h2><p id="ppi">{escape(p.quantity)}: PPI++ {p.estimate:.3f} [{p.ci[0]:.3f}, {p.ci[1]:.3f}] from {p.n_labeled} labels and {p.n_unlabeled} judge verdicts (λ = {p.lam:.2f}); humans only {h["estimate"]:.3f} [{h["ci"][0]:.3f}, {h["ci"][1]:.3f}]; judge only {j["estimate"]:.3f} (biased); all labels {p.all_labels_estimate:.3f}.</p>'
+        )
+    if audit.routing is not None:
+        r = audit.routing
+        sections.append(
+            f'<h2>Routing to humans</h2><p id="routing">The {r.n_routed} items with the most divided verdicts (top {r.beta:.0%} by position-diversity entropy) go to humans: accuracy {_cell(r.judge_accuracy)} for the judge alone, {_cell(r.combined_accuracy)} with humans on those items.</p>'
+        )
+    body = "\n".join(sections)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>judgecal audit · {escape(run.run_id)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 900px; margin: 2em auto; color: #222; line-height: 1.45; }}
+h1 {{ font-size: 1.5em; }} .meta {{ color: #666; }}
+section#verdict {{ border-left: 6px solid #888; padding: 0.5em 1em; background: #f6f6f6; }}
+.trust-high {{ border-color: #27ae60 !important; }} .trust-moderate {{ border-color: #e67e22 !important; }} .trust-low {{ border-color: #c0392b !important; }}
+table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
+.chart {{ display: block; margin: 1em 0; }}
+</style></head><body>
+{body}
+<script type="application/json" id="audit-data">{_script_json(audit.model_dump(mode="json"))}</script>
+</body></html>"""
+
+
+def _money(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:.4f}"
+
+
+def _script_json(value: Any) -> str:
+    """JSON safe inside a <script> element: no "</" (which would end it) and no "<!--".
+
+    >>> "</" in _script_json({"text": "</script><script>alert(1)</script>"})
+    False
+    >>> json.loads(_script_json({"text": "</b>"}))["text"]
+    '</b>'
+    """
+    return json.dumps(value, allow_nan=False).replace("</", "<\\/").replace("<!--", "<\\!--")
+
+
+def _cell(value: Any) -> str:
+    return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
