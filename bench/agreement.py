@@ -69,13 +69,13 @@ def store_labels(store: Store, dataset: str, data: np.ndarray) -> None:
 
 def from_store(store: Store, dataset: str) -> float:
     """Per-item moments computed in DuckDB (one GROUP BY), α in closed form."""
-    moments = store.label_moments(dataset)
+    moments = store.labels.moments(dataset)
     return interval_alpha_from_moments(moments["m"], moments["s1"], moments["s2"])
 
 
 def from_store_rows(store: Store, dataset: str) -> float:
     """Every label as rows through Arrow, pivoted into a matrix, then α."""
-    table = store.labels_arrow(dataset)
+    table = store.labels.arrow(dataset)
     matrix, _, _ = reliability_matrix(table["item_id"], table["annotator"], table["value_num"])
     return interval_alpha(matrix)
 

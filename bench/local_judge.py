@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
 
 from calibration.distill import LocalJudge  # noqa: E402
-from judge import Item, JudgeConfig, Runner, RunnerConfig, Store, make_backend  # noqa: E402
+from judge import Item, JudgeSpec, Runner, RunnerConfig, Store, make_backend  # noqa: E402
 from judge.testing import provider_process  # noqa: E402
 from rubrics import load_rubric  # noqa: E402
 
@@ -108,7 +108,7 @@ def _run(store: Store, backend, rubric, items) -> float:  # type: ignore[no-unty
         store,
         backend,
         rubric,
-        JudgeConfig(samples=1, both_orders=False, temperature=0),
+        JudgeSpec(samples=1, both_orders=False, temperature=0),
         RunnerConfig(max_concurrency=64, cache=False),
     )
 

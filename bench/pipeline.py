@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
 
-from judge import Item, JudgeConfig, Runner, RunnerConfig, Store, make_backend  # noqa: E402
-from judge.pool import BackendSpec, ProcessPoolBackend  # noqa: E402
+from judge import Item, JudgeSpec, Runner, RunnerConfig, Store, make_backend  # noqa: E402
+from judge.backends.pool import BackendSpec, ProcessPoolBackend  # noqa: E402
 from judge.testing import provider_process  # noqa: E402
 from rubrics import load_rubric  # noqa: E402
 
@@ -105,7 +105,7 @@ def measure(items: list[Item], base_url: str, db: Path, args: argparse.Namespace
         store,
         backend,
         rubric,
-        JudgeConfig(samples=1, temperature=0),
+        JudgeSpec(samples=1, temperature=0),
         RunnerConfig(max_concurrency=args.concurrency, cache=False, flush_every=args.flush_every),
     )
 

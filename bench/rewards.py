@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from judge import JudgeConfig, RunnerConfig  # noqa: E402
+from judge import JudgeSpec, RunnerConfig  # noqa: E402
 from judge.testing import provider_process  # noqa: E402
-from judgecal.rewards import RubricReward  # noqa: E402
+from rewards import RubricReward  # noqa: E402
 
 
 def main() -> None:
@@ -55,7 +55,7 @@ def main() -> None:
             base_url=base_url,
             db=Path(tmp) / "rewards.duckdb",
             extend=False,
-            judge=JudgeConfig(samples=1, temperature=0.0),
+            judge=JudgeSpec(samples=1, temperature=0.0),
             runner=RunnerConfig(max_concurrency=args.concurrency),
         )
         with reward:

@@ -27,11 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
 
+from calibration.distillation import distill  # noqa: E402
 from judge import Store  # noqa: E402
 from judge.testing import provider_process  # noqa: E402
 from judgecal import api  # noqa: E402
 from judgecal.datasets import pandalm, write_jsonl  # noqa: E402
-from judgecal.distill import distill  # noqa: E402
 
 
 def prepare(db: Path, tmp: Path) -> tuple[str, str]:
@@ -65,7 +65,7 @@ def prepare(db: Path, tmp: Path) -> tuple[str, str]:
     )
     model_id = distill("teacher", db=db, model_id="bench-local")["model_id"]
     with Store(db) as store:
-        key = store.create_api_key("bench")
+        key = store.keys.create("bench")
     return model_id, key
 
 

@@ -4,7 +4,6 @@ routing, PPI) and distillation of a local judge. Everything is computed from a l
 
 from calibration.agreement import gold_labels, judge_agreement, label_scales
 from calibration.audit import Audit, AuditConfig, build_audit, trust_verdict
-
 from calibration.bias import length_bias, self_preference
 from calibration.calibrators import (
     IsotonicCalibrator,
@@ -35,16 +34,12 @@ from calibration.selective import (
 __all__ = [
     "Audit",
     "AuditConfig",
-    "build_audit",
-    "gold_labels",
-    "judge_agreement",
-    "label_scales",
-    "trust_verdict",
     "IsotonicCalibrator",
     "PlattCalibrator",
     "SelectiveResult",
     "accuracy_by_order",
     "balanced_accuracy",
+    "build_audit",
     "calibration_report",
     "cascade",
     "combine",
@@ -53,6 +48,9 @@ __all__ = [
     "expected_calibration_error",
     "export_for_labelling",
     "fixed_sequence_threshold",
+    "gold_labels",
+    "judge_agreement",
+    "label_scales",
     "length_bias",
     "position_consistency",
     "ppi_mean",
@@ -63,5 +61,6 @@ __all__ = [
     "routing_report",
     "self_preference",
     "single_order_conflicts",
+    "trust_verdict",
     "winners_by_order",
 ]

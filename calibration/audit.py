@@ -124,6 +124,7 @@ class Position(_Section):
     """Share of items with the same winner in both orders."""
     n: int
     n_parsed_both: int
+    n_consistent: int
     preference_fairness: float | None
     """+1 always the first shown, −1 always the second, 0 fair."""
     conflicts_before: float | None
@@ -352,6 +353,7 @@ def _pairwise(
                 "consistency": consistency["position_consistency"],
                 "n": consistency["n"],
                 "n_parsed_both": consistency["n_parsed_both"],
+                "n_consistent": consistency.get("n_consistent", 0),
                 "preference_fairness": preference_fairness(by_order),
                 "conflicts_before": conflicts["before"],
                 "conflicts_after": conflicts["after"],

@@ -189,7 +189,9 @@ class RubricGenerationProtocol(Protocol):
 
     name = "rubric_generation"
 
-    def __init__(self, config: ProtocolSettings, model: str, *, low: int = 3, high: int = 8) -> None:
+    def __init__(
+        self, config: ProtocolSettings, model: str, *, low: int = 3, high: int = 8
+    ) -> None:
         super().__init__(
             _GENERATION_RUBRIC,
             config.model_copy(update={"samples": 1, "both_orders": False, "adaptive": False}),

@@ -32,8 +32,8 @@ from judge.parsers import (
     parse_score,
     strip_echoed,
 )
-from judge.spec import ProtocolSettings
 from judge.prompts import REASK, render_messages
+from judge.spec import ProtocolSettings
 from judge.types import (
     CallRecord,
     Completion,

@@ -330,7 +330,11 @@ class Runner:
         """Make one planned call (and its re-ask, if configured); returns the recorded calls."""
         record = await self._attempt(state, item, plan, plan.request, attempt=0)
         out = [record]
-        if self.spec.reask and record.parse_status == "parse_failed" and record.raw_text is not None:
+        if (
+            self.spec.reask
+            and record.parse_status == "parse_failed"
+            and record.raw_text is not None
+        ):
             request = self.protocol.reask_request(
                 plan.request, record.raw_text, record.parse_reason or ""
             )

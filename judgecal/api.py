@@ -42,7 +42,9 @@ def open_store(path: str | Path = ":memory:", *, read_only: bool = False) -> Sto
 
 def load_rubric_ref(rubric: Rubric | str | Path | None) -> Rubric:
     if rubric is None:
-        raise ConfigError("the judge spec names no rubric: give --rubric or set rubric: in the judge file")
+        raise ConfigError(
+            "the judge spec names no rubric: give --rubric or set rubric: in the judge file"
+        )
     return rubric if isinstance(rubric, Rubric) else load_rubric(rubric)
 
 
@@ -51,7 +53,9 @@ def build_backend(
 ) -> Backend:
     """The backend a spec names (one client; the caller closes it)."""
     if not spec.model:
-        raise ConfigError("the judge spec names no model: give --model or set model: in the judge file")
+        raise ConfigError(
+            "the judge spec names no model: give --model or set model: in the judge file"
+        )
     return make_backend(
         spec.model,
         rubric=rubric,
@@ -173,9 +177,7 @@ def import_labels(
     dataset = _dataset_for_labels(store, dataset)
     item_ids = store.runs.item_ids(dataset)
     if not item_ids:
-        raise LabelsError(
-            f"dataset {dataset!r} has no items; run the judge or import items first"
-        )
+        raise LabelsError(f"dataset {dataset!r} has no items; run the judge or import items first")
     resolved_rubric = (
         load_rubric_ref(rubric) if rubric is not None else _rubric_for_dataset(store, dataset)
     )

@@ -84,7 +84,9 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
 
     base = load_judge_spec(args.judge) if args.judge else JudgeSpec()
     overrides = {n: getattr(args, n) for n in JudgeSpec.model_fields if hasattr(args, n)}
-    limits = {n: getattr(args, f"limits.{n}") for n in _limit_fields() if hasattr(args, f"limits.{n}")}
+    limits = {
+        n: getattr(args, f"limits.{n}") for n in _limit_fields() if hasattr(args, f"limits.{n}")
+    }
     return base.with_overrides(**overrides, limits=limits)
 
 
@@ -147,7 +149,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(
             [
-                {k: getattr(r, k) for k in ("run_id", "created_at", "dataset", "backend", "protocol", "status", "n_verdicts")}
+                {
+                    k: getattr(r, k)
+                    for k in (
+                        "run_id",
+                        "created_at",
+                        "dataset",
+                        "backend",
+                        "protocol",
+                        "status",
+                        "n_verdicts",
+                    )
+                }
                 for r in runs
             ]
         )
@@ -452,7 +465,17 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(
             [
-                {k: getattr(m, k) for k in ("model_id", "kind", "rubric_hash", "teacher_run", "created_at", "metrics")}
+                {
+                    k: getattr(m, k)
+                    for k in (
+                        "model_id",
+                        "kind",
+                        "rubric_hash",
+                        "teacher_run",
+                        "created_at",
+                        "metrics",
+                    )
+                }
                 for m in models
             ]
         )

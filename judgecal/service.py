@@ -31,7 +31,6 @@ from judge.protocols import Protocol, make_protocol
 from judgecal import api
 from judgecal.adapters.openrlhf import score_requests
 from judgecal.errors import USER_ERRORS
-from rewards import RubricReward
 from judgecal.schemas import (
     CompareRequest,
     JudgeOptions,
@@ -42,6 +41,7 @@ from judgecal.schemas import (
     RunStatus,
     VerdictOut,
 )
+from rewards import RubricReward
 from rubrics import Rubric, library_names, load_rubric, rubric_from_dict
 
 MAX_BODY_BYTES = 8_000_000
@@ -221,9 +221,7 @@ class Service:
         )
         unique = list({item.id: item for item in items}.values())
         backend = await self.backend(model, rubric)
-        spec = JudgeSpec(
-            model=model, rubric=rubric.id, limits=self.limits, **options.model_dump()
-        )
+        spec = JudgeSpec(model=model, rubric=rubric.id, limits=self.limits, **options.model_dump())
         # Protocols (rendered instructions, output models) are built once per rubric, settings
         # and backend, not per request.
         key = f"{backend.name}#{rubric.content_hash}#{spec.settings.model_dump_json()}"

@@ -15,6 +15,49 @@ EXAMPLES = ROOT / "examples"
 BAD = ROOT / "tests" / "data" / "bad"
 
 
+def run_judge_at(
+    *,
+    db: Path | str,
+    rubric: str,
+    items,
+    model: str,
+    run_id: str | None = None,
+    base_url: str | None = None,
+    judge=None,
+    dataset: str | None = None,
+):
+    """Open ``db``, judge ``items`` with the spec the arguments name, close it."""
+    from judge import JudgeSpec
+    from judgecal import api
+
+    spec = (judge or JudgeSpec()).with_overrides(model=model, rubric=rubric, base_url=base_url)
+    with api.open_store(db) as store:
+        return api.run_judge(store, spec, items, run_id=run_id, dataset=dataset)
+
+
+def import_labels_at(path: Path | str, *, db: Path | str, **options):
+    from judgecal import api
+
+    with api.open_store(db) as store:
+        return api.import_labels(store, path, **options)
+
+
+def audit_at(run_id: str, *, db: Path | str, **config):
+    """The typed audit of ``run_id``, the database opened read-only once."""
+    from calibration import AuditConfig
+    from judgecal import api
+
+    with api.open_store(db, read_only=True) as store:
+        return api.audit(store, run_id, AuditConfig(**config))
+
+
+def distill_at(run_id: str, *, db: Path | str, **options):
+    from judgecal import api
+
+    with api.open_store(db) as store:
+        return api.distill(store, run_id, **options)
+
+
 def shared(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)
     if not path.exists():
@@ -25,17 +68,15 @@ def shared(*parts: str) -> Path:
 @pytest.fixture
 def demo_db(tmp_path: Path) -> Path:
     """A database with the MT-Bench items judged by GPT-4 (replay) and expert labels."""
-    from judgecal import api
-
     db = tmp_path / "demo.duckdb"
-    api.run_judge(
+    run_judge_at(
         rubric="pairwise_helpfulness",
         items=EXAMPLES / "mtbench" / "items.jsonl",
         model=f"replay/{EXAMPLES / 'mtbench' / 'gpt4.replay.jsonl'}",
         db=db,
         run_id="gpt4",
     )
-    api.import_labels(EXAMPLES / "mtbench" / "labels.jsonl", db=db)
+    import_labels_at(EXAMPLES / "mtbench" / "labels.jsonl", db=db)
     return db
 
 

@@ -48,9 +48,7 @@ def make_backend(
     if workers <= 1:
         return info.factory(name.partition("/")[2], context)
     if not info.poolable:
-        raise ConfigError(
-            f"--workers applies to {usages(lambda i: i.poolable)}, not {name!r}"
-        )
+        raise ConfigError(f"--workers applies to {usages(lambda i: i.poolable)}, not {name!r}")
     from judge.backends.pool import BackendSpec, ProcessPoolBackend
 
     if info.needs_key and not (api_key or base_url or os.environ.get(info.needs_key)):

@@ -34,7 +34,10 @@ class RewardStore:
     def put(self, records: Sequence[RewardRecord]) -> None:
         stamp = now()
         rows = [
-            {**{n: getattr(r, n) for n in REWARD_SCHEMA.names if n != "created_at"}, "created_at": stamp}
+            {
+                **{n: getattr(r, n) for n in REWARD_SCHEMA.names if n != "created_at"},
+                "created_at": stamp,
+            }
             for r in records
         ]
         with self.db.transaction():

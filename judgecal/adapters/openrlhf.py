@@ -39,7 +39,9 @@ def openrlhf_rewards(
 ) -> list[float]:
     """The rewards as floats; raises when one could not be scored and no ``unscored`` value is
     configured."""
-    batch = reward.score(list(prompts), split_queries(query, prompts), references(labels, len(prompts)))
+    batch = reward.score(
+        list(prompts), split_queries(query, prompts), references(labels, len(prompts))
+    )
     missing = [i for i, r in enumerate(batch.rewards) if r is None]
     if missing:
         raise RewardError(

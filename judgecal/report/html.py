@@ -127,7 +127,9 @@ def render_html(audit: Audit) -> str:
         )
     if audit.selective is not None:
         sel = audit.selective
-        threshold = "none (escalate everything)" if sel.threshold is None else f"{sel.threshold:.3f}"
+        threshold = (
+            "none (escalate everything)" if sel.threshold is None else f"{sel.threshold:.3f}"
+        )
         cascade_text = ""
         if sel.cascade is not None:
             c = sel.cascade
@@ -182,5 +184,3 @@ def _script_json(value: Any) -> str:
 
 def _cell(value: Any) -> str:
     return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
-
-

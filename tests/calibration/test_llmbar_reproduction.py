@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import calibration
-from judge import Item, JudgeConfig, ReplayBackend, Runner, Store
+from judge import Item, JudgeSpec, ReplayBackend, Runner, Store
 from judgecal.datasets import llmbar_items, llmbar_labels, llmbar_replay, write_jsonl
 from rubrics import load_rubric
 from tests.conftest import SHARED, shared
@@ -52,7 +52,7 @@ def judge_file(result: Path, tmp_path: Path) -> tuple[dict, dict, dict]:
             store,
             ReplayBackend(replay),
             load_rubric("instruction_following"),
-            JudgeConfig(samples=1, temperature=0),
+            JudgeSpec(samples=1, temperature=0),
         )
 
         async def go() -> str:
@@ -61,7 +61,7 @@ def judge_file(result: Path, tmp_path: Path) -> tuple[dict, dict, dict]:
             return summary.run_id
 
         run_id = asyncio.run(go())
-        calls = store.calls(run_id)
+        calls = store.runs.calls(run_id)
     by_order = calibration.winners_by_order(calls)
     return by_order, gold, {"calls": calls}
 

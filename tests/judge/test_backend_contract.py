@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from judge import BackendError, Completion, GenerateRequest, Item, Message, make_backend
+from judge import BackendError, Completion, GenerateRequest, Item, JudgeSpec, Message, make_backend
 from judge.backends import Backend
-from judge.pool import BackendSpec, ProcessPoolBackend
-from judge.protocols import JudgeConfig, PairwiseProtocol
+from judge.backends.pool import BackendSpec, ProcessPoolBackend
+from judge.protocols import PairwiseProtocol
 from judge.testing import FakeProvider
 from rubrics import load_rubric
 
@@ -59,9 +59,9 @@ BACKENDS = [
 @pytest.mark.parametrize("name", BACKENDS)
 def test_backend_contract(name: str, provider: FakeProvider, tmp_path: Path) -> None:
     backend = build(name, provider, tmp_path)
-    request = PairwiseProtocol(
-        RUBRIC, JudgeConfig(samples=1), backend.name.split("/", 1)[1]
-    ).request(ITEM, "ab", 0)
+    request = PairwiseProtocol(RUBRIC, JudgeSpec(samples=1), backend.name.split("/", 1)[1]).request(
+        ITEM, "ab", 0
+    )
 
     async def go() -> Completion:
         try:

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from judge import CallRecord, Completion, Item, JudgeConfig, TokenLogprob
+from judge import CallRecord, Completion, Item, JudgeSpec, TokenLogprob
 from judge.prompts import render_messages
 from judge.protocols import PairwiseProtocol, PointwiseProtocol
 from rubrics import load_rubric
@@ -30,7 +30,7 @@ def calls(values: list[tuple[str, int, str | None]]) -> list[CallRecord]:
 
 
 def pairwise(**config: object) -> PairwiseProtocol:
-    return PairwiseProtocol(load_rubric("pairwise_helpfulness"), JudgeConfig(**config), "m")  # type: ignore[arg-type]
+    return PairwiseProtocol(load_rubric("pairwise_helpfulness"), JudgeSpec(**config), "m")  # type: ignore[arg-type]
 
 
 def test_plans_k_samples_in_both_orders() -> None:
@@ -165,7 +165,7 @@ POINT = Item(id="s", prompt="doc", response="summary text")
 
 
 def test_pointwise_scores_every_criterion_and_rejects_off_scale_values() -> None:
-    protocol = PointwiseProtocol(load_rubric("summary_quality"), JudgeConfig(samples=2), "m")
+    protocol = PointwiseProtocol(load_rubric("summary_quality"), JudgeSpec(samples=2), "m")
     ok = 'Evidence.\n{"evidence": "e", "scores": {"coherence": 5, "consistency": 4, "fluency": 5, "relevance": 3}}'
     result, value = protocol.interpret(POINT, "", Completion(text=ok))
     assert result.ok and value["scores"]["relevance"] == 3
@@ -179,7 +179,7 @@ def test_pointwise_scores_every_criterion_and_rejects_off_scale_values() -> None
 
 
 def test_pointwise_aggregation_averages_samples() -> None:
-    protocol = PointwiseProtocol(load_rubric("summary_quality"), JudgeConfig(samples=2), "m")
+    protocol = PointwiseProtocol(load_rubric("summary_quality"), JudgeSpec(samples=2), "m")
     records = [
         CallRecord(
             run_id="r",
@@ -229,7 +229,7 @@ def test_single_criterion_accepts_a_score_line_and_logprobs() -> None:
             ],
         }
     )
-    protocol = PointwiseProtocol(rubric, JudgeConfig(samples=1), "m")
+    protocol = PointwiseProtocol(rubric, JudgeSpec(samples=1), "m")
     _result, value = protocol.interpret(POINT, "", Completion(text="Reasons...\nScore: 4"))
     assert value == {"scores": {"quality": 4}}
     lp = [TokenLogprob("4", math.log(0.5), (("4", math.log(0.5)), ("5", math.log(0.5))))]

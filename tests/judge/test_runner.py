@@ -18,7 +18,7 @@ from judge import (
     BackendError,
     ConfigError,
     Item,
-    JudgeConfig,
+    JudgeSpec,
     Runner,
     RunnerConfig,
     Store,
@@ -61,13 +61,13 @@ def run(
     store: Store,
     backend_name: str,
     items: list[Item],
-    judge: JudgeConfig,
+    judge: JudgeSpec,
     config: RunnerConfig,
     base_url: str,
     run_id: str | None = None,
 ):
     backend = make_backend(backend_name, rubric=RUBRIC, base_url=base_url)
-    runner = Runner(store, backend, RUBRIC, judge, config)
+    runner = Runner(store, backend, RUBRIC, judge.with_overrides(limits=config.model_dump()))
 
     async def go():
         try:
@@ -93,9 +93,9 @@ def test_every_item_ends_with_a_verdict_or_an_explicit_failure_under_faults(back
     ) as provider:
         url = provider.anthropic_base_url if backend.startswith("anthropic") else provider.base_url
         with Store() as store:
-            summary = run(store, backend, items, JudgeConfig(samples=2), FAST_RETRY, url)
-            verdicts = store.verdicts(summary.run_id)
-            calls = store.calls(summary.run_id)
+            summary = run(store, backend, items, JudgeSpec(samples=2), FAST_RETRY, url)
+            verdicts = store.runs.verdicts(summary.run_id)
+            calls = store.runs.calls(summary.run_id)
     assert sum(provider.faults_injected.values()) > 0.1 * sum(provider.requests.values())
     assert {v.item_id for v in verdicts} == {i.id for i in items}
     assert len(calls) == 40 * 4
@@ -119,7 +119,7 @@ def test_balanced_aggregation_removes_the_scripted_position_bias() -> None:
             store,
             "openai/gpt-4.1-mini",
             items,
-            JudgeConfig(samples=1, both_orders=False, temperature=0),
+            JudgeSpec(samples=1, both_orders=False, temperature=0),
             RunnerConfig(max_concurrency=16),
             provider.base_url,
             "single",
@@ -128,14 +128,14 @@ def test_balanced_aggregation_removes_the_scripted_position_bias() -> None:
             store,
             "openai/gpt-4.1-mini",
             items,
-            JudgeConfig(samples=3),
+            JudgeSpec(samples=3),
             RunnerConfig(max_concurrency=16),
             provider.base_url,
             "both",
         )
-        single_verdicts = {v.item_id: v.winner for v in store.verdicts(single.run_id)}
-        both_verdicts = {v.item_id: v.winner for v in store.verdicts(both.run_id)}
-        by_order = calibration.winners_by_order(store.calls(both.run_id))
+        single_verdicts = {v.item_id: v.winner for v in store.runs.verdicts(single.run_id)}
+        both_verdicts = {v.item_id: v.winner for v in store.runs.verdicts(both.run_id)}
+        by_order = calibration.winners_by_order(store.runs.calls(both.run_id))
     gold = {i.id: truth(i) for i in items}
     single_first = sum(w == "A" for w in single_verdicts.values()) / len(items)
     balanced_first = sum(w == "A" for w in both_verdicts.values()) / len(items)
@@ -156,7 +156,7 @@ def test_identical_requests_are_served_from_the_cache() -> None:
             store,
             "openai/gpt-4.1-mini",
             items,
-            JudgeConfig(samples=1),
+            JudgeSpec(samples=1),
             RunnerConfig(),
             provider.base_url,
             "first",
@@ -166,22 +166,22 @@ def test_identical_requests_are_served_from_the_cache() -> None:
             store,
             "openai/gpt-4.1-mini",
             items,
-            JudgeConfig(samples=1),
+            JudgeSpec(samples=1),
             RunnerConfig(),
             provider.base_url,
             "second",
         )
         assert sum(provider.requests.values()) == sent == 20
         assert second.n_cache_hits == 20 and second.cost_usd == 0.0
-        assert all(c.cache_hit for c in store.calls("second"))
-        assert [v.winner for v in store.verdicts("first")] == [
-            v.winner for v in store.verdicts("second")
+        assert all(c.cache_hit for c in store.runs.calls("second"))
+        assert [v.winner for v in store.runs.verdicts("first")] == [
+            v.winner for v in store.runs.verdicts("second")
         ]
         run(
             store,
             "openai/gpt-4.1-mini",
             items,
-            JudgeConfig(samples=1),
+            JudgeSpec(samples=1),
             RunnerConfig(cache=False),
             provider.base_url,
             "third",
@@ -197,7 +197,7 @@ def test_adaptive_sampling_saves_calls_and_reports_them() -> None:
             store,
             "openai/gpt-4.1-mini",
             items,
-            JudgeConfig(samples=3, adaptive=True),
+            JudgeSpec(samples=3, adaptive=True),
             RunnerConfig(),
             provider.base_url,
         )
@@ -212,11 +212,11 @@ def test_logprobs_give_a_probability_weighted_preference() -> None:
             store,
             "openai/gpt-4.1-mini",
             items,
-            JudgeConfig(samples=1, logprobs=True),
+            JudgeSpec(samples=1, logprobs=True),
             RunnerConfig(),
             provider.base_url,
         )
-        verdicts = store.verdicts(summary.run_id)
+        verdicts = store.runs.verdicts(summary.run_id)
     for verdict, item in zip(verdicts, items, strict=True):
         expected = 0.8 + 0.1 * 0.5 if truth(item) == "A" else 0.1 + 0.1 * 0.5
         assert verdict.details["logprob_preference_a"] == pytest.approx(expected)
@@ -241,12 +241,12 @@ def test_unparseable_answer_is_reasked_once_and_both_calls_are_stored() -> None:
             store,
             "openai/gpt-4.1-mini",
             items,
-            JudgeConfig(samples=1, reask=True),
+            JudgeSpec(samples=1, reask=True),
             RunnerConfig(),
             provider.base_url,
         )
-        calls = store.calls(summary.run_id)
-        verdicts = store.verdicts(summary.run_id)
+        calls = store.runs.calls(summary.run_id)
+        verdicts = store.runs.verdicts(summary.run_id)
     assert len(calls) == 12 and sum(c.attempt == 1 for c in calls) == 6
     assert all(c.parse_status == "parse_failed" and c.raw_text for c in calls if c.attempt == 0)
     assert all(v.status == "scored" for v in verdicts)
@@ -258,11 +258,11 @@ def test_without_reask_garbage_stays_unscored() -> None:
             store,
             "openai/gpt-4.1-mini",
             pairs(2),
-            JudgeConfig(samples=1),
+            JudgeSpec(samples=1),
             RunnerConfig(),
             provider.base_url,
         )
-        verdicts = store.verdicts(summary.run_id)
+        verdicts = store.runs.verdicts(summary.run_id)
     assert [v.status for v in verdicts] == ["unscored", "unscored"]
     assert all("no verdict found" in (v.reason or "") for v in verdicts)
 
@@ -283,11 +283,11 @@ def test_fatal_errors_are_recorded_without_retries() -> None:
             store,
             "openai/gpt-4.1-mini",
             pairs(2),
-            JudgeConfig(samples=1),
+            JudgeSpec(samples=1),
             RunnerConfig(),
             provider.base_url + "/nowhere",
         )
-        calls = store.calls(summary.run_id)
+        calls = store.runs.calls(summary.run_id)
     assert summary.n_retries == 0
     assert all(
         c.parse_status == "error" and c.error_kind == "fatal" and "404" in (c.error or "")
@@ -355,8 +355,8 @@ def test_killed_run_resumes_without_repeating_or_losing_calls(tmp_path: Path) ->
         process.wait()
         assert len(provider.log) < 240, "the run finished before it could be killed"
         with Store(db) as store:
-            recorded = {(c.item_id, c.order, c.sample) for c in store.calls("r1") if c.ok}
-            assert store.get_run("r1")["status"] == "running"
+            recorded = {(c.item_id, c.order, c.sample) for c in store.runs.calls("r1") if c.ok}
+            assert store.runs.get("r1").status == "running"
         assert recorded, "nothing was written before the kill"
         marker = len(provider.log)
         resume = subprocess.run(
@@ -370,16 +370,16 @@ def test_killed_run_resumes_without_repeating_or_losing_calls(tmp_path: Path) ->
         resent = [_key_of(body) for body in provider.log[marker:]]
     assert not (set(resent) & recorded), "a call recorded before the kill was sent again"
     with Store(db) as store:
-        calls = store.calls("r1")
-        verdicts = store.verdicts("r1")
-        assert store.get_run("r1")["status"] == "finished"
+        calls = store.runs.calls("r1")
+        verdicts = store.runs.verdicts("r1")
+        assert store.runs.get("r1").status == "finished"
     keys = [(c.item_id, c.order, c.sample, c.attempt) for c in calls]
     assert len(keys) == len(set(keys)) == 240
     assert len(verdicts) == 60 and all(v.status == "scored" for v in verdicts)
 
 
 def test_process_pool_backend_runs_the_sdk_in_workers_and_classifies_errors() -> None:
-    from judge.pool import BackendSpec, ProcessPoolBackend
+    from judge.backends.pool import BackendSpec, ProcessPoolBackend
 
     items = pairs(20)
     with (
@@ -392,7 +392,7 @@ def test_process_pool_backend_runs_the_sdk_in_workers_and_classifies_errors() ->
         backend = ProcessPoolBackend(
             BackendSpec("openai/gpt-4.1-mini", provider.base_url), workers=2
         )
-        runner = Runner(store, backend, RUBRIC, JudgeConfig(samples=1), FAST_RETRY)
+        runner = Runner(store, backend, RUBRIC, JudgeSpec(samples=1, limits=FAST_RETRY))
 
         async def go():
             try:
@@ -401,7 +401,7 @@ def test_process_pool_backend_runs_the_sdk_in_workers_and_classifies_errors() ->
                 await runner.aclose()
 
         summary = asyncio.run(go())
-        verdicts = store.verdicts(summary.run_id)
+        verdicts = store.runs.verdicts(summary.run_id)
     assert summary.n_retries > 0  # 429/500 crossed the pipe as classified, retryable errors
     assert all(v.status == "scored" for v in verdicts)
     assert {v.item_id: v.winner for v in verdicts} == {i.id: truth(i) for i in items}
@@ -418,9 +418,7 @@ def test_cost_comes_from_an_overridable_price_table(tmp_path: Path) -> None:
     prices = load_prices(table)
     with FakeProvider() as provider, Store() as store:
         backend = make_backend("openai/gpt-4.1-mini", base_url=provider.base_url)
-        runner = Runner(
-            store, backend, RUBRIC, JudgeConfig(samples=1), RunnerConfig(), prices=prices
-        )
+        runner = Runner(store, backend, RUBRIC, JudgeSpec(samples=1), prices=prices)
 
         async def go():
             try:
@@ -429,7 +427,7 @@ def test_cost_comes_from_an_overridable_price_table(tmp_path: Path) -> None:
                 await runner.aclose()
 
         summary = asyncio.run(go())
-        calls = store.calls(summary.run_id)
+        calls = store.runs.calls(summary.run_id)
     assert all(c.cost_usd == c.tokens_in + 2 * c.tokens_out for c in calls)
     assert summary.cost_usd == sum(c.cost_usd for c in calls)
     (tmp_path / "bad.json").write_text('{"gpt-4.1-mini": "cheap"}')
@@ -441,7 +439,7 @@ def test_a_flush_cancelled_while_queued_still_writes_its_batch() -> None:
     """The flush loop is cancelled at the end of every run; a batch it had taken but whose
     write was still queued behind other store work must be written anyway (regression:
     verdicts vanished under load)."""
-    from judge.runner import _Pending
+    from judge.runner import RunState, RunSummary, _Pending
     from judge.types import CallRecord
 
     with Store() as store:
@@ -457,10 +455,18 @@ def test_a_flush_cancelled_while_queued_still_writes_its_batch() -> None:
         )
 
         async def scenario() -> None:
-            runner._flush_lock = asyncio.Lock()
-            runner._pending = _Pending(calls=[record])
+            state = RunState(
+                run_id="r",
+                summary=RunSummary(run_id="r", dataset="d", backend="mock/first"),
+                semaphore=asyncio.Semaphore(1),
+                rpm=None,
+                tpm=None,
+                total_items=1,
+                already_done=0,
+                pending=_Pending(calls=[record]),
+            )
             blocker = asyncio.get_running_loop().run_in_executor(runner._executor, time.sleep, 0.2)
-            flush = asyncio.create_task(runner._flush())
+            flush = asyncio.create_task(runner._flush(state))
             await asyncio.sleep(0.05)  # the write is queued behind the blocker
             flush.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -468,5 +474,5 @@ def test_a_flush_cancelled_while_queued_still_writes_its_batch() -> None:
             await blocker
 
         asyncio.run(scenario())
-        assert [c.item_id for c in store.calls("r")] == ["x"]
+        assert [c.item_id for c in store.runs.calls("r")] == ["x"]
         runner._executor.shutdown()

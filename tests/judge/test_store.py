@@ -11,7 +11,7 @@ from judge.migrations import MIGRATIONS
 
 def test_fresh_store_applies_every_migration(tmp_path: Path) -> None:
     with Store(tmp_path / "a.duckdb") as store:
-        assert store.pending_migrations() == []
+        assert store.db.pending_migrations() == []
         assert set(store.table_counts()) >= {
             "runs",
             "calls",
@@ -26,11 +26,15 @@ def test_database_from_an_older_version_is_migrated_and_keeps_its_rows(tmp_path:
     path = tmp_path / "old.duckdb"
     with Store(":memory:") as scratch:
         del scratch
-    old = Store.__new__(Store)
-    old.path = str(path)
+    from judge.store.db import Database
+
+    old = Database.__new__(Database)
+    old.path, old.read_only = str(path), False
     old.con = duckdb.connect(str(path))
     old.migrate(MIGRATIONS[:1])  # a database written before the request cache existed
-    old.put_items("d", [Item(id="1", prompt="p", response="r")])
+    old.con.execute(
+        "INSERT INTO items VALUES ('d', '1', 'pointwise', 'p', 'r', NULL, NULL, NULL, '{}')"
+    )
     old.close()
     con = duckdb.connect(str(path))
     assert con.execute(
@@ -38,8 +42,8 @@ def test_database_from_an_older_version_is_migrated_and_keeps_its_rows(tmp_path:
     ).fetchone() == (0,)
     con.close()
     with Store(path) as store:
-        assert store.pending_migrations() == []
-        assert [i.id for i in store.items("d")] == ["1"]
+        assert store.db.pending_migrations() == []
+        assert [i.id for i in store.runs.items("d")] == ["1"]
         assert store.table_counts()["request_cache"] == 0
 
 
@@ -62,7 +66,7 @@ def test_results_are_written_in_one_transaction(tmp_path: Path) -> None:
             raw_text="x",
             parse_status="ok",
         )
-        store.write_results(
+        store.runs.write_results(
             [call],
             [Verdict(run_id="r", item_id="1", status="scored", score=1.0, n_calls=1, n_parsed=1)],
         )
@@ -77,17 +81,17 @@ def test_results_are_written_in_one_transaction(tmp_path: Path) -> None:
             parse_status="ok",
         )
         with pytest.raises(duckdb.ConstraintException):
-            store.write_results([second_call], [duplicate_verdict])
+            store.runs.write_results([second_call], [duplicate_verdict])
         # The failed batch left nothing behind: not even its call.
-        assert [c.item_id for c in store.calls("r")] == ["1"]
+        assert [c.item_id for c in store.runs.calls("r")] == ["1"]
 
 
 def test_changed_item_under_the_same_id_is_refused(tmp_path: Path) -> None:
     with Store(tmp_path / "t.duckdb") as store:
-        store.put_items("d", [Item(id="1", prompt="p", response="r")])
-        assert store.put_items("d", [Item(id="1", prompt="p", response="r")]) == 0
+        store.runs.put_items("d", [Item(id="1", prompt="p", response="r")])
+        assert store.runs.put_items("d", [Item(id="1", prompt="p", response="r")]) == 0
         with pytest.raises(StoreError, match="different content"):
-            store.put_items("d", [Item(id="1", prompt="p", response="changed")])
+            store.runs.put_items("d", [Item(id="1", prompt="p", response="changed")])
 
 
 def test_read_only_open_while_a_writer_holds_the_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -119,8 +123,8 @@ def test_bulk_insert_of_many_calls_round_trips(tmp_path: Path) -> None:
         for i in range(20_000)
     ]
     with Store(tmp_path / "t.duckdb") as store:
-        store.write_results(calls, [])
-        back = store.calls("r")
+        store.runs.write_results(calls, [])
+        back = store.runs.calls("r")
     assert len(back) == 20_000
     assert back[0].parsed == {"winner": "A"} and back[0].value == "A"
 

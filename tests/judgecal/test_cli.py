@@ -62,10 +62,11 @@ def test_demo_flow_reports_the_published_numbers(
             "statistics.json",
         ).read_text()
     )
-    assert f"{audit['accuracy_by_order']['ab']['n_correct']} / 200" in stats["correct_False"]
-    assert f"{audit['accuracy_by_order']['ba']['n_correct']} / 200" in stats["correct_True"]
+    by_order = audit["accuracy"]["by_order"]
+    assert f"{by_order['ab']['n_correct']} / 200" in stats["correct_False"]
+    assert f"{by_order['ba']['n_correct']} / 200" in stats["correct_True"]
     assert f"{audit['position']['n_consistent']} / 200" in stats["equal"]
-    assert audit["balanced"]["n_correct"] == int(stats["correct_both"].split(" /")[0])
+    assert audit["accuracy"]["balanced"]["n_correct"] == int(stats["correct_both"].split(" /")[0])
     assert main(["audit", "--run", "chatgpt", "--db", db]) == 0
     text = capsys.readouterr().out
     assert "positional agreement  0.575" in text
@@ -219,7 +220,7 @@ def test_invalid_option_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     )
     err = capsys.readouterr().err
     assert err.startswith(
-        "judgecal: error: invalid option (samples: Input should be greater than or equal to 1)"
+        "judgecal: error: judge settings: samples: Input should be greater than or equal to 1"
     )
 
 

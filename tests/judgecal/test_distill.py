@@ -12,11 +12,9 @@ import pytest
 
 from judge import ConfigError, Store
 from judge.backends.local import load_local_model
-from judgecal import api
 from judgecal.cli import main
 from judgecal.datasets import pandalm, write_jsonl
-from judgecal.distill import distill
-from tests.conftest import shared
+from tests.conftest import distill_at, import_labels_at, run_judge_at, shared
 
 LABEL = {0: "tie", 1: "A", 2: "B"}
 
@@ -40,15 +38,15 @@ def pandalm_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
         replay.append(row)
     write_jsonl(tmp / "gpt35.jsonl", replay)
     db = tmp / "pandalm.duckdb"
-    api.run_judge(
+    run_judge_at(
         rubric="pairwise_helpfulness",
         items=tmp / "items.jsonl",
         model=f"replay/{tmp / 'gpt35.jsonl'}",
         db=db,
         run_id="gpt35",
     )
-    api.import_labels(tmp / "labels.jsonl", db=db)
-    return db, distill("gpt35", db=db, model_id="pandalm-local")
+    import_labels_at(tmp / "labels.jsonl", db=db)
+    return db, distill_at("gpt35", db=db, model_id="pandalm-local")
 
 
 def test_local_judge_next_to_gpt35_and_pandalm7b_on_held_out_items(
@@ -106,8 +104,9 @@ def test_stored_model_reloads_and_refuses_mismatches(
     db, _ = pandalm_run
     copy = tmp_path / "copy.duckdb"
     shutil.copy(db, copy)
-    model, row = load_local_model(copy, "pandalm-local")
-    assert row["teacher_run"] == "gpt35" and row["metrics"]["evaluation"]
+    with Store(copy, read_only=True) as store:
+        model, row = load_local_model(store, "pandalm-local")
+    assert row.teacher_run == "gpt35" and row.metrics["evaluation"]
     assert list(model.classes_) == ["A", "B", "tie"]
     # Position-invariant by construction: swapping the responses swaps P(A) and P(B).
     pair = {
@@ -122,12 +121,12 @@ def test_stored_model_reloads_and_refuses_mismatches(
         store.con.execute(
             """UPDATE models SET versions = replace(versions, '"scikit-learn":"', '"scikit-learn":"0.0-') WHERE model_id = 'pandalm-local'"""
         )
-    with pytest.raises(ConfigError, match="other library versions"):
-        load_local_model(copy, "pandalm-local")
+    with pytest.raises(ConfigError, match="other library versions"), Store(copy) as store:
+        load_local_model(store, "pandalm-local")
     from rubrics import load_rubric
 
-    with pytest.raises(ConfigError, match="distilled under rubric"):
-        load_local_model(db, "pandalm-local", rubric=load_rubric("instruction_following"))
+    with pytest.raises(ConfigError, match="distilled under rubric"), Store(db) as store:
+        load_local_model(store, "pandalm-local", rubric=load_rubric("instruction_following"))
 
 
 def test_local_backend_serves_the_model_through_the_runner(
@@ -191,25 +190,25 @@ def test_pointwise_distillation_learns_per_criterion_heads(
     ]
     write_jsonl(tmp_path / "answers.jsonl", rows)
     db = tmp_path / "pointwise.duckdb"
-    from judge import JudgeConfig
+    from judge import JudgeSpec
 
     with FakeProvider() as provider:
-        api.run_judge(
+        run_judge_at(
             rubric="answer_correctness",
             items=tmp_path / "answers.jsonl",
             model="openai/gpt-4.1-mini",
             base_url=provider.base_url,
             db=db,
             run_id="teacher",
-            judge=JudgeConfig(samples=1, temperature=0),
+            judge=JudgeSpec(samples=1, temperature=0),
         )
-    result = distill("teacher", db=db, model_id="pointwise-local")
+    result = distill_at("teacher", db=db, model_id="pointwise-local")
     ev = result["evaluation"]["local_vs_teacher"]
     assert ev["exact_levels"] > 0.9 and ev["spearman_score"] > 0.9
     assert ev["mean_abs_score_error"] < result["evaluation"]["baseline_mean_abs_score_error"]
     assert result["cascade"]["calls_saved"] > 0.5
     with Store(db) as store:
-        assert store.get_model("pointwise-local")["kind"] == "local_judge/pointwise"
+        assert store.models.get("pointwise-local").kind == "local_judge/pointwise"
     few = tmp_path / "few.jsonl"
     write_jsonl(
         few,
@@ -218,17 +217,17 @@ def test_pointwise_distillation_learns_per_criterion_heads(
             {"id": "n2", "prompt": "Q?", "response": "quality=1 answer"},
         ],
     )
-    summary = api.run_judge(
+    summary = run_judge_at(
         rubric="answer_correctness",
         items=few,
         model="local/pointwise-local",
         db=db,
         run_id="served",
-        judge=JudgeConfig(samples=1, temperature=0),
+        judge=JudgeSpec(samples=1, temperature=0),
     )
     assert summary.n_scored == 2
     with Store(db) as store:
-        scores = {v.item_id: v.score for v in store.verdicts("served")}
+        scores = {v.item_id: v.score for v in store.runs.verdicts("served")}
     assert scores["n1"] > scores["n2"]
 
 
@@ -240,7 +239,7 @@ def test_too_few_verdicts_is_a_clear_error(
     ]
     write_jsonl(tmp_path / "few.jsonl", rows)
     db = tmp_path / "few.duckdb"
-    api.run_judge(
+    run_judge_at(
         rubric="pairwise_helpfulness",
         items=tmp_path / "few.jsonl",
         model="mock/longer",
@@ -250,4 +249,4 @@ def test_too_few_verdicts_is_a_clear_error(
     assert main(["distill", "--run", "small", "--db", str(db)]) == 2
     assert "has 10 scored verdicts; distillation needs at least 30" in capsys.readouterr().err
     with Store(db) as store:
-        assert store.list_models() == []
+        assert store.models.list() == []

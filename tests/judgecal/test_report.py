@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from judgecal import api
+from calibration.audit import SIGNAL_TEXT
 from judgecal.cli import main
 from judgecal.datasets import llmbar_items, llmbar_labels, llmbar_replay, write_jsonl
-from judgecal.report import SIGNAL_TEXT, build_audit, write_audit
-from tests.conftest import shared
+from judgecal.report import write_audit
+from tests.conftest import audit_at, import_labels_at, run_judge_at, shared
 
 CASES = [(subset, judge) for subset in ("MT-Bench", "FairEval") for judge in ("GPT-4", "ChatGPT")]
 
@@ -33,15 +33,15 @@ def audited(
     for name, rows in (("items.jsonl", items), ("labels.jsonl", labels), ("replay.jsonl", replay)):
         write_jsonl(tmp_path / name, rows)
     db = tmp_path / "audit.duckdb"
-    api.run_judge(
+    run_judge_at(
         rubric="instruction_following",
         items=tmp_path / "items.jsonl",
         model=f"replay/{tmp_path / 'replay.jsonl'}",
         db=db,
         run_id="r",
     )
-    api.import_labels(tmp_path / "labels.jsonl", db=db)
-    return build_audit("r", db=db, n_boot=300), items, labels, replay
+    import_labels_at(tmp_path / "labels.jsonl", db=db)
+    return audit_at("r", db=db, n_boot=300), items, labels, replay
 
 
 def winner_of(text: str) -> str | None:
@@ -67,7 +67,7 @@ def test_report_numbers_match_an_independent_computation(
     n = len(gold)
     for order in ("ab", "ba"):
         expected = sum(per_order[i][order] == gold[i] for i in gold) / n
-        assert audit["accuracy"]["by_order"][order]["accuracy"] == pytest.approx(expected)
+        assert audit.accuracy.by_order[order].accuracy == pytest.approx(expected)
     # Balanced (one sample per order): agreeing orders give that winner, a conflict is a tie.
     balanced = {
         i: (
@@ -79,22 +79,18 @@ def test_report_numbers_match_an_independent_computation(
         )
         for i, w in per_order.items()
     }
-    assert audit["accuracy"]["balanced"]["accuracy"] == pytest.approx(
+    assert audit.accuracy.balanced.accuracy == pytest.approx(
         sum(balanced[i] == gold[i] for i in gold) / n
     )
     consistent = (
         sum(1 for w in per_order.values() if w["ab"] is not None and w["ab"] == w["ba"]) / n
     )
-    assert audit["position"]["consistency"]["position_consistency"] == pytest.approx(consistent)
+    assert audit.position.consistency == pytest.approx(consistent)
     ids = sorted(gold)
     kappa = cohen_kappa_score([gold[i] for i in ids], [str(balanced[i]) for i in ids])
-    row = next(
-        r
-        for r in audit["agreement"]["rows"]
-        if r["statistic"] == "cohen_kappa" and r["reference"] == "majority"
-    )
-    assert row["value"] == pytest.approx(kappa)
-    assert row["ci_low"] < kappa < row["ci_high"]
+    row = audit.agreement.row("cohen_kappa", "majority")
+    assert row.value == pytest.approx(kappa)
+    assert row.ci_low < kappa < row.ci_high
     decided = [
         (it, balanced[it["id"]])
         for it in items
@@ -103,19 +99,17 @@ def test_report_numbers_match_an_independent_computation(
     longer = [
         ("A" if len(it["response_a"]) > len(it["response_b"]) else "B") == w for it, w in decided
     ]
-    assert audit["length_bias"]["longer_preference"] == pytest.approx(np.mean(longer))
-    assert audit["length_bias"]["n"] == len(decided)
-    assert audit["verdict"]["trust"] in {"high", "moderate", "low"}
-    assert audit["verdict"]["findings"] and audit["verdict"]["fixes"]
+    assert audit.length_bias.longer_preference == pytest.approx(np.mean(longer))
+    assert audit.length_bias.n == len(decided)
+    assert audit.verdict.trust in {"high", "moderate", "low"}
+    assert audit.verdict.findings and audit.verdict.fixes
 
 
 def test_chatgpt_on_faireval_is_called_out_for_position_bias(tmp_path: Path) -> None:
     audit, *_ = audited("FairEval", "ChatGPT", tmp_path)
-    assert audit["position"]["consistency"]["position_consistency"] == pytest.approx(
-        0.1818, abs=1e-4
-    )
-    assert any("Position bias" in fix for fix in audit["verdict"]["fixes"])
-    assert audit["verdict"]["trust"] == "low"
+    assert audit.position.consistency == pytest.approx(0.1818, abs=1e-4)
+    assert any("Position bias" in fix for fix in audit.verdict.fixes)
+    assert audit.verdict.trust == "low"
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -141,7 +135,7 @@ def test_html_report_opens_in_headless_chromium_with_every_figure(
         )
         == 0
     )
-    write_audit("gpt4", db=demo_db, out=tmp_path / "audit", n_boot=200)
+    write_audit(audit_at("gpt4", db=demo_db, n_boot=200), tmp_path / "audit")
     errors: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -191,7 +185,7 @@ def test_cascade_with_a_stronger_judge_and_other_signals(
 
     mt = EXAMPLES / "mtbench"
     # ChatGPT is the cheap judge; GPT-4 (already in demo_db as run "gpt4") is the fallback.
-    api.run_judge(
+    run_judge_at(
         rubric="pairwise_helpfulness",
         items=mt / "items.jsonl",
         model=f"replay/{mt / 'chatgpt.replay.jsonl'}",
@@ -199,21 +193,21 @@ def test_cascade_with_a_stronger_judge_and_other_signals(
         run_id="chatgpt",
     )
     for signal in ("confidence", "consistency", "logprob"):
-        audit = build_audit(
+        audit = audit_at(
             "chatgpt", db=demo_db, n_boot=50, signal=signal, alpha=0.2, fallback_run="gpt4"
         )
-        assert audit["calibration"]["signal"] == SIGNAL_TEXT[signal]
+        assert audit.calibration.signal == SIGNAL_TEXT[signal]
         if signal == "consistency":
-            assert {b["predicted"] for b in audit["calibration"]["raw"]["reliability"]} <= {
+            assert {b["predicted"] for b in audit.calibration.curves["raw"].reliability} <= {
                 0.0,
                 1.0,
             }
-        cascade = audit["selective"]["cascade"]
-        assert cascade["fallback_run"] == "gpt4"
-        assert cascade["share_decided_by_judge"] + cascade["share_escalated"] == pytest.approx(1.0)
-        if audit["selective"]["threshold"] is not None:
+        cascade = audit.selective.cascade
+        assert cascade is not None and cascade.fallback_run == "gpt4"
+        assert cascade.share_decided_by_judge + cascade.share_escalated == pytest.approx(1.0)
+        if audit.selective.threshold is not None:
             # The cascade decides the confident items itself and beats the cheap judge alone.
-            assert cascade["agreement"] > cascade["judge_alone_agreement"]
+            assert cascade.agreement > cascade.judge_alone_agreement
     assert (
         main(
             [

@@ -14,9 +14,10 @@ import pytest
 
 from judge.dynamic import criteria_from_answer, merge_criteria, near_duplicate
 from judge.testing import FakeProvider, ScriptedJudge
+from judgecal.adapters.verl import compute_score, score_one
 from judgecal.cli import main
-from judgecal.probes import run_probes
-from judgecal.rewards import RewardError, RubricReward, compute_score
+from rewards import RewardError, RubricReward
+from rewards.probes import run_probes
 from rubrics import Criterion
 
 PROMPTS = ["What is 2+2?"] * 4 + ["Capital of France?"] * 4
@@ -60,13 +61,13 @@ def test_generated_rubric_is_validated_deduplicated_pruned_and_cached(
         third = reward._submit(reward.score_batch(PROMPTS, COMPLETIONS)).result()
         assert third.rewards == first.rewards
         assert sum(provider.requests.values()) == sent
-        stored = reward.store.dynamic_rubric(next(iter({k for k in reward_keys(reward)})))
+        stored = reward.store.rubric_cache.get(next(iter({k for k in reward_keys(reward)})))
     assert stored is not None and "same_format" not in stored[0]
     with RubricReward("openai/gpt-4.1-mini", base_url=provider.base_url, db=db) as reopened:
         counts = reopened.store.table_counts()
-        runs = reopened.store.list_runs()
+        runs = reopened.store.runs.list()
     assert counts["dynamic_rubrics"] == 2
-    assert {r["dataset"] for r in runs} == {"rubric-generation", "rewards"}
+    assert {r.dataset for r in runs} == {"rubric-generation", "rewards"}
 
 
 def reward_keys(reward: RubricReward) -> list[str]:
@@ -78,9 +79,9 @@ def reward_keys(reward: RubricReward) -> list[str]:
 def test_later_groups_extend_the_rubric(provider: FakeProvider) -> None:
     with RubricReward("openai/gpt-4.1-mini", base_url=provider.base_url) as reward:
         reward(PROMPTS, COMPLETIONS)
-        before = {k: reward.store.dynamic_rubric(k) for k in reward_keys(reward)}
+        before = {k: reward.store.rubric_cache.get(k) for k in reward_keys(reward)}
         reward(PROMPTS, [c + " more" for c in COMPLETIONS])
-        after = {k: reward.store.dynamic_rubric(k) for k in reward_keys(reward)}
+        after = {k: reward.store.rubric_cache.get(k) for k in reward_keys(reward)}
     for key_ in before:
         old, new = json.loads(before[key_][0]), json.loads(after[key_][0])  # type: ignore[index]
         old_ids = [c["id"] for c in old["criteria"]]
@@ -140,17 +141,17 @@ def test_unscored_responses_are_none_unless_configured() -> None:
         ) as reward:
             assert reward(["q"], ["a"]) == [None]
             with pytest.raises(RewardError, match="could not score"):
-                reward.compute_score("demo", "a", "b", {"prompt": "q"})
+                score_one(reward, "demo", "a", "b", {"prompt": "q"})
         with RubricReward(
             "openai/gpt-4.1-mini", base_url=fake.base_url, rubric="answer_correctness", unscored=0.0
         ) as reward:
-            assert reward.compute_score("demo", "a", "b", {"prompt": "q"}) == 0.0
+            assert score_one(reward, "demo", "a", "b", {"prompt": "q"}) == 0.0
 
 
 def test_verl_compute_score(
     provider: FakeProvider, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import judgecal.rewards as module
+    import judgecal.adapters.verl as module
 
     monkeypatch.setattr(module, "_DEFAULT", None)
     monkeypatch.setenv("JUDGECAL_MODEL", "openai/gpt-4.1-mini")
@@ -303,7 +304,7 @@ def test_criteria_validation_and_dedup() -> None:
 
 
 def test_rewards_under_provider_faults_are_recorded_not_defaulted() -> None:
-    from judge import RunnerConfig
+    from judge import JudgeSpec, RunnerConfig
     from judge.testing import FaultPlan
 
     fast = RunnerConfig(
@@ -312,11 +313,14 @@ def test_rewards_under_provider_faults_are_recorded_not_defaulted() -> None:
     with (
         FakeProvider(faults=FaultPlan(rate=0.2, seed=5, timeout_sleep_s=0.6)) as fake,
         RubricReward(
-            "openai/gpt-4.1-mini", base_url=fake.base_url, rubric="answer_correctness", runner=fast
+            "openai/gpt-4.1-mini",
+            base_url=fake.base_url,
+            rubric="answer_correctness",
+            judge=JudgeSpec(limits=fast),
         ) as reward,
     ):
         batch = reward._submit(reward.score_batch(PROMPTS, COMPLETIONS)).result()
-        calls = [c for run in batch.run_ids for c in reward.store.calls(run)]
+        calls = [c for run in batch.run_ids for c in reward.store.runs.calls(run)]
     assert sum(fake.faults_injected.values()) > 0
     assert len(batch.rewards) == 8 and all(r is None or 0.0 <= r <= 1.0 for r in batch.rewards)
     # Every unscored reward is an unscored verdict with its reason, never a made-up number.

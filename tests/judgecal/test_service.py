@@ -31,7 +31,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     mp.setenv("OPENAI_API_KEY", SECRET)
     db = tmp_path_factory.mktemp("service") / "service.duckdb"
     with Store(db) as store:
-        key = store.create_api_key("tests")
+        key = store.keys.create("tests")
     with FakeProvider() as provider:
         service = Service(db, base_url=provider.base_url, reward_model="openai/gpt-4.1-mini")
         uv = uvicorn.Server(
@@ -142,7 +142,7 @@ def test_judge_and_compare(server: dict) -> None:
     with Store(server["db"], read_only=False) as store:
         run = compared.json()["run_id"]
         assert (
-            len(store.verdicts(run)) == 6 and len(store.calls(run)) == 24
+            len(store.runs.verdicts(run)) == 6 and len(store.runs.calls(run)) == 24
         )  # both orders × 2 samples
 
 
@@ -354,7 +354,7 @@ def test_background_run_status_and_report(server: dict) -> None:
         time.sleep(0.05)
     assert status["status"] == "finished" and status["n_done"] == status["n_items"] == 30
     report = httpx.get(f"{server['base']}/v1/runs/{run_id}/report", headers=headers)
-    assert report.status_code == 200 and report.json()["position"]["consistency"]["n"] == 30
+    assert report.status_code == 200 and report.json()["position"]["n"] == 30
     unknown = httpx.get(f"{server['base']}/v1/runs/nope", headers=headers)
     assert unknown.status_code == 404 and error_of(unknown)["type"] == "unknown_run"
     bad = post(
@@ -437,7 +437,7 @@ import inspect_ai.model._model as inspect_model
 from inspect_ai.dataset import Sample
 from inspect_ai.solver import generate
 from judgecal.client import JudgecalClient
-from judgecal.inspect_scorer import judgecal_scorer
+from judgecal.adapters.inspect import judgecal_scorer
 
 # Inspect estimates context size with tiktoken, whose encoding file is a download; offline, a
 # characters/4 estimate stands in (it only matters for context compaction).
