@@ -8,10 +8,13 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 
 .PHONY: install demo test check lint format typecheck bench clean
 
+# Nothing is installed into $(PYTHON) itself (a distribution's Python refuses that, PEP 668):
+# the virtualenv is made with the standard library's venv (Debian: apt-get install python3-venv)
+# and uv is bootstrapped inside it.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check uv
-	$(PYTHON) -m uv venv --quiet --allow-existing $(VENV)
-	$(PYTHON) -m uv pip install --quiet --python $(VENV) --compile-bytecode -e '.[dev,serve,inspect]'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(BIN)/python -m uv pip install --quiet --python $(BIN)/python --compile-bytecode -e '.[dev,serve,inspect]'
 	touch $(STAMP)
 
 install: $(STAMP)

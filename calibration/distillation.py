@@ -297,7 +297,7 @@ def _distill_pointwise(
 
     test_levels, test_conf = model.predict_levels(examples(test_ids))
     local_scores = [aggregate(levels) for levels in test_levels]
-    teacher_scores = [verdicts[i].score for i in test_ids]
+    teacher_scores = [float(verdicts[i].score or 0.0) for i in test_ids]
     exact = [
         all(round(levels.get(c, -1)) == level for c, level in teacher[i].items())
         for levels, i in zip(test_levels, test_ids, strict=True)
@@ -321,7 +321,12 @@ def _distill_pointwise(
         "baseline": "always the training mean score",
         "baseline_mean_abs_score_error": float(
             np.mean(
-                np.abs(np.subtract(np.mean([verdicts[i].score for i in train_ids]), teacher_scores))
+                np.abs(
+                    np.subtract(
+                        np.mean([float(verdicts[i].score or 0.0) for i in train_ids]),
+                        teacher_scores,
+                    )
+                )
             )
         ),
     }

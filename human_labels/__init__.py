@@ -20,6 +20,7 @@ from human_labels.intervals import AlphaEstimate, Estimate, bootstrap, hayes_kri
 from human_labels.io import OVERALL, Label, load_labels, validate_labels
 from human_labels.matrix import reliability_matrix
 from human_labels.planning import achieved_half_width, plan, required_items
+from human_labels.reliability import annotator_alpha
 from human_labels.stats import (
     accuracy_score,
     cohen_kappa,
@@ -42,6 +43,7 @@ __all__ = [
     "LabelsError",
     "accuracy_score",
     "achieved_half_width",
+    "annotator_alpha",
     "bootstrap",
     "cohen_kappa",
     "compare_with_humans",

@@ -8,13 +8,10 @@ that composes several of them opens the database once. Computation lives below t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from judge import (
     Backend,
@@ -154,7 +151,7 @@ def _dataset_for_labels(store: Store, dataset: str | None) -> str:
 
 
 def _rubric_for_dataset(store: Store, dataset: str) -> Rubric | None:
-    runs = [r for r in store.runs.list() if r.dataset == dataset]
+    runs = [r for r in store.runs.all() if r.dataset == dataset]
     if not runs:
         return None
     return rubric_from_yaml(store.runs.rubric_body(runs[-1].rubric_hash))
@@ -218,57 +215,36 @@ def human_alpha(
     Interval α is computed from per-item moments aggregated inside DuckDB, so it scales to
     millions of labels; other levels pivot the labels into a matrix first.
     """
-    from human_labels import (
-        OVERALL,
-        AgreementError,
-        fleiss_kappa,
-        hayes_krippendorff,
-        interval_alpha_from_moments,
-        reliability_matrix,
-    )
+    from human_labels import OVERALL, AgreementError, annotator_alpha
 
     dataset = _dataset_for_labels(store, dataset)
     criterion = criterion or OVERALL
     table = store.labels.arrow(dataset, criterion)
-    moments = store.labels.moments(dataset, criterion) if table.num_rows else None
-    rows = [] if table.num_rows else store.labels.get(dataset, criterion)
     if table.num_rows:
-        matrix, annotators, items = reliability_matrix(
-            table["item_id"], table["annotator"], table["value_num"]
-        )
-    elif rows:
-        # Text labels (A/B/tie) have no order or distance: nominal α only.
-        level = "nominal"
-        codes = {v: float(i) for i, v in enumerate(sorted({r.value for r in rows}))}
-        matrix, annotators, items = reliability_matrix(
-            [r.item_id for r in rows], [r.annotator for r in rows], [codes[r.value] for r in rows]
+        result = annotator_alpha(
+            table["item_id"],
+            table["annotator"],
+            table["value_num"],
+            level=level,
+            moments=store.labels.moments(dataset, criterion),
+            n_boot=n_boot,
+            random_state=random_state,
         )
     else:
-        raise AgreementError(
-            f"no labels for dataset {dataset!r} criterion {criterion or 'overall'!r}"
+        rows = store.labels.get(dataset, criterion)
+        if not rows:
+            raise AgreementError(
+                f"no labels for dataset {dataset!r} criterion {criterion or 'overall'!r}"
+            )
+        result = annotator_alpha(
+            [r.item_id for r in rows],
+            [r.annotator for r in rows],
+            [r.value for r in rows],
+            numeric=False,
+            n_boot=n_boot,
+            random_state=random_state,
         )
-    estimate = hayes_krippendorff(matrix, level, n_boot=n_boot, random_state=random_state)  # type: ignore[arg-type]
-    alpha = estimate.value
-    if level == "interval" and moments is not None:
-        alpha = interval_alpha_from_moments(moments["m"], moments["s1"], moments["s2"])
-    complete = matrix[:, ~np.isnan(matrix).any(axis=0)]
-    fleiss = None
-    if level == "nominal" and complete.shape[1] > 0 and matrix.shape[0] >= 2:
-        with contextlib.suppress(AgreementError):
-            fleiss = fleiss_kappa(complete)
-    return {
-        "dataset": dataset,
-        "criterion": criterion or "overall",
-        "level": level,
-        "fleiss_kappa": fleiss,
-        "fleiss_items": int(complete.shape[1]),
-        "alpha": alpha,
-        "ci95": [estimate.low, estimate.high],
-        "p_below_0667": estimate.p_below_0667,
-        "p_below_0800": estimate.p_below_0800,
-        "n_items": len(items),
-        "annotators": annotators,
-    }
+    return {"dataset": dataset, "criterion": criterion or "overall", **result}
 
 
 def audit(store: Store, run_id: str, config: Any = None) -> Any:

@@ -145,7 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     with api.open_store(args.db, read_only=True) as store:
-        runs = store.runs.list()
+        runs = store.runs.all()
     if args.json:
         _print_json(
             [
@@ -461,7 +461,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def cmd_models_list(args: argparse.Namespace) -> int:
     with api.open_store(args.db, read_only=True) as store:
-        models = store.models.list()
+        models = store.models.all()
     if args.json:
         _print_json(
             [

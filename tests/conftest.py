@@ -61,6 +61,10 @@ def distill_at(run_id: str, *, db: Path | str, **options):
 def shared(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)
     if not path.exists():
+        # CI always has shared/ beside the checkout: there a missing file is a failure, not a
+        # silently skipped reference check.
+        if os.environ.get("CI"):
+            pytest.fail(f"shared dataset missing in CI: {path}")
         pytest.skip(f"shared dataset not present: {path}")
     return path
 

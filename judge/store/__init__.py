@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
+
 from judge.store.cache import RequestCache, RubricCache
 from judge.store.db import Database
 from judge.store.keys import KeyStore
@@ -56,7 +58,7 @@ class Store:
         self.rewards = RewardStore(self.db)
 
     @property
-    def con(self):  # type: ignore[no-untyped-def]
+    def con(self) -> duckdb.DuckDBPyConnection:
         return self.db.con
 
     def reader(self) -> Store:

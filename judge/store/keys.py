@@ -25,9 +25,9 @@ class KeyStore:
 
     def active_hashes(self) -> dict[str, str]:
         """key id → hash of every key not revoked."""
-        return {k.key_id: k.key_hash for k in self.list() if not k.revoked}
+        return {k.key_id: k.key_hash for k in self.all() if not k.revoked}
 
-    def list(self) -> list[ApiKeyRecord]:
+    def all(self) -> list[ApiKeyRecord]:
         names, rows = self.db.query("SELECT * FROM api_keys ORDER BY created_at")
         return [from_row(ApiKeyRecord, names, r) for r in rows]
 

@@ -40,6 +40,6 @@ class ModelStore:
             )
         return from_row(ModelRecord, names, rows[0], _JSON)
 
-    def list(self) -> list[ModelRecord]:
+    def all(self) -> list[ModelRecord]:
         names, rows = self.db.query("SELECT * FROM models ORDER BY created_at")
         return [from_row(ModelRecord, names, r, _JSON) for r in rows]

@@ -266,7 +266,7 @@ class RunStore:
             raise StoreError(f"no run {run_id!r} in {self.db.path}; `judgecal runs` lists them")
         return from_row(RunRecord, names, rows[0], ("spec",))
 
-    def list(self) -> list[RunRecord]:
+    def all(self) -> list[RunRecord]:
         names, rows = self.db.query(
             "SELECT r.*, (SELECT count(*) FROM verdicts v WHERE v.run_id = r.run_id) AS n_verdicts "
             "FROM runs r ORDER BY r.created_at"

@@ -132,10 +132,10 @@ def render_html(audit: Audit) -> str:
         )
         cascade_text = ""
         if sel.cascade is not None:
-            c = sel.cascade
+            cas = sel.cascade
             cascade_text = (
-                f" Cascade with run {escape(c.fallback_run)} on the escalated items: {_cell(c.agreement)} "
-                f"agreement (judge alone {_cell(c.judge_alone_agreement)}, fallback alone {_cell(c.fallback_alone_agreement)})."
+                f" Cascade with run {escape(cas.fallback_run)} on the escalated items: {_cell(cas.agreement)} "
+                f"agreement (judge alone {_cell(cas.judge_alone_agreement)}, fallback alone {_cell(cas.fallback_alone_agreement)})."
             )
         sections.append(
             f'<h2>Selective judging</h2><p id="selective">Target: agreement ≥ {1 - sel.alpha:.0%} with probability ≥ {1 - sel.delta:.0%} (fixed-sequence testing on {sel.calibration_n} calibration items). Threshold {threshold}; on the test split it decides {sel.test_coverage:.1%} of items at {_cell(sel.test_agreement)} agreement.{cascade_text}</p>'
@@ -147,9 +147,9 @@ def render_html(audit: Audit) -> str:
             f'<h2>Estimates from few labels (PPI++)</h2><p id="ppi">{escape(p.quantity)}: PPI++ {p.estimate:.3f} [{p.ci[0]:.3f}, {p.ci[1]:.3f}] from {p.n_labeled} labels and {p.n_unlabeled} judge verdicts (λ = {p.lam:.2f}); humans only {h["estimate"]:.3f} [{h["ci"][0]:.3f}, {h["ci"][1]:.3f}]; judge only {j["estimate"]:.3f} (biased); all labels {p.all_labels_estimate:.3f}.</p>'
         )
     if audit.routing is not None:
-        r = audit.routing
+        routing = audit.routing
         sections.append(
-            f'<h2>Routing to humans</h2><p id="routing">The {r.n_routed} items with the most divided verdicts (top {r.beta:.0%} by position-diversity entropy) go to humans: accuracy {_cell(r.judge_accuracy)} for the judge alone, {_cell(r.combined_accuracy)} with humans on those items.</p>'
+            f'<h2>Routing to humans</h2><p id="routing">The {routing.n_routed} items with the most divided verdicts (top {routing.beta:.0%} by position-diversity entropy) go to humans: accuracy {_cell(routing.judge_accuracy)} for the judge alone, {_cell(routing.combined_accuracy)} with humans on those items.</p>'
         )
     body = "\n".join(sections)
     return f"""<!doctype html>

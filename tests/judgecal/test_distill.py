@@ -249,4 +249,4 @@ def test_too_few_verdicts_is_a_clear_error(
     assert main(["distill", "--run", "small", "--db", str(db)]) == 2
     assert "has 10 scored verdicts; distillation needs at least 30" in capsys.readouterr().err
     with Store(db) as store:
-        assert store.models.list() == []
+        assert store.models.all() == []

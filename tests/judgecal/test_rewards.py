@@ -65,7 +65,7 @@ def test_generated_rubric_is_validated_deduplicated_pruned_and_cached(
     assert stored is not None and "same_format" not in stored[0]
     with RubricReward("openai/gpt-4.1-mini", base_url=provider.base_url, db=db) as reopened:
         counts = reopened.store.table_counts()
-        runs = reopened.store.runs.list()
+        runs = reopened.store.runs.all()
     assert counts["dynamic_rubrics"] == 2
     assert {r.dataset for r in runs} == {"rubric-generation", "rewards"}
 
