@@ -129,7 +129,12 @@ def test_one_run_builds_one_backend_and_closes_every_client(
 
 
 ITEMS = [
-    {"id": f"p{i}", "prompt": f"Question {i}?", "response_a": "Short.", "response_b": "Longer answer."}
+    {
+        "id": f"p{i}",
+        "prompt": f"Question {i}?",
+        "response_a": "Short.",
+        "response_b": "Longer answer.",
+    }
     for i in range(3)
 ]
 
@@ -222,3 +227,40 @@ def test_every_reward_can_be_recomputed_from_its_rows(tmp_path: Path) -> None:
             expected = 0.5 if high - low < 1e-12 else (raw[r.rollout] - low) / (high - low)
             assert r.normalization == "group" and r.value == pytest.approx(expected)
             assert batch[r.rollout] == pytest.approx(r.value)
+
+
+def test_a_judge_file_names_the_whole_judge_and_flags_override_it(tmp_path: Path) -> None:
+    from judge import load_judge_spec
+
+    spec = load_judge_spec(EXAMPLES / "judges" / "gpt4o-pairwise.yaml")
+    assert spec.model == "openai/gpt-4o" and spec.limits.rpm == 500
+    assert spec.content_hash == JudgeSpec(**spec.identity()).content_hash
+    # Limits never change a verdict, so they are not part of the hash.
+    assert spec.content_hash == spec.with_overrides(limits={"rpm": 5}).content_hash
+    assert spec.content_hash != spec.with_overrides(samples=1).content_hash
+    judge_file = tmp_path / "judge.yaml"
+    judge_file.write_text("model: mock/example\nrubric: pairwise_helpfulness\nsamples: 2\n")
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps(row) + "\n" for row in ITEMS))
+    db = tmp_path / "j.duckdb"
+    args = ["run", "--judge", str(judge_file), "--items", str(items), "--db", str(db)]
+    assert main([*args, "--samples", "1", "--run-id", "r"]) == 0
+    with Store(db, read_only=True) as store:
+        run = store.runs.get("r")
+        assert run.spec["judge"]["samples"] == 1 and run.spec["judge"]["model"] == "mock/example"
+        assert len(store.runs.calls("r")) == 3 * 2
+    (tmp_path / "bad.yaml").write_text("model: mock/example\nsampels: 2\n")
+    assert (
+        main(["run", "--judge", str(tmp_path / "bad.yaml"), "--items", str(items), "--db", str(db)])
+        == 2
+    )
+
+
+def test_version_and_help_show_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("judgecal ")
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    assert "(default: 3)" in text and "(default: 0.7)" in text and "local/<model-id>" in text

@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from judge import BackendError, Completion, GenerateRequest, Item, JudgeSpec, Message, make_backend
+from judge import (
+    BackendError,
+    Completion,
+    GenerateRequest,
+    Item,
+    JudgeSpec,
+    Message,
+    ModelRecord,
+    Store,
+    make_backend,
+)
 from judge.backends import Backend
 from judge.backends.pool import BackendSpec, ProcessPoolBackend
 from judge.protocols import PairwiseProtocol
@@ -33,7 +43,48 @@ def provider():
         yield fake
 
 
+def _local_judge_store() -> Store:
+    """A store holding a small distilled judge, as ``judgecal distill`` writes it."""
+    import pickle
+
+    from calibration.distill import LocalJudge
+    from judge.backends.local import library_versions
+
+    examples = [
+        {
+            "prompt": f"q{i}",
+            "response_a": "good detailed answer " * (1 + i % 3),
+            "response_b": "bad",
+            "reference": "",
+        }
+        for i in range(20)
+    ]
+    swapped = [
+        {**e, "response_a": e["response_b"], "response_b": e["response_a"]} for e in examples
+    ]
+    model = LocalJudge("pairwise", random_state=0).fit(
+        examples + swapped, ["A"] * len(examples) + ["B"] * len(swapped)
+    )
+    store = Store()
+    store.models.put(
+        ModelRecord(
+            model_id="contract",
+            kind="local_judge/pairwise",
+            spec={},
+            rubric_hash=RUBRIC.content_hash,
+            teacher_run=None,
+            data_hash=None,
+            versions=library_versions(),
+            metrics={},
+            blob=pickle.dumps(model),
+        )
+    )
+    return store
+
+
 def build(name: str, provider: FakeProvider, tmp_path: Path) -> Backend:
+    if name == "local":
+        return make_backend("local/contract", rubric=RUBRIC, store=_local_judge_store())
     if name == "replay":
         path = tmp_path / "r.jsonl"
         path.write_text(
@@ -48,6 +99,7 @@ def build(name: str, provider: FakeProvider, tmp_path: Path) -> Backend:
 
 BACKENDS = [
     "mock/longer",
+    "local",
     "replay",
     "openai/gpt-4.1-mini",
     "anthropic/claude-haiku-4-5",
@@ -84,6 +136,37 @@ def test_backend_contract(name: str, provider: FakeProvider, tmp_path: Path) -> 
             "fatal",
         }
     assert isinstance(backend.cacheable, bool)
+
+
+HTTP_BACKENDS = [
+    "openai/gpt-4.1-mini",
+    "anthropic/claude-haiku-4-5",
+    "dspy/openai/gpt-4.1-mini",
+    "pool",
+]
+
+
+@pytest.mark.parametrize("name", HTTP_BACKENDS)
+def test_a_429_becomes_a_rate_limit_error(name: str, tmp_path: Path) -> None:
+    from judge.testing import FaultPlan
+
+    with FakeProvider(faults=FaultPlan(rate=1.0, kinds=("rate_limit",), seed=1)) as limited:
+        backend = build(name, limited, tmp_path)
+        request = PairwiseProtocol(RUBRIC, JudgeSpec(samples=1), "gpt-4.1-mini").request(
+            ITEM, "ab", 0
+        )
+
+        async def go() -> BaseException:
+            try:
+                await backend.generate(request)
+            except Exception as exc:  # noqa: BLE001 - the test classifies whatever was raised
+                return exc
+            finally:
+                await backend.aclose()
+            raise AssertionError("a 429 was answered as a completion")
+
+        error = backend.classify(asyncio.run(go()))
+    assert error.kind == "rate_limit", error
 
 
 def test_request_hash_ignores_labels_but_not_content() -> None:
