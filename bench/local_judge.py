@@ -108,8 +108,12 @@ def _run(store: Store, backend, rubric, items) -> float:  # type: ignore[no-unty
         store,
         backend,
         rubric,
-        JudgeSpec(samples=1, both_orders=False, temperature=0),
-        RunnerConfig(max_concurrency=64, cache=False),
+        JudgeSpec(
+            samples=1,
+            both_orders=False,
+            temperature=0,
+            limits=RunnerConfig(max_concurrency=64, cache=False),
+        ),
     )
 
     async def go() -> float:

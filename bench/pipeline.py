@@ -105,8 +105,13 @@ def measure(items: list[Item], base_url: str, db: Path, args: argparse.Namespace
         store,
         backend,
         rubric,
-        JudgeSpec(samples=1, temperature=0),
-        RunnerConfig(max_concurrency=args.concurrency, cache=False, flush_every=args.flush_every),
+        JudgeSpec(
+            samples=1,
+            temperature=0,
+            limits=RunnerConfig(
+                max_concurrency=args.concurrency, cache=False, flush_every=args.flush_every
+            ),
+        ),
     )
 
     async def go() -> tuple[object, float, float]:

@@ -55,8 +55,11 @@ def main() -> None:
             base_url=base_url,
             db=Path(tmp) / "rewards.duckdb",
             extend=False,
-            judge=JudgeSpec(samples=1, temperature=0.0),
-            runner=RunnerConfig(max_concurrency=args.concurrency),
+            judge=JudgeSpec(
+                samples=1,
+                temperature=0.0,
+                limits=RunnerConfig(max_concurrency=args.concurrency),
+            ),
         )
         with reward:
             for epoch, salt in ((1, "a"), (2, "b"), (3, "b")):

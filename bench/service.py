@@ -27,8 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
 
-from calibration.distillation import distill  # noqa: E402
-from judge import Store  # noqa: E402
+from judge import JudgeSpec, Store  # noqa: E402
 from judge.testing import provider_process  # noqa: E402
 from judgecal import api  # noqa: E402
 from judgecal.datasets import pandalm, write_jsonl  # noqa: E402
@@ -56,15 +55,10 @@ def prepare(db: Path, tmp: Path) -> tuple[str, str]:
         for v in verdicts
     ]
     write_jsonl(tmp / "replay.jsonl", replay)
-    api.run_judge(
-        rubric="pairwise_helpfulness",
-        items=tmp / "items.jsonl",
-        model=f"replay/{tmp / 'replay.jsonl'}",
-        db=db,
-        run_id="teacher",
-    )
-    model_id = distill("teacher", db=db, model_id="bench-local")["model_id"]
-    with Store(db) as store:
+    with api.open_store(db) as store:
+        spec = JudgeSpec(model=f"replay/{tmp / 'replay.jsonl'}", rubric="pairwise_helpfulness")
+        api.run_judge(store, spec, tmp / "items.jsonl", run_id="teacher")
+        model_id = api.distill(store, "teacher", model_id="bench-local")["model_id"]
         key = store.keys.create("bench")
     return model_id, key
 

@@ -42,13 +42,13 @@ def test_generated_rubric_is_validated_deduplicated_pruned_and_cached(
     with RubricReward(
         "openai/gpt-4.1-mini", base_url=provider.base_url, db=db, extend=False
     ) as reward:
-        first = reward._submit(reward.score_batch(PROMPTS, COMPLETIONS)).result()
+        first = reward.score(PROMPTS, COMPLETIONS)
         # must (5) + nice (3) + avoid (pitfall −3); "same format" passes for every response,
         # distinguishes nothing and is pruned: q1 commits the pitfall, q3 meets only "must".
         assert first.rewards == pytest.approx([0.0, 5 / 8, 1.0, 1.0] * 2)
         assert first.generated == 2 and first.pruned == 2
         generation_calls = sum(1 for body in provider.log if "grading rubrics" in json.dumps(body))
-        second = reward._submit(reward.score_batch(PROMPTS, COMPLETIONS)).result()
+        second = reward.score(PROMPTS, COMPLETIONS)
         assert second.rewards == first.rewards
         # The cached (pruned) rubric is reused: no new generation call. Its text differs from
         # the first batch's, so scoring is asked once more; after that, all from the cache.
@@ -58,7 +58,7 @@ def test_generated_rubric_is_validated_deduplicated_pruned_and_cached(
             == 2
         )
         sent = sum(provider.requests.values())
-        third = reward._submit(reward.score_batch(PROMPTS, COMPLETIONS)).result()
+        third = reward.score(PROMPTS, COMPLETIONS)
         assert third.rewards == first.rewards
         assert sum(provider.requests.values()) == sent
         stored = reward.store.rubric_cache.get(next(iter({k for k in reward_keys(reward)})))
@@ -319,7 +319,7 @@ def test_rewards_under_provider_faults_are_recorded_not_defaulted() -> None:
             judge=JudgeSpec(limits=fast),
         ) as reward,
     ):
-        batch = reward._submit(reward.score_batch(PROMPTS, COMPLETIONS)).result()
+        batch = reward.score(PROMPTS, COMPLETIONS)
         calls = [c for run in batch.run_ids for c in reward.store.runs.calls(run)]
     assert sum(fake.faults_injected.values()) > 0
     assert len(batch.rewards) == 8 and all(r is None or 0.0 <= r <= 1.0 for r in batch.rewards)
