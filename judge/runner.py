@@ -193,12 +193,7 @@ class Runner:
                     spec_hash=content_hash(spec["judge"]),
                     seed=self.spec.seed,
                 )
-                runs.put_rubric(
-                    self.rubric.content_hash,
-                    self.rubric.id,
-                    self.rubric.version,
-                    self.rubric.canonical_json(),
-                )
+                runs.put_rubric(self.rubric)
 
         await self._db(setup)
         return await self._execute(run_id, dataset, list(items), {}, set())

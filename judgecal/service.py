@@ -315,13 +315,7 @@ class Service:
             raise ServiceError(
                 409, "rubric_exists", f"{rubric.id!r} is a library rubric; choose another id"
             )
-        await self.write(
-            self.store.runs.put_rubric,
-            rubric.content_hash,
-            rubric.id,
-            rubric.version,
-            rubric.canonical_json(),
-        )
+        await self.write(self.store.runs.put_rubric, rubric)
         self.posted[rubric.id] = rubric
         return RubricOut(
             id=rubric.id,

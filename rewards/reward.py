@@ -368,14 +368,7 @@ class RubricReward:
                 )
                 if old is None or rubric.content_hash != old[0].content_hash:
                     batch.generated += 1
-                await self._db(
-                    self.store.rubric_cache.put,
-                    key,
-                    rubric.content_hash,
-                    rubric.id,
-                    rubric.version,
-                    rubric.canonical_json(),
-                )
+                await self._db(self.store.rubric_cache.put, key, rubric)
                 out[key] = rubric
         return out
 
@@ -391,14 +384,7 @@ class RubricReward:
             return None
         pruned = rubric.model_copy(update={"criteria": keep, "version": f"{rubric.version}-pruned"})
         pruned = Rubric.model_validate(pruned.model_dump())
-        await self._db(
-            self.store.rubric_cache.put,
-            key,
-            pruned.content_hash,
-            pruned.id,
-            pruned.version,
-            pruned.canonical_json(),
-        )
+        await self._db(self.store.rubric_cache.put, key, pruned)
         return pruned
 
     async def _run(

@@ -63,9 +63,7 @@ class Store:
 
     def reader(self) -> Store:
         """A second connection to the same database, for reads on another thread."""
-        db = Database.__new__(Database)
-        db.path, db.read_only, db.con = self.path, True, self.db.con.cursor()
-        return Store(self.path, _db=db)
+        return Store(self.path, _db=self.db.cursor())
 
     def close(self) -> None:
         self.db.close()

@@ -11,6 +11,7 @@ import pyarrow as pa
 from judge.store.db import Database, now
 from judge.store.runs import RunStore
 from judge.types import Completion, canonical_json
+from rubrics import Rubric
 
 CACHE_SCHEMA = pa.schema(
     [
@@ -87,11 +88,11 @@ class RubricCache:
         ).fetchone()
         return None if row is None else (str(row[0]), int(row[1]))
 
-    def put(
-        self, prompt_hash: str, rubric_hash: str, rubric_id: str, version: str, body: str
-    ) -> None:
+    def put(self, prompt_hash: str, rubric: Rubric) -> None:
+        """Make ``rubric`` the prompt's current version (stored in ``rubrics`` too)."""
+        rubric_hash = rubric.content_hash
         with self.db.transaction():
-            self.runs.put_rubric(rubric_hash, rubric_id, version, body)
+            self.runs.put_rubric(rubric)
             self.db.con.execute(
                 "INSERT INTO dynamic_rubrics VALUES (?, ?, 1, ?) ON CONFLICT (prompt_hash) DO UPDATE "
                 "SET rubric_hash = excluded.rubric_hash, groups_seen = dynamic_rubrics.groups_seen + 1, "

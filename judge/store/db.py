@@ -60,6 +60,12 @@ class Database:
         else:
             self.migrate()
 
+    def cursor(self) -> Database:
+        """A second connection to the same database (already migrated), for another thread."""
+        other = Database.__new__(Database)
+        other.path, other.read_only, other.con = self.path, True, self.con.cursor()
+        return other
+
     def close(self) -> None:
         self.con.close()
 

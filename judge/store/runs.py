@@ -15,6 +15,7 @@ from judge.items import Item
 from judge.records import RunRecord, from_row
 from judge.store.db import SMALL_BATCH, Database, from_json, now, to_json
 from judge.types import CallRecord, Verdict, canonical_json
+from rubrics import Rubric
 
 CALL_SCHEMA = pa.schema(
     [
@@ -126,10 +127,11 @@ class RunStore:
 
     # -- rubrics -------------------------------------------------------------------------
 
-    def put_rubric(self, rubric_hash: str, rubric_id: str, version: str, body: str) -> None:
+    def put_rubric(self, rubric: Rubric) -> None:
+        """Store a rubric's canonical text under its content hash (a no-op when present)."""
         self.db.con.execute(
             "INSERT INTO rubrics VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [rubric_hash, rubric_id, version, body],
+            [rubric.content_hash, rubric.id, rubric.version, rubric.canonical_json()],
         )
 
     def rubric_body(self, rubric_hash: str) -> str:
