@@ -352,14 +352,27 @@ class PointwiseProtocol(Protocol):
         text = strip_echoed(completion.text, [item.prompt, item.response or ""])
         if not text.strip():
             return ParseResult.fail("empty output", "pointwise"), None
-        answer = parse_json_answer(text)
-        if answer.ok:
-            return self._from_value(answer.value, "json")
-        if len(self.rubric.criteria) == 1 or self.rubric.holistic_scale is not None:
+        parser = self.config.parser
+        if parser not in ("auto", "json", "score"):
+            return ParseResult.fail(
+                f"the {parser} parser reads pairwise answers only", parser
+            ), None
+        if parser != "score":
+            answer = parse_json_answer(text)
+            if answer.ok:
+                return self._from_value(answer.value, "json")
+        if parser != "json" and (
+            len(self.rubric.criteria) == 1 or self.rubric.holistic_scale is not None
+        ):
             score = parse_score(text)
             if score.ok:
                 return self._from_value(score.value, "score")
-        return ParseResult.fail("no JSON answer and no 'Score: N' line found", "pointwise"), None
+        wanted = {
+            "auto": "no JSON answer and no 'Score: N' line found",
+            "json": "no JSON answer found",
+            "score": "no 'Score: N' line found (the score parser needs one criterion or a holistic scale)",
+        }
+        return ParseResult.fail(wanted[parser], "pointwise"), None
 
     def _from_value(self, value: Any, parser: str) -> tuple[ParseResult, Any]:
         rubric = self.rubric

@@ -55,7 +55,7 @@ class ProtocolSettings(BaseModel):
     seed: int = 0
     """Seed passed to providers that accept one and recorded with the run."""
     parser: ParserName = "auto"
-    """Which parser reads pairwise answers: auto (JSON, then [[A]], then Output (a)), or one of them only."""
+    """Which parser reads answers: auto (pairwise: JSON, then [[A]], then Output (a); pointwise: JSON, then Score: N), or one of them only (mtbench and llmbar read pairwise answers, score pointwise ones)."""
 
 
 class RunnerConfig(BaseModel):

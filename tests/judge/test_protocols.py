@@ -236,3 +236,52 @@ def test_single_criterion_accepts_a_score_line_and_logprobs() -> None:
     assert protocol.logprob_summary("", Completion(text="Score: 4", logprobs=lp))[
         "expected_score"
     ] == pytest.approx(4.5)  # type: ignore[index]
+
+
+def test_the_spec_names_the_parser_that_reads_answers() -> None:
+    from judge import JudgeSpec
+    from judge.protocols import PairwiseProtocol, PointwiseProtocol
+    from judge.types import Completion
+    from rubrics import load_rubric, rubric_from_dict
+
+    pair = Item(id="p", prompt="q", response_a="x", response_b="y")
+    pairwise = load_rubric("pairwise_helpfulness")
+    verdict_text = Completion(text="Both are fine, but [[A]]")
+    auto = PairwiseProtocol(pairwise, JudgeSpec(), "m").interpret(pair, "ab", verdict_text)
+    only_json = PairwiseProtocol(pairwise, JudgeSpec(parser="json"), "m")
+    only_mtbench = PairwiseProtocol(pairwise, JudgeSpec(parser="mtbench"), "m")
+    assert auto[1] == "A"
+    assert not only_json.interpret(pair, "ab", verdict_text)[0].ok
+    assert only_mtbench.interpret(pair, "ab", verdict_text)[1] == "A"
+
+    one = rubric_from_dict(
+        {
+            "id": "one",
+            "mode": "pointwise",
+            "task": "Grade.",
+            "criteria": [
+                {
+                    "id": "quality",
+                    "description": "Overall quality.",
+                    "scale": {
+                        "type": "likert",
+                        "low": 1,
+                        "high": 5,
+                        "anchors": {1: "bad", 2: "weak", 3: "ok", 4: "good", 5: "great"},
+                    },
+                }
+            ],
+        }
+    )
+    item = Item(id="s", prompt="q", response="r")
+    score_text = Completion(text="Solid answer.\nScore: 4")
+    assert PointwiseProtocol(one, JudgeSpec(), "m").interpret(item, "", score_text)[0].ok
+    assert PointwiseProtocol(one, JudgeSpec(parser="score"), "m").interpret(item, "", score_text)[
+        1
+    ] == {"scores": {"quality": 4}}
+    refused = PointwiseProtocol(one, JudgeSpec(parser="json"), "m").interpret(item, "", score_text)
+    assert refused[0].reason == "no JSON answer found"
+    pairwise_only = PointwiseProtocol(one, JudgeSpec(parser="llmbar"), "m")
+    assert "pairwise answers only" in (
+        pairwise_only.interpret(item, "", score_text)[0].reason or ""
+    )
