@@ -2,8 +2,18 @@
 messages wire formats, so the real ``openai``, ``anthropic`` and ``dspy`` clients run end to
 end without a network. Used by the tests and the benchmarks; useful to test an integration.
 
-It acts as a scripted judge with a known position bias and can inject faults (429 with
-Retry-After, 500, timeouts, malformed JSON, truncated output) at a seeded rate.
+The caller scripts what it answers, as Inspect's ``mockllm`` and DSPy's ``DummyLM`` do:
+
+* ``FakeProvider(outputs=[...])`` serves those texts in order, one per request, and answers
+  400 once they run out (never a made-up answer);
+* ``FakeProvider(responder=fn)`` calls ``fn(request: FakeRequest)`` for the text (optionally
+  ``(text, verdict_token)`` for logprobs);
+* ``FakeProvider(ScriptedJudge(quality=...))`` is a consistent judge whose sense of a
+  response's quality the caller gives (a mapping or a function); with a known position bias.
+  Its default ``quality`` reads a ``quality=N`` marker that tests put in their responses.
+
+It can also inject faults (429 with Retry-After, 500, timeouts, malformed JSON, truncated
+output) at a seeded rate.
 """
 
 from __future__ import annotations
@@ -17,9 +27,9 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from judge.parsers import find_json_objects
 
@@ -30,33 +40,67 @@ _QUALITY = re.compile(r"quality=(\d+(?:\.\d+)?)")
 FAULTS = ("rate_limit", "server_error", "timeout", "malformed_json", "truncated")
 
 
-def _quality(text: str) -> float:
+def marker_quality(text: str) -> float:
+    """The default script: the number in a ``quality=N`` marker, else the text's length.
+
+    >>> marker_quality("quality=4 fine"), marker_quality("abc")
+    (4.0, 3.0)
+    """
     found = _QUALITY.search(text)
     return float(found.group(1)) if found else float(len(text))
 
 
+RequestKind = Literal["pairwise", "pointwise", "rubric_generation", "dspy"]
+
+
+@dataclass(frozen=True)
+class FakeRequest:
+    """What a scripted responder is handed: the request, already taken apart."""
+
+    system: str
+    user: str
+    model: str
+    kind: RequestKind
+    responses: dict[str, str]
+    """The judged texts by block label (``RESPONSE A``, ``RESPONSE B`` or ``RESPONSE``)."""
+    body: dict[str, Any]
+    """The raw request body as the SDK sent it."""
+
+
+Responder = Callable[[FakeRequest], "str | tuple[str, str | None]"]
+
+
 @dataclass
 class ScriptedJudge:
-    """Prefers the response with the higher ``quality=N`` marker (else the longer one), except
-    that with probability ``position_bias`` it picks whatever is shown first."""
+    """A consistent judge: prefers the response of higher ``quality`` (scripted by the caller:
+    a mapping from response text, or a function), except that with probability
+    ``position_bias`` it picks whatever is shown first."""
 
     position_bias: float = 0.0
     seed: int = 0
+    quality: Mapping[str, float] | Callable[[str], float] = marker_quality
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
 
+    def quality_of(self, response: str) -> float:
+        if isinstance(self.quality, Mapping):
+            if response not in self.quality:
+                raise KeyError(f"the script gives no quality for response {response[:60]!r}")
+            return float(self.quality[response])
+        return float(self.quality(response))
+
     def decide(self, first: str, second: str) -> str:
         if self.rng.random() < self.position_bias:
             return "A"
-        qa, qb = _quality(first), _quality(second)
+        qa, qb = self.quality_of(first), self.quality_of(second)
         return "A" if qa > qb else "B" if qb > qa else "tie"
 
     def passes(self, criterion: str, response: str) -> int:
         """Binary criteria: ``must_*`` pass at quality ≥ 3, ``nice_*`` at ≥ 4, ``same_*``
         always (no response distinguishes it), pitfall-like ``avoid_*`` is committed below 2."""
-        q = _quality(response)
+        q = self.quality_of(response)
         if criterion.startswith("avoid"):
             return int(q < 2)
         if criterion.startswith("same"):
@@ -110,17 +154,17 @@ class ScriptedJudge:
         return "Contrasting the candidates.\n" + json.dumps({"criteria": proposals})
 
     def score(self, response: str, low: int = 1, high: int = 5) -> int:
-        q = _quality(response)
+        q = self.quality_of(response)
         return int(min(high, max(low, round(q))))
 
-    def answer(self, system: str, user: str) -> tuple[str, str | None]:
+    def __call__(self, request: FakeRequest) -> tuple[str, str | None]:
         """The judge's text and the token carrying its verdict (for logprobs)."""
-        if "[[ ## " in user or "[[ ## " in system:
+        system, user, blocks = request.system, request.user, request.responses
+        if request.kind == "dspy":
             return self._dspy(system, user), None
-        if system.startswith("You write grading rubrics"):
+        if request.kind == "rubric_generation":
             return self._rubric(user), None
-        blocks = {m.group(1): m.group(3) for m in _BLOCK.finditer(user)}
-        if "RESPONSE A" in blocks:
+        if request.kind == "pairwise":
             winner = self.decide(blocks["RESPONSE A"], blocks.get("RESPONSE B", ""))
             return json.dumps(
                 {"evidence": "Compared both responses on each criterion.", "winner": winner}
@@ -187,11 +231,17 @@ class FakeProvider:
         *,
         latency_s: float = 0.0,
         faults: FaultPlan | None = None,
-        responder: Callable[[str, str], tuple[str, str | None]] | None = None,
+        responder: Responder | None = None,
+        outputs: Sequence[str] | None = None,
         logprob_confidence: float = 0.8,
     ) -> None:
+        if sum(x is not None for x in (judge, responder, outputs)) > 1:
+            raise ValueError("script the provider one way: a judge, a responder or outputs")
         self.judge = judge or ScriptedJudge()
-        self.responder = responder or self.judge.answer
+        self.outputs = None if outputs is None else list(outputs)
+        self.responder: Responder = responder or (
+            self._next_output if outputs is not None else self.judge
+        )
         self.latency_s = latency_s
         self.faults = faults or FaultPlan()
         self.logprob_confidence = logprob_confidence
@@ -259,6 +309,13 @@ class FakeProvider:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _next_output(self, request: FakeRequest) -> str:
+        assert self.outputs is not None
+        with self.lock:
+            if not self.outputs:
+                raise LookupError("the scripted outputs are exhausted")
+            return self.outputs.pop(0)
+
     # -- HTTP ----------------------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -319,8 +376,12 @@ class FakeProvider:
                 await asyncio.sleep(self.faults.timeout_sleep_s)
             if fault == "malformed_json":
                 return 200, {}, b'{"id": "x", "choices": [{"message": '
-        system, user = _texts(request, anthropic)
-        text, verdict_token = self.responder(system, user)
+        try:
+            answer = self.responder(_fake_request(request, anthropic))
+        except (LookupError, ValueError) as exc:
+            # A script that has no answer says so; the client records a fatal error.
+            return 400, {}, _error(anthropic, "invalid_request_error", f"fake provider: {exc}")
+        text, verdict_token = answer if isinstance(answer, tuple) else (answer, None)
         truncated = fault == "truncated"
         if truncated:
             text = text[: max(1, len(text) // 3)]
@@ -379,6 +440,28 @@ class FakeProvider:
 def _request_key(request: dict[str, Any]) -> str:
     keep = {k: request.get(k) for k in ("model", "messages", "system", "temperature", "seed")}
     return json.dumps(keep, sort_keys=True)
+
+
+def _fake_request(body: dict[str, Any], anthropic: bool) -> FakeRequest:
+    system, user = _texts(body, anthropic)
+    blocks = {m.group(1): m.group(3) for m in _BLOCK.finditer(user)}
+    kind: RequestKind
+    if "[[ ## " in user or "[[ ## " in system:
+        kind = "dspy"
+    elif system.startswith("You write grading rubrics"):
+        kind = "rubric_generation"
+    elif "RESPONSE A" in blocks:
+        kind = "pairwise"
+    else:
+        kind = "pointwise"
+    return FakeRequest(
+        system=system,
+        user=user,
+        model=str(body.get("model", "")),
+        kind=kind,
+        responses=blocks,
+        body=body,
+    )
 
 
 def _texts(request: dict[str, Any], anthropic: bool) -> tuple[str, str]:
@@ -443,7 +526,13 @@ def _error(anthropic: bool, kind: str, message: str) -> bytes:
     return json.dumps({"error": {"message": message, "type": kind, "code": None}}).encode()
 
 
-_REASONS = {200: "OK", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+}
 
 
 def _http(status: int, payload: bytes, headers: dict[str, str]) -> bytes:

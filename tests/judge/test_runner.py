@@ -24,7 +24,7 @@ from judge import (
     Store,
     make_backend,
 )
-from judge.testing import FakeProvider, FaultPlan, ScriptedJudge
+from judge.testing import FakeProvider, FakeRequest, FaultPlan, ScriptedJudge
 from rubrics import load_rubric
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -230,8 +230,8 @@ def request_has_logprobs(provider: FakeProvider) -> bool:
 
 
 def test_unparseable_answer_is_reasked_once_and_both_calls_are_stored() -> None:
-    def responder(system: str, user: str) -> tuple[str, str | None]:
-        if "could not be read" in user:
+    def responder(request: FakeRequest) -> tuple[str, str | None]:
+        if "could not be read" in request.user:
             return '{"evidence": "fixed", "winner": "B"}', "B"
         return "I think they are both fine.", None
 
@@ -253,7 +253,7 @@ def test_unparseable_answer_is_reasked_once_and_both_calls_are_stored() -> None:
 
 
 def test_without_reask_garbage_stays_unscored() -> None:
-    with FakeProvider(responder=lambda s, u: ("No idea.", None)) as provider, Store() as store:
+    with FakeProvider(outputs=["No idea."] * 4) as provider, Store() as store:
         summary = run(
             store,
             "openai/gpt-4.1-mini",
@@ -476,3 +476,61 @@ def test_a_flush_cancelled_while_queued_still_writes_its_batch() -> None:
         asyncio.run(scenario())
         assert [c.item_id for c in store.runs.calls("r")] == ["x"]
         runner._executor.shutdown()
+
+
+def test_the_fake_provider_serves_what_the_caller_scripts() -> None:
+    """Scripted outputs in order through the real SDK, then a clear refusal; a judge whose
+    quality the caller gives, not read from the prompt."""
+    items = pairs(2)
+    script = ['{"evidence": "e", "winner": "B"}', "[[A]]", "Output (b)", '{"winner": "tie"}']
+    with FakeProvider(outputs=script) as provider, Store() as store:
+        summary = run(
+            store,
+            "openai/gpt-4.1-mini",
+            items,
+            JudgeSpec(samples=1, temperature=0, limits={"max_concurrency": 1}),
+            RunnerConfig(max_concurrency=1),
+            provider.base_url,
+        )
+        calls = store.runs.calls(summary.run_id)
+        assert sorted(c.raw_text for c in calls) == sorted(script)
+        again = run(
+            store,
+            "openai/gpt-4.1-mini",
+            pairs(1),
+            JudgeSpec(samples=1, temperature=0.5),
+            RunnerConfig(max_retries=0),
+            provider.base_url,
+        )
+        (exhausted,) = store.runs.calls(again.run_id)[:1]
+    assert exhausted.parse_status == "error" and "scripted outputs are exhausted" in (
+        exhausted.error or ""
+    )
+    first, second = "A careful, correct answer.", "A wrong answer."
+    item = Item(id="q", prompt="?", response_a=second, response_b=first)
+    judge = ScriptedJudge(quality={first: 5, second: 1})
+    with FakeProvider(judge) as provider, Store() as store:
+        summary = run(
+            store,
+            "openai/gpt-4.1-mini",
+            [item],
+            JudgeSpec(samples=1),
+            RunnerConfig(),
+            provider.base_url,
+        )
+        (verdict,) = store.runs.verdicts(summary.run_id)
+    assert verdict.winner == "B" and verdict.position_conflict is False
+    unknown = Item(id="u", prompt="?", response_a="not scripted", response_b=first)
+    with FakeProvider(judge) as provider, Store() as store:
+        summary = run(
+            store,
+            "openai/gpt-4.1-mini",
+            [unknown],
+            JudgeSpec(samples=1),
+            RunnerConfig(max_retries=0),
+            provider.base_url,
+        )
+        (verdict,) = store.runs.verdicts(summary.run_id)
+    assert verdict.status == "unscored" and "no quality for response" in (verdict.reason or "")
+    with pytest.raises(ValueError, match="one way"):
+        FakeProvider(judge, outputs=["x"])

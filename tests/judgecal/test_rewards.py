@@ -135,7 +135,7 @@ def test_trl_signatures_plain_conversational_and_async(provider: FakeProvider) -
 
 
 def test_unscored_responses_are_none_unless_configured() -> None:
-    with FakeProvider(responder=lambda s, u: ("no idea", None)) as fake:
+    with FakeProvider(responder=lambda request: "no idea") as fake:
         with RubricReward(
             "openai/gpt-4.1-mini", base_url=fake.base_url, rubric="answer_correctness"
         ) as reward:
