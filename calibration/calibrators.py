@@ -8,34 +8,47 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import Tags
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
-from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 
 class _Calibrator(ClassifierMixin, BaseEstimator):
-    """Shared contract: ``X`` is one column (the confidence signal), ``y`` 1 where humans
-    agreed with the judge."""
+    """Shared contract: ``X`` holds the judge's confidence signal(s), ``y`` whether humans
+    agreed with the judge (two classes, e.g. 0/1)."""
 
     def _check(self, X: ArrayLike, y: ArrayLike) -> tuple[NDArray[np.float64], NDArray[Any]]:
-        X_checked, y_checked = check_X_y(X, y, ensure_min_samples=2)
-        if X_checked.shape[1] != 1:
-            raise ValueError(
-                f"a calibrator maps one confidence signal; got {X_checked.shape[1]} columns"
-            )
+        X_checked, y_checked = validate_data(self, X, y, ensure_min_samples=2)
+        check_classification_targets(y_checked)
         self.classes_ = np.unique(y_checked)
-        if self.classes_.size != 2:
-            raise ValueError("calibration needs both agreeing and disagreeing items")
-        self.n_features_in_ = 1
+        if self.classes_.size > 2:
+            raise ValueError(
+                "Only binary classification is supported: a calibrator learns whether humans "
+                f"agreed with the judge, not {self.classes_.size} classes."
+            )
+        if self.classes_.size < 2:
+            raise ValueError(
+                "calibration needs both agreeing and disagreeing items (two classes); got one class"
+            )
         return X_checked, (y_checked == self.classes_[1]).astype(int)
 
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        # Humans agreed with the judge or did not: two classes, never more.
+        tags.classifier_tags.multi_class = False
+        return tags
+
     def predict(self, X: ArrayLike) -> NDArray[Any]:
-        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+        proba = self.predict_proba(X)
+        return self.classes_[(proba[:, 1] >= 0.5).astype(int)]
 
 
 class PlattCalibrator(_Calibrator):
-    """Platt scaling: a logistic curve on the confidence signal."""
+    """Platt scaling: a logistic curve on the confidence signal (several signals combine
+    linearly, as in logistic stacking)."""
 
     def __init__(self, C: float = 1e6) -> None:
         self.C = C
@@ -52,13 +65,14 @@ class PlattCalibrator(_Calibrator):
 
 
 class IsotonicCalibrator(_Calibrator):
-    """Isotonic regression: a monotone step function of the confidence signal."""
+    """Isotonic regression: a monotone step function of one confidence signal (one column)."""
 
     def __init__(self, increasing: bool = True) -> None:
         self.increasing = increasing
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> IsotonicCalibrator:
         X_checked, target = self._check(X, y)
+        _one_signal(X_checked)
         self.model_ = IsotonicRegression(
             y_min=0.0, y_max=1.0, increasing=self.increasing, out_of_bounds="clip"
         )
@@ -70,6 +84,11 @@ class IsotonicCalibrator(_Calibrator):
         X_checked = validate_data(self, X, reset=False)
         p = np.clip(self.model_.predict(X_checked[:, 0]), 0.0, 1.0)
         return np.column_stack([1 - p, p])
+
+
+def _one_signal(X: NDArray[np.float64]) -> None:
+    if X.shape[1] != 1:
+        raise ValueError(f"isotonic calibration maps one confidence signal; got {X.shape[1]} columns")
 
 
 def expected_calibration_error(y_true: ArrayLike, y_prob: ArrayLike, *, n_bins: int = 10) -> float:

@@ -6,7 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.utils.estimator_checks import check_estimator  # noqa: F401  (contract reference)
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.estimator_checks import (
+    check_estimator,  # noqa: F401  (contract reference)
+    )
 
 from calibration import (
     IsotonicCalibrator,
@@ -84,10 +87,22 @@ def test_calibrators_follow_the_estimator_contract_and_reduce_ece(calibrator) ->
     report = calibration_report(agrees[2000:], proba[:, 1])
     assert report["brier"] < 0.25 and report["reliability"]
     assert set(fitted.predict(raw[:5, None])) <= {0, 1}
-    with pytest.raises(ValueError, match="one confidence signal"):
-        clone(calibrator).fit(np.ones((4, 2)), [0, 1, 0, 1])
+    two_signals = np.column_stack([raw, rng.random(raw.size)])
+    if isinstance(calibrator, IsotonicCalibrator):
+        with pytest.raises(ValueError, match="one confidence signal"):
+            clone(calibrator).fit(two_signals[:4], [0, 1, 0, 1])
+    else:  # Platt scaling combines several signals linearly; the noise signal adds nothing
+        combined = clone(calibrator).fit(two_signals[:2000], agrees[:2000])
+        combined_proba = combined.predict_proba(two_signals[2000:])[:, 1]
+        assert expected_calibration_error(agrees[2000:], combined_proba) < before / 2
     with pytest.raises(ValueError, match="both agreeing and disagreeing"):
         clone(calibrator).fit(np.ones((4, 1)), [1, 1, 1, 1])
+    with pytest.raises(ValueError, match="Only binary classification"):
+        clone(calibrator).fit(np.arange(6.0)[:, None], [0, 1, 2, 0, 1, 2])
+    with pytest.raises(ValueError, match="Unknown label type"):
+        clone(calibrator).fit(np.arange(4.0)[:, None], [0.1, 0.7, 0.2, 0.9])
+    with pytest.raises(NotFittedError):
+        clone(calibrator).predict(raw[:3, None])
 
 
 def test_ppi_is_unbiased_and_narrower_than_humans_alone_with_a_good_judge() -> None:
