@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import (
     check_estimator,  # noqa: F401  (contract reference)
-    )
+)
 
 from calibration import (
     IsotonicCalibrator,
@@ -182,7 +182,8 @@ def test_routing_exports_and_combined_agreement(tmp_path: Path) -> None:
     ]
     verdicts.append(Verdict(run_id="r", item_id="10", status="unscored", reason="no answer"))
     routed = route(verdicts, beta=0.3)
-    assert routed[0] == "10" and routed[1:] == ["3", "1", "5"][: len(routed) - 1]
+    # ⌈0.3 × 11⌉ = 4 items: the unscored one first, then by entropy.
+    assert routed == ["10", "3", "1", "5"]
     items = [Item(id=str(i), prompt=f"p{i}", response_a="a", response_b="b") for i in range(11)]
     paths = export_for_labelling(items, routed, tmp_path)
     tasks = json.loads(Path(paths["label_studio_tasks"]).read_text())

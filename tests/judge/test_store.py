@@ -95,11 +95,33 @@ def test_changed_item_under_the_same_id_is_refused(tmp_path: Path) -> None:
 
 
 def test_read_only_open_while_a_writer_holds_the_file_is_a_clear_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
     path = tmp_path / "t.duckdb"
-    with Store(path):
-        # Same process: DuckDB shares the database; another process would be refused with a
-        # message naming the fix (tested through the error class on a bogus path instead).
-        pass
+    Store(path).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+            " time.sleep(60)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        for read_only in (True, False):
+            with pytest.raises(StoreError, match="Another process may hold it for writing"):
+                Store(path, read_only=read_only)
+    finally:
+        holder.kill()
+        holder.wait()
+    # Released: it opens, and refuses writes.
+    with Store(path, read_only=True) as store, pytest.raises(duckdb.Error):
+        store.con.execute("CREATE TABLE x (a INTEGER)")
     with pytest.raises(StoreError, match="cannot open"):
         Store(tmp_path / "missing-dir" / "x.duckdb")
 

@@ -205,8 +205,14 @@ def test_cascade_with_a_stronger_judge_and_other_signals(
         cascade = audit.selective.cascade
         assert cascade is not None and cascade.fallback_run == "gpt4"
         assert cascade.share_decided_by_judge + cascade.share_escalated == pytest.approx(1.0)
-        if audit.selective.threshold is not None:
+        if signal == "logprob":
+            # The replay has no logprobs: no threshold can be guaranteed, everything escalates.
+            assert audit.selective.threshold is None and cascade.share_decided_by_judge == 0
+            assert cascade.agreement == pytest.approx(cascade.fallback_alone_agreement)
+        else:
             # The cascade decides the confident items itself and beats the cheap judge alone.
+            assert audit.selective.threshold is not None
+            assert 0 < cascade.share_decided_by_judge < 1
             assert cascade.agreement > cascade.judge_alone_agreement
     assert (
         main(
