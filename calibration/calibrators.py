@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils import Tags
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
+from sklearn.utils import Tags
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -88,7 +88,9 @@ class IsotonicCalibrator(_Calibrator):
 
 def _one_signal(X: NDArray[np.float64]) -> None:
     if X.shape[1] != 1:
-        raise ValueError(f"isotonic calibration maps one confidence signal; got {X.shape[1]} columns")
+        raise ValueError(
+            f"isotonic calibration maps one confidence signal; got {X.shape[1]} columns"
+        )
 
 
 def expected_calibration_error(y_true: ArrayLike, y_prob: ArrayLike, *, n_bins: int = 10) -> float:
