@@ -169,4 +169,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        "0006_runs_without_one_rubric",
+        """
+        -- A run whose items each carry their own rubric (a reward batch) has no run-level
+        -- rubric; every verdict names the rubric it was judged under.
+        ALTER TABLE runs ALTER COLUMN rubric_hash DROP NOT NULL;
+        """,
+    ),
 )

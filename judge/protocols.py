@@ -97,6 +97,15 @@ class Protocol:
     def orders(self) -> tuple[Order, ...]:
         return ("",)
 
+    @property
+    def mode(self) -> str:
+        """``pointwise`` or ``pairwise``: the kind of items this protocol judges."""
+        return self.rubric.mode
+
+    def rubrics(self) -> list[Rubric]:
+        """Every rubric this protocol judges under (stored with the run)."""
+        return [self.rubric]
+
     def request(self, item: Item, order: Order, sample: int) -> GenerateRequest:
         cfg = self.config
         return GenerateRequest(

@@ -18,7 +18,8 @@ class RunRecord:
     dataset: str
     backend: str
     protocol: str
-    rubric_hash: str
+    rubric_hash: str | None
+    """The run's rubric; ``None`` when each item was judged under its own (see verdicts)."""
     spec: dict[str, Any]
     """The stored judge spec (``judge``), backend description and protocol facts."""
     spec_hash: str

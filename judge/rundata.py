@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from judge.errors import StoreError
 from judge.items import Item
 from judge.records import LabelRecord, RunRecord
 from judge.spec import JudgeSpec
@@ -45,6 +46,11 @@ class RunData:
 def load_run_data(store: Store, run_id: str, *, with_calls: bool = True) -> RunData:
     """Read a run with its spec, rubric, items, calls, verdicts and labels (each once)."""
     run = store.runs.get(run_id)
+    if run.rubric_hash is None:
+        raise StoreError(
+            f"run {run_id} judged each item under its own rubric (a reward batch); its verdicts "
+            "and the rewards table name them, but it cannot be audited as one judge"
+        )
     return RunData(
         run=run,
         spec=JudgeSpec.model_validate(run.spec.get("judge", {})),

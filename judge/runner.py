@@ -113,13 +113,15 @@ class Runner:
 
     ``spec`` names the protocol settings and the runner limits (``spec.limits``); its model
     is the backend's. The backend is the caller's: the runner closes it in :meth:`aclose`.
+    ``rubric`` may be ``None`` when a ``protocol`` is given that judges each item under its
+    own rubric; the run then names no single rubric and every verdict names its own.
     """
 
     def __init__(
         self,
         store: Store,
         backend: Backend,
-        rubric: Rubric,
+        rubric: Rubric | None,
         spec: JudgeSpec | None = None,
         *,
         prices: dict[str, tuple[float, float]] | None = None,
@@ -129,12 +131,18 @@ class Runner:
     ) -> None:
         self.store = store
         self.backend = backend
-        self.rubric = rubric
         self.spec = spec or JudgeSpec()
         self.config: RunnerConfig = self.spec.limits
         self.prices = PRICES if prices is None else prices
         self.model = backend.name.split("/", 1)[1]
-        self.protocol: Protocol = protocol or make_protocol(rubric, self.spec.settings, self.model)
+        if protocol is None:
+            if rubric is None:
+                raise ValueError("a runner needs a rubric or a protocol")
+            protocol = make_protocol(rubric, self.spec.settings, self.model)
+        self.protocol: Protocol = protocol
+        judged = protocol.rubrics()
+        #: The run's one rubric, or None when each item has its own.
+        self.rubric: Rubric | None = judged[0] if len(judged) == 1 else None
         # All store access goes through one thread; callers that run several runners on one
         # store pass theirs so the store still sees a single writer.
         self._owns_executor = executor is None
@@ -159,7 +167,9 @@ class Runner:
             "judge": judge,
             "backend": self.backend.describe(),
             "protocol": self.protocol.name,
-            "rubric": {
+            "rubric": None
+            if self.rubric is None
+            else {
                 "id": self.rubric.id,
                 "version": self.rubric.version,
                 "hash": self.rubric.content_hash,
@@ -172,7 +182,11 @@ class Runner:
         self, items: Sequence[Item], *, dataset: str, run_id: str | None = None
     ) -> RunSummary:
         """Start a new run over ``items``."""
-        _check_modes(self.rubric, items)
+        _check_modes(
+            self.protocol.mode,
+            items,
+            "the per-item rubrics are" if self.rubric is None else f"rubric {self.rubric.id!r} is",
+        )
         run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
         spec = self.run_spec(dataset)
         runs = self.store.runs
@@ -188,12 +202,13 @@ class Runner:
                     dataset=dataset,
                     backend=self.backend.name,
                     protocol=self.protocol.name,
-                    rubric_hash=self.rubric.content_hash,
+                    rubric_hash=None if self.rubric is None else self.rubric.content_hash,
                     spec=spec,
                     spec_hash=content_hash(spec["judge"]),
                     seed=self.spec.seed,
                 )
-                runs.put_rubric(self.rubric)
+                for rubric in self.protocol.rubrics():
+                    runs.put_rubric(rubric)
 
         await self._db(setup)
         return await self._execute(run_id, dataset, list(items), {}, set())
@@ -202,9 +217,11 @@ class Runner:
         """Finish an interrupted run: recorded calls are reused, finished items skipped."""
         runs = self.store.runs
         run = await self._db(runs.get, run_id)
-        if run.rubric_hash != self.rubric.content_hash:
+        wanted = None if self.rubric is None else self.rubric.content_hash
+        if run.rubric_hash != wanted:
             raise StoreError(
-                f"run {run_id} used rubric {run.rubric_hash[:12]}, not {self.rubric.ref}"
+                f"run {run_id} used rubric {(run.rubric_hash or 'per item')[:12]}, "
+                f"not {'per item' if self.rubric is None else self.rubric.ref}"
             )
         if run.backend != self.backend.name:
             raise StoreError(f"run {run_id} used backend {run.backend}, not {self.backend.name}")
@@ -315,8 +332,8 @@ class Runner:
                 done[(plan.order, plan.sample)] = calls[0]
                 records.extend(calls)
         verdict = self.protocol.aggregate(state.run_id, item, records)
-        if verdict.rubric_hash is None:
-            verdict.rubric_hash = self.protocol.rubric.content_hash
+        if verdict.rubric_hash is None and self.rubric is not None:
+            verdict.rubric_hash = self.rubric.content_hash
         state.pending.verdicts.append(verdict)
         state.items_done += 1
         await self._maybe_flush(state)
@@ -489,10 +506,10 @@ class Runner:
         self._progress_stream.flush()
 
 
-def _check_modes(rubric: Rubric, items: Sequence[Item]) -> None:
-    wrong = [item.id for item in items if item.mode != rubric.mode]
+def _check_modes(mode: str, items: Sequence[Item], which: str) -> None:
+    wrong = [item.id for item in items if item.mode != mode]
     if wrong:
         raise ItemsError(
-            f"rubric {rubric.id!r} is {rubric.mode} but {len(wrong)} items are not "
-            f"(first: {wrong[0]!r}); use a {rubric.mode} items file"
+            f"{which} {mode} but {len(wrong)} items are not "
+            f"(first: {wrong[0]!r}); use a {mode} items file"
         )

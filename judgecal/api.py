@@ -112,6 +112,10 @@ def resume_run(
 ) -> RunSummary:
     """Finish an interrupted run with the judge spec it was started with."""
     run = store.runs.get(run_id)
+    if run.rubric_hash is None:
+        raise StoreError(
+            f"run {run_id} judged each item under its own rubric; resume it from the reward function"
+        )
     rubric = rubric_from_yaml(store.runs.rubric_body(run.rubric_hash))
     spec = JudgeSpec.model_validate(run.spec["judge"])
     spec = spec.model_copy(
@@ -151,10 +155,10 @@ def _dataset_for_labels(store: Store, dataset: str | None) -> str:
 
 
 def _rubric_for_dataset(store: Store, dataset: str) -> Rubric | None:
-    runs = [r for r in store.runs.all() if r.dataset == dataset]
-    if not runs:
+    hashes = [r.rubric_hash for r in store.runs.all() if r.dataset == dataset and r.rubric_hash]
+    if not hashes:
         return None
-    return rubric_from_yaml(store.runs.rubric_body(runs[-1].rubric_hash))
+    return rubric_from_yaml(store.runs.rubric_body(hashes[-1]))
 
 
 def import_labels(

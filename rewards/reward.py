@@ -50,15 +50,6 @@ from rubrics import (
 T = TypeVar("T")
 Scoring = Literal["explicit", "implicit"]
 
-_BATCH_RUBRIC = rubric_from_dict(
-    {
-        "id": "reward_batch",
-        "mode": "pointwise",
-        "task": "Score rollouts; each item's own rubric is named in the run's spec.",
-        "criteria": [{"id": "reward", "description": "Per-item rubric."}],
-    }
-)
-
 
 class RewardError(JudgeError):
     """A reward could not be computed and no ``unscored`` value was configured."""
@@ -72,8 +63,18 @@ class PerItemRubricProtocol(Protocol):
     def __init__(
         self, protocols: Mapping[str, Protocol], config: ProtocolSettings, model: str
     ) -> None:
-        super().__init__(_BATCH_RUBRIC, config, model)
+        # No run-level rubric: each item's own protocol renders, parses and aggregates.
+        self.config = config
+        self.model = model
         self.protocols = dict(protocols)
+
+    @property
+    def mode(self) -> str:
+        return "pointwise"
+
+    def rubrics(self) -> list[Rubric]:
+        unique = {p.rubric.content_hash: p.rubric for p in self.protocols.values()}
+        return list(unique.values())
 
     def messages(self, item: Item, order: Order) -> tuple[Message, ...]:
         return self.protocols[item.id].messages(item, order)
@@ -395,7 +396,7 @@ class RubricReward:
         runner = Runner(
             self.store,
             self.backend,
-            protocol.rubric,
+            None,
             self.judge,
             protocol=protocol,
             executor=self._executor,

@@ -11,7 +11,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from judge import JudgeSpec, Store
+from judge import JudgeSpec, Store, StoreError, load_run_data
 from judge.testing import FakeProvider
 from judgecal import api
 from judgecal.cli import main
@@ -206,6 +206,14 @@ def test_every_reward_can_be_recomputed_from_its_rows(tmp_path: Path) -> None:
         rows = store.rewards.get(scoring_run)
         verdicts = {v.item_id: v for v in store.runs.verdicts(scoring_run)}
         bodies = store.runs.rubric_bodies({r.rubric_hash for r in rows if r.rubric_hash})
+        # No placeholder rubric: the batch run names none, each verdict names its own.
+        assert store.runs.get(scoring_run).rubric_hash is None
+        stored_ids = {
+            row[0] for row in store.con.execute("SELECT rubric_id FROM rubrics").fetchall()
+        }
+        assert "reward_batch" not in stored_ids
+        with pytest.raises(StoreError, match="its own rubric"):
+            load_run_data(store, scoring_run)
     assert [r.rollout for r in rows] == list(range(8))
     assert all(v.rubric_hash for v in verdicts.values())
     raw: dict[int, float] = {}

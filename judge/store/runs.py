@@ -225,7 +225,7 @@ class RunStore:
         dataset: str,
         backend: str,
         protocol: str,
-        rubric_hash: str,
+        rubric_hash: str | None,
         spec: dict[str, Any],
         spec_hash: str,
         seed: int | None,
