@@ -251,6 +251,8 @@ class FakeProvider:
         self.faults_injected: Counter[str] = Counter()
         self.log: list[dict[str, Any]] = []
         """Every request body received, in order."""
+        self.credentials: Counter[str] = Counter()
+        """Every credential received (``Authorization`` bearer token or ``x-api-key``)."""
         self.lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -330,6 +332,9 @@ class FakeProvider:
                         k, v = line.split(":", 1)
                         headers[k.strip().lower()] = v.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
+                credential = headers.get("x-api-key") or headers.get("authorization", "")
+                with self.lock:
+                    self.credentials[credential.removeprefix("Bearer ").strip()] += 1
                 status, extra, payload = await self._route(method, path, body)
                 writer.write(_http(status, payload, extra))
                 await writer.drain()

@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from judge.backends import endpoint_for
+from judge.errors import ConfigError
 from judgecal import api
 from judgecal.errors import USER_ERRORS
 
@@ -322,7 +324,7 @@ def _reward(args: argparse.Namespace) -> Any:
         db=args.db,
         rubric=args.rubric,
         scoring=args.scoring,
-        base_url=args.base_url,
+        base_url=endpoint_for(args.model, _endpoints(args)),
         normalize=getattr(args, "normalize", "none"),
     )
 
@@ -390,10 +392,23 @@ def _run_server(app: Any, args: argparse.Namespace) -> None:
     )
 
 
+def _endpoints(args: argparse.Namespace) -> dict[str, str]:
+    """Server configuration: each provider family's base URL (never taken from a request)."""
+    pairs = {"openai": args.base_url, "anthropic": getattr(args, "anthropic_base_url", None)}
+    for entry in getattr(args, "endpoint", None) or []:
+        family, sep, url = entry.partition("=")
+        if not sep or not family or not url:
+            raise ConfigError(f"--endpoint {entry!r}: write FAMILY=URL, e.g. ollama_chat=http://…")
+        pairs[family] = url
+    return {family: url for family, url in pairs.items() if url}
+
+
 def cmd_rewards_serve(args: argparse.Namespace) -> int:
     from judgecal.service import Service, create_app
 
-    service = Service(args.db, base_url=args.base_url, reward_model=args.model, require_keys=False)
+    service = Service(
+        args.db, endpoints=_endpoints(args), reward_model=args.model, require_keys=False
+    )
     print(
         f"serving POST /v1/rewards on http://{args.host}:{args.port} (no API key: bind to loopback only)"
     )
@@ -404,7 +419,13 @@ def cmd_rewards_serve(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from judgecal.service import Service, create_app
 
-    service = Service(args.db, base_url=args.base_url, reward_model=args.reward_model)
+    service = Service(
+        args.db,
+        endpoints=_endpoints(args),
+        allowed_models=args.allow_model,
+        reward_model=args.reward_model,
+        timeout_s=args.timeout,
+    )
     if not service.keys:
         print(
             "judgecal: error: no API keys in this database; create one with `judgecal keys create --db ...`",
@@ -558,6 +579,21 @@ def add_model_flags(
             kwargs["type"] = base if base in (int, float, str) else str
             kwargs["metavar"] = name.upper()
         parser.add_argument(*flags, **kwargs)
+
+
+def _add_endpoint_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--base-url", help="OpenAI-compatible server for openai/<model> and dspy/openai/<model>"
+    )
+    p.add_argument(
+        "--anthropic-base-url", help="Anthropic-compatible server for anthropic/<model> judges"
+    )
+    p.add_argument(
+        "--endpoint",
+        action="append",
+        metavar="FAMILY=URL",
+        help="base URL of another provider family, e.g. a DSPy/litellm provider (repeat)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -723,7 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--rubric", help="a static pointwise rubric (default: dynamic rubrics per prompt)"
         )
         p.add_argument("--scoring", choices=["explicit", "implicit"], default="explicit")
-        p.add_argument("--base-url")
+        _add_endpoint_flags(p)
         if name == "probe":
             p.add_argument(
                 "--items", required=True, help="pointwise items: id, prompt, response, reference?"
@@ -768,7 +804,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--base-url", help="OpenAI-compatible server for openai/<model> judges")
+    _add_endpoint_flags(p)
+    p.add_argument(
+        "--allow-model",
+        action="append",
+        metavar="PATTERN",
+        help="a model clients may name, as a glob (repeat; default: every servable backend)",
+    )
+    p.add_argument("--timeout", type=float, default=120.0, help="per-call timeout in seconds")
     p.add_argument("--reward-model", help="judge model behind POST /v1/rewards")
     p.set_defaults(func=cmd_serve)
 

@@ -11,10 +11,12 @@ key is logged, and provider keys stay in the server's environment.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import hashlib
 import hmac
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from judge import JudgeSpec, Runner, RunnerConfig, Store, items_from_rows, make_backend
-from judge.backends import Backend, backend_info, usages
+from judge.backends import Backend, backend_info, endpoint_for, usages
 from judge.errors import StoreError
 from judge.protocols import Protocol, make_protocol
 from judgecal import api
@@ -93,16 +95,24 @@ class Service:
         self,
         db: str | Path,
         *,
-        base_url: str | None = None,
+        endpoints: Mapping[str, str] | None = None,
+        allowed_models: Sequence[str] | None = None,
         reward_model: str | None = None,
         require_keys: bool = True,
         max_concurrency: int = 64,
+        timeout_s: float = 120.0,
     ) -> None:
+        """``endpoints`` maps a provider family (``openai``, ``anthropic``, a DSPy provider)
+        to the base URL its judges use; each backend gets only its own family's URL, so a
+        provider key never travels to a host configured for another provider.
+        ``allowed_models`` are glob patterns (``openai/gpt-4o*``) of the models clients may
+        name; by default every servable backend."""
         self.store = Store(db)
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judgecal-writer")
         self.read_store = self.store.reader()
         self.reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judgecal-reader")
-        self.base_url = base_url
+        self.endpoints = dict(endpoints or {})
+        self.allowed_models = list(allowed_models) if allowed_models is not None else None
         self.require_keys = require_keys
         self.keys = self.store.keys.active_hashes()
         self.backends: dict[str, Backend] = {}
@@ -112,11 +122,11 @@ class Service:
         self.closed = False
         self.jobs: dict[str, RunStatus] = {}
         self.tasks: set[asyncio.Task[None]] = set()
-        self.limits = RunnerConfig(max_concurrency=max_concurrency)
+        self.limits = RunnerConfig(max_concurrency=max_concurrency, timeout_s=timeout_s)
         self.reward = (
             RubricReward(
                 reward_model,
-                base_url=base_url,
+                base_url=endpoint_for(reward_model, self.endpoints),
                 store=self.store,
                 executor=self.writer,
                 judge=JudgeSpec(limits=self.limits),
@@ -166,11 +176,17 @@ class Service:
             info = backend_info(model)
         except USER_ERRORS:
             info = None
-        if info is None or not info.servable:
+        allowed = info is not None and info.servable
+        if allowed and self.allowed_models is not None:
+            allowed = any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
+        if not allowed:
+            choices = (
+                ", ".join(self.allowed_models)
+                if self.allowed_models is not None
+                else usages(lambda i: i.servable)
+            )
             raise ServiceError(
-                400,
-                "unknown_model",
-                f"model {model!r} is not served here; use one of {usages(lambda i: i.servable)}",
+                400, "unknown_model", f"model {model!r} is not served here; use one of {choices}"
             )
         key = f"{model}#{rubric.content_hash}" if info.prefix in ("dspy", "local") else model
         if key not in self.backends:
@@ -179,7 +195,7 @@ class Service:
                 lambda: make_backend(
                     model,
                     rubric=rubric,
-                    base_url=self.base_url,
+                    endpoints=self.endpoints,
                     timeout=self.limits.timeout_s,
                     store=self.read_store,
                 )

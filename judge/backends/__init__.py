@@ -6,13 +6,22 @@ provider SDK is imported until a backend that needs it is built."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 # Importing the modules registers the backends (each module imports its SDK lazily).
 from judge.backends import anthropic_backend, dspy_backend, local, openai_backend
 from judge.backends.base import Backend
 from judge.backends.mock import MockBackend
-from judge.backends.registry import REGISTRY, BackendContext, BackendInfo, backend_info, usages
+from judge.backends.registry import (
+    REGISTRY,
+    BackendContext,
+    BackendInfo,
+    backend_info,
+    endpoint_for,
+    family_of,
+    usages,
+)
 from judge.backends.replay import ReplayBackend
 from judge.errors import ConfigError
 
@@ -28,15 +37,20 @@ def make_backend(
     *,
     rubric: Rubric | None = None,
     base_url: str | None = None,
+    endpoints: Mapping[str, str] | None = None,
     api_key: str | None = None,
     timeout: float = 120.0,
     store: Store | None = None,
     workers: int = 1,
     **options: Any,
 ) -> Backend:
-    """Build a backend from its name. With ``workers`` > 1 a poolable backend runs its client
-    in that many processes (:mod:`judge.backends.pool`)."""
+    """Build a backend from its name. ``base_url`` is the caller's endpoint for this very
+    judge; ``endpoints`` maps provider families to base URLs (server configuration) and gives
+    the backend only its own family's URL. With ``workers`` > 1 a poolable backend runs its
+    client in that many processes (:mod:`judge.backends.pool`)."""
     info = backend_info(name)
+    if base_url is None:
+        base_url = endpoint_for(name, endpoints)
     context = BackendContext(
         rubric=rubric,
         base_url=base_url,
@@ -67,6 +81,8 @@ __all__ = [
     "MockBackend",
     "ReplayBackend",
     "backend_info",
+    "endpoint_for",
+    "family_of",
     "make_backend",
     "usages",
 ]

@@ -5,7 +5,7 @@ theirs when first built, failing with an install hint."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -83,6 +83,29 @@ def backend_info(name: str) -> BackendInfo:
     if info is None or not rest:
         raise ConfigError(f"unknown judge {name!r}: use one of {usages()}")
     return info
+
+
+def family_of(name: str) -> str | None:
+    """The provider family whose credentials ``name`` uses: the registered family, or for
+    ``dspy/<provider>/<model>`` the provider."""
+    info = backend_info(name)
+    if info.prefix == "dspy":
+        return name.split("/")[1] or None
+    return info.family
+
+
+def endpoint_for(name: str, endpoints: Mapping[str, str] | None) -> str | None:
+    """The base URL configured for ``name``'s provider family, if any. A URL configured for
+    one family is never handed to a backend of another, so no key is sent to a host that was
+    set up for a different provider.
+
+    >>> endpoint_for("openai/gpt-4o", {"openai": "http://127.0.0.1:8000/v1"})
+    'http://127.0.0.1:8000/v1'
+    >>> endpoint_for("anthropic/claude", {"openai": "http://127.0.0.1:8000/v1"}) is None
+    True
+    """
+    family = family_of(name)
+    return None if family is None or not endpoints else endpoints.get(family)
 
 
 def usages(predicate: Callable[[BackendInfo], bool] = lambda info: True) -> str:

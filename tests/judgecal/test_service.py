@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from fastapi.testclient import TestClient
 import pytest
 
 from judge import Store
@@ -33,7 +34,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     with Store(db) as store:
         key = store.keys.create("tests")
     with FakeProvider() as provider:
-        service = Service(db, base_url=provider.base_url, reward_model="openai/gpt-4.1-mini")
+        service = Service(
+            db, endpoints={"openai": provider.base_url}, reward_model="openai/gpt-4.1-mini"
+        )
         uv = uvicorn.Server(
             uvicorn.Config(create_app(service), host="127.0.0.1", port=0, log_level="error")
         )
@@ -482,3 +485,65 @@ def test_inspect_scorer_against_inspects_mock_model(server: dict, tmp_path: Path
     # The mock judge answers with the rubric's example: every criterion met, the pitfall too.
     assert result["scores"] == pytest.approx([7 / 9, 7 / 9])
     assert result["mean"] == pytest.approx(7 / 9)
+
+
+def test_provider_keys_stay_with_their_provider(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 13.1: a base URL configured for OpenAI-compatible judges is never sent the
+    Anthropic key, whatever model a client names; each family's key reaches only its own
+    configured endpoint."""
+    from rubrics import load_rubric
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-secret")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
+    rubric = load_rubric("pairwise_helpfulness")
+    with FakeProvider() as openai_host, FakeProvider() as anthropic_host:
+        service = Service(
+            tmp_path / "s.duckdb",
+            endpoints={
+                "openai": openai_host.base_url,
+                "anthropic": anthropic_host.anthropic_base_url,
+            },
+            require_keys=False,
+        )
+        app = create_app(service)
+        with TestClient(app) as client:
+            for model in ("openai/m", "anthropic/m", "dspy/openai/m", "dspy/anthropic/m"):
+                response = client.post(
+                    "/v1/compare",
+                    json={
+                        "rubric": rubric.id,
+                        "model": model,
+                        "options": {"samples": 1},
+                        "items": [
+                            {
+                                "prompt": "p",
+                                "response_a": "quality=5 a",
+                                "response_b": "quality=1 b",
+                            }
+                        ],
+                    },
+                )
+                assert response.status_code == 200, response.text
+        assert set(openai_host.credentials) == {"sk-openai-secret"}
+        assert set(anthropic_host.credentials) == {"sk-ant-secret"}
+    # Only the OpenAI endpoint configured: an Anthropic judge goes to Anthropic's own host
+    # (nothing is sent here: the backend is only built).
+    only_openai = Service(tmp_path / "t.duckdb", endpoints={"openai": "http://127.0.0.1:9/v1"})
+    for model in ("anthropic/m", "dspy/anthropic/m"):
+        backend = asyncio.run(only_openai.backend(model, rubric))
+        assert backend.base_url is None  # type: ignore[attr-defined]
+    asyncio.run(only_openai.aclose())
+
+
+def test_only_configured_models_are_served(tmp_path: Path) -> None:
+    from rubrics import load_rubric
+
+    service = Service(tmp_path / "s.duckdb", allowed_models=["mock/*"], require_keys=False)
+    rubric = load_rubric("pairwise_helpfulness")
+    with pytest.raises(Exception) as refused:
+        asyncio.run(service.backend("openai/gpt-4o", rubric))
+    assert "not served here" in str(refused.value) and "mock/*" in str(refused.value)
+    assert asyncio.run(service.backend("mock/first", rubric)).name.startswith("mock/")
+    asyncio.run(service.aclose())
