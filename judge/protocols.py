@@ -23,14 +23,11 @@ from pydantic import ValidationError
 
 from judge.items import Item
 from judge.parsers import (
+    PAIRWISE_FORMATS,
     ParseResult,
+    extract_pairwise,
+    extract_pointwise,
     logprob_expectation,
-    parse_json_answer,
-    parse_llmbar,
-    parse_mtbench,
-    parse_pairwise_text,
-    parse_score,
-    strip_echoed,
 )
 from judge.prompts import REASK, render_messages
 from judge.spec import ProtocolSettings
@@ -213,24 +210,29 @@ class PairwiseProtocol(Protocol):
                     f"recorded verdict {raw!r} is not A, B or tie", "replay"
                 ), None
             return ParseResult({"winner": presented}, None, "replay"), _orient(presented, order)
-        text = strip_echoed(
-            completion.text, [item.prompt, item.response_a or "", item.response_b or ""]
-        )
-        result = PAIRWISE_PARSERS[self.config.parser](text)
+        formats = PAIRWISE_PARSERS.get(self.config.parser)
+        if formats is None:
+            return ParseResult.fail(
+                f"the {self.config.parser} parser reads pointwise answers only", "pairwise"
+            ), None
+        result = extract_pairwise(completion.text, _echoed(item), formats)
         if not result.ok:
             return result, None
-        parsed: dict[str, Any] = {"winner": result.value}
-        if result.parser == "json":
-            checked = self._check_json(text)
-            if not checked.ok:
-                return checked, None
-            if checked.value:
-                parsed["scores"] = checked.value
-        return ParseResult(parsed, None, result.parser), _orient(result.value, order)
+        if result.parser != "json":
+            return ParseResult({"winner": result.value}, None, result.parser), _orient(
+                result.value, order
+            )
+        checked = self._check_json(result.value)
+        if not checked.ok:
+            return checked, None
+        winner = result.value["winner"]
+        parsed: dict[str, Any] = {"winner": winner}
+        if checked.value:
+            parsed["scores"] = checked.value
+        return ParseResult(parsed, None, "json"), _orient(winner, order)
 
-    def _check_json(self, text: str) -> ParseResult:
+    def _check_json(self, answer: dict[str, Any]) -> ParseResult:
         """Validate a JSON answer against the rubric; its value is the per-criterion scores."""
-        answer = parse_json_answer(text).value
         try:
             model = self.output_model.model_validate(answer)
         except ValidationError as exc:
@@ -287,29 +289,23 @@ class PairwiseProtocol(Protocol):
         return base
 
 
-def _parse_json_winner(text: str) -> ParseResult:
-    answer = parse_json_answer(text)
-    if not answer.ok:
-        return answer
-    winner = answer.value.get("winner") if isinstance(answer.value, dict) else None
-    mapped = {"a": "A", "b": "B", "tie": "tie"}.get(str(winner).strip().lower())
-    if mapped is None:
-        return ParseResult.fail(f"JSON answer has no winner A, B or tie (got {winner!r})", "json")
-    return ParseResult(mapped, None, "json")
-
-
-def _parse_score_only(text: str) -> ParseResult:
-    return ParseResult.fail("the score parser reads pointwise answers only", "score")
-
-
-#: The judge spec's ``parser`` setting → the pairwise parser it names.
-PAIRWISE_PARSERS = {
-    "auto": parse_pairwise_text,
-    "json": _parse_json_winner,
-    "mtbench": parse_mtbench,
-    "llmbar": parse_llmbar,
-    "score": _parse_score_only,
+#: The judge spec's ``parser`` setting → the verdict formats it reads in pairwise answers.
+PAIRWISE_PARSERS: dict[str, tuple[str, ...]] = {
+    "auto": PAIRWISE_FORMATS,
+    "json": ("json",),
+    "mtbench": ("mtbench",),
+    "arena": ("arena",),
+    "llmbar": ("llmbar",),
 }
+
+
+def _echoed(item: Item) -> list[str]:
+    """The texts a judge may quote: a verdict inside one of them is never the judge's."""
+    return [
+        t
+        for t in (item.prompt, item.response, item.response_a, item.response_b, item.reference)
+        if t
+    ]
 
 
 def _orient(presented: str, order: Order) -> str:
@@ -358,30 +354,21 @@ class PointwiseProtocol(Protocol):
     ) -> tuple[ParseResult, Any]:
         if completion.verdict is not None:
             return self._from_value(completion.verdict, "replay")
-        text = strip_echoed(completion.text, [item.prompt, item.response or ""])
-        if not text.strip():
-            return ParseResult.fail("empty output", "pointwise"), None
         parser = self.config.parser
         if parser not in ("auto", "json", "score"):
             return ParseResult.fail(
                 f"the {parser} parser reads pairwise answers only", parser
             ), None
-        if parser != "score":
-            answer = parse_json_answer(text)
-            if answer.ok:
-                return self._from_value(answer.value, "json")
-        if parser != "json" and (
-            len(self.rubric.criteria) == 1 or self.rubric.holistic_scale is not None
-        ):
-            score = parse_score(text)
-            if score.ok:
-                return self._from_value(score.value, "score")
-        wanted = {
-            "auto": "no JSON answer and no 'Score: N' line found",
-            "json": "no JSON answer found",
-            "score": "no 'Score: N' line found (the score parser needs one criterion or a holistic scale)",
-        }
-        return ParseResult.fail(wanted[parser], "pointwise"), None
+        one_score = len(self.rubric.criteria) == 1 or self.rubric.holistic_scale is not None
+        if parser == "score" and not one_score:
+            return ParseResult.fail(
+                "the score parser needs one criterion or a holistic scale", "score"
+            ), None
+        formats = {"auto": ("json", "score") if one_score else ("json",)}.get(parser, (parser,))
+        result = extract_pointwise(completion.text, _echoed(item), formats)
+        if not result.ok:
+            return result, None
+        return self._from_value(result.value, result.parser)
 
     def _from_value(self, value: Any, parser: str) -> tuple[ParseResult, Any]:
         rubric = self.rubric

@@ -131,6 +131,7 @@ class Runner:
     ) -> None:
         self.store = store
         self.backend = backend
+        self.identity = backend.cache_identity()
         self.spec = spec or JudgeSpec()
         self.config: RunnerConfig = self.spec.limits
         self.prices = PRICES if prices is None else prices
@@ -356,7 +357,7 @@ class Runner:
     async def _attempt(
         self, state: RunState, item: Item, plan: PlannedCall, request: Any, attempt: int
     ) -> CallRecord:
-        request_hash = request.hash(self.backend.name)
+        request_hash = request.hash(self.identity)
         record = CallRecord(
             run_id=state.run_id,
             item_id=item.id,

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from judge.errors import ConfigError
 from judge.types import content_hash
 
-ParserName = Literal["auto", "json", "mtbench", "llmbar", "score"]
+ParserName = Literal["auto", "json", "mtbench", "arena", "llmbar", "score"]
 
 
 class ProtocolSettings(BaseModel):
@@ -55,7 +55,7 @@ class ProtocolSettings(BaseModel):
     seed: int = 0
     """Seed passed to providers that accept one and recorded with the run."""
     parser: ParserName = "auto"
-    """Which parser reads answers: auto (pairwise: JSON, then [[A]], then Output (a); pointwise: JSON, then Score: N), or one of them only (mtbench and llmbar read pairwise answers, score pointwise ones)."""
+    """Which verdict formats are read: auto (pairwise: JSON 'winner', [[A]], Arena-Hard's [[A>B]], Output (a); pointwise: JSON, or Score: N for one criterion), or one of them only (mtbench, arena and llmbar read pairwise answers, score pointwise ones). The judge's last verdict outside quoted response text counts."""
 
 
 class RunnerConfig(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -46,9 +47,12 @@ class GenerateRequest:
     inputs: tuple[tuple[str, str], ...] = ()
     """The item's fields as presented (prompt, response_a, ...), for structured backends."""
 
-    def hash(self, backend: str) -> str:
-        """SHA-256 over what the provider sees (never the item id or order, which only label
-        the request), so equal requests from different runs share one cache entry."""
+    def hash(self, backend: str | Mapping[str, Any]) -> str:
+        """SHA-256 over what the provider sees and who answers it: the backend's identity
+        (name, endpoint, program — :meth:`Backend.cache_identity`) and every field of the
+        request, never the item id or order, which only label it. Equal requests to the same
+        judge from different runs share one cache entry; the same request to another server or
+        another program does not."""
         payload = {
             "backend": backend,
             "model": self.model,

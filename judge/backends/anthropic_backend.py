@@ -55,6 +55,13 @@ class AnthropicBackend(Backend):
         create = anthropic.resources.messages.AsyncMessages.create
         self.supports_temperature = "temperature" in inspect.signature(create).parameters
 
+    def cache_identity(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "endpoint": str(self.client.base_url).rstrip("/"),
+            "temperature_sent": self.supports_temperature,
+        }
+
     def describe(self) -> dict[str, Any]:
         return {
             "backend": self.name,

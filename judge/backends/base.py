@@ -56,6 +56,12 @@ class Backend(ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections."""
 
+    def cache_identity(self) -> dict[str, Any]:
+        """Everything besides the request that decides the answer: which model at which
+        endpoint running which program. It keys the request cache together with the request,
+        so a changed endpoint or program is never answered from another's cache."""
+        return {"backend": self.name}
+
     def describe(self) -> dict[str, Any]:
         """What is stored with a run to say which backend produced it (never secrets)."""
         return {"backend": self.name}

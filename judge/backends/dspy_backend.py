@@ -16,7 +16,7 @@ from typing import Any, Literal
 from judge.backends.base import Backend, classify_status, require
 from judge.backends.registry import BackendContext, register
 from judge.errors import BackendError, ConfigError
-from judge.types import Completion, GenerateRequest
+from judge.types import Completion, GenerateRequest, content_hash
 from rubrics import LikertScale, Rubric, render_instructions
 
 _KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
@@ -107,6 +107,19 @@ class DSPyBackend(Backend):
             timeout=timeout,
         )
         self.program = dspy.Predict(build_signature(rubric))
+
+    def cache_identity(self) -> dict[str, Any]:
+        signature = self.program.signature
+        program = {
+            "instructions": signature.instructions,
+            "fields": {name: str(field) for name, field in signature.fields.items()},
+            "state": self.program.dump_state(),
+        }
+        return {
+            "backend": self.name,
+            "endpoint": self.base_url,
+            "program": content_hash(json.loads(json.dumps(program, default=str))),
+        }
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "base_url": self.base_url}

@@ -71,6 +71,9 @@ class OpenAIBackend(Backend):
             http_client=_http_client(openai),
         )
 
+    def cache_identity(self) -> dict[str, Any]:
+        return {"backend": self.name, "endpoint": str(self.client.base_url).rstrip("/")}
+
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "base_url": self.base_url}
 

@@ -101,6 +101,15 @@ class ProcessPoolBackend(Backend):
         self._ids = itertools.count()
         self._next = itertools.cycle(range(workers))
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._identity: dict[str, Any] | None = None
+
+    def cache_identity(self) -> dict[str, Any]:
+        """The identity of the backend the workers run, built once here to ask it."""
+        if self._identity is None:
+            local = self.spec.build()
+            self._identity = local.cache_identity()
+            del local
+        return self._identity
 
     def start(self) -> None:
         context = multiprocessing.get_context("spawn")

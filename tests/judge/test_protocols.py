@@ -280,7 +280,7 @@ def test_the_spec_names_the_parser_that_reads_answers() -> None:
         1
     ] == {"scores": {"quality": 4}}
     refused = PointwiseProtocol(one, JudgeSpec(parser="json"), "m").interpret(item, "", score_text)
-    assert refused[0].reason == "no JSON answer found"
+    assert refused[0].reason == "no verdict found (expected a JSON answer)"
     pairwise_only = PointwiseProtocol(one, JudgeSpec(parser="llmbar"), "m")
     assert "pairwise answers only" in (
         pairwise_only.interpret(item, "", score_text)[0].reason or ""

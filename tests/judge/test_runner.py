@@ -534,3 +534,41 @@ def test_the_fake_provider_serves_what_the_caller_scripts() -> None:
     assert verdict.status == "unscored" and "no quality for response" in (verdict.reason or "")
     with pytest.raises(ValueError, match="one way"):
         FakeProvider(judge, outputs=["x"])
+
+
+def test_the_cache_never_answers_for_another_endpoint_or_program() -> None:
+    """Finding 13.3: a run against a second server is sent to that server, and a DSPy program
+    with other instructions is sent to the provider, not answered from the first's cache."""
+    items = pairs(5)
+    with FakeProvider() as first, FakeProvider() as second, Store() as store:
+        for name, provider in (("one", first), ("two", second)):
+            run(
+                store,
+                "openai/gpt-4.1-mini",
+                items,
+                JudgeSpec(samples=1),
+                RunnerConfig(),
+                provider.base_url,
+                name,
+            )
+        assert sum(first.requests.values()) == sum(second.requests.values()) == 10
+        assert not any(c.cache_hit for c in store.runs.calls("two"))
+        # The same server again is a cache hit: the identity is stable.
+        again = run(
+            store,
+            "openai/gpt-4.1-mini",
+            items,
+            JudgeSpec(samples=1),
+            RunnerConfig(),
+            second.base_url,
+            "three",
+        )
+        assert again.n_cache_hits == 10 and sum(second.requests.values()) == 10
+
+        dspy_backend = make_backend("dspy/openai/gpt-4.1-mini", rubric=RUBRIC, base_url=first.base_url)
+        before = dspy_backend.cache_identity()
+        dspy_backend.program.signature = dspy_backend.program.signature.with_instructions(
+            "Prefer the shorter response."
+        )
+        assert dspy_backend.cache_identity()["program"] != before["program"]
+        assert dspy_backend.cache_identity()["endpoint"] == before["endpoint"] == first.base_url
