@@ -232,8 +232,10 @@ class Service:
                     row.get("response_b"),
                     row.get("reference"),
                 )
-        items = items_from_rows(
-            [{k: v for k, v in row.items() if v is not None} for row in rows], source="request"
+        items = await asyncio.to_thread(
+            items_from_rows,
+            [{k: v for k, v in row.items() if v is not None} for row in rows],
+            source="request",
         )
         unique = list({item.id: item for item in items}.values())
         backend = await self.backend(model, rubric)
@@ -274,9 +276,8 @@ class Service:
     async def start_run(self, body: RunRequest) -> RunStatus:
         rubric = self.rubric(body.rubric)
         rows = [dict(r) for r in body.items]
-        items_from_rows(
-            rows, source="request"
-        )  # validate now: a bad run is a 422, not a failed job
+        # Validated now (off the event loop): a bad run is a 422, not a failed job.
+        await asyncio.to_thread(items_from_rows, rows, source="request")
         await self.backend(body.model, rubric)
         run_id = f"job-{uuid.uuid4().hex[:16]}"
         status = RunStatus(run_id=run_id, status="queued", n_items=len(rows), n_done=0)
@@ -326,7 +327,8 @@ class Service:
         return audit.model_dump(mode="json")
 
     async def post_rubric(self, data: dict[str, Any]) -> RubricOut:
-        rubric = rubric_from_dict(data, source="request")
+        # Validation is linear and bounded, but still CPU work: off the event loop.
+        rubric = await asyncio.to_thread(rubric_from_dict, data, source="request")
         if rubric.id in self.library:
             raise ServiceError(
                 409, "rubric_exists", f"{rubric.id!r} is a library rubric; choose another id"

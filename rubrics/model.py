@@ -28,6 +28,11 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 _KIND_RANK = {"essential": 3, "important": 2, "optional": 1}
 _ID_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
 
+MAX_CRITERIA = 256
+"""Criteria in one rubric: far more than any judge can weigh in one answer."""
+MAX_TEXT_CHARS = 8_000
+"""Characters in one task, description or anchor text."""
+
 PAIRWISE_VALUES: tuple[str, ...] = ("A", "B", "tie")
 _PAIRWISE_ALIASES = {
     "a": "A",
@@ -104,6 +109,9 @@ class LikertScale(_Strict):
             raise ValueError(f"anchors missing for levels {missing}")
         if extra:
             raise ValueError(f"anchors given for levels {extra} outside {self.low}..{self.high}")
+        long = sorted(k for k, v in self.anchors.items() if len(v) > MAX_TEXT_CHARS)
+        if long:
+            raise ValueError(f"anchor text over {MAX_TEXT_CHARS:,} characters for levels {long}")
         empty = sorted(k for k, v in self.anchors.items() if not v.strip())
         if empty:
             raise ValueError(f"anchor text is empty for levels {empty}")
@@ -176,7 +184,7 @@ class Criterion(_Strict):
 
     id: str
     """Short identifier: lowercase letters, digits, ``_`` or ``-``; unique in the rubric."""
-    description: str
+    description: str = Field(max_length=MAX_TEXT_CHARS)
     """What the judge checks, written for the judge."""
     kind: CriterionKind = "important"
     """``essential``, ``important``, ``optional`` or ``pitfall`` (a mistake that costs points)."""
@@ -238,14 +246,25 @@ class Rubric(_Strict):
     """Free-form version label; the content hash identifies the exact text."""
     mode: Mode
     """``pointwise`` (score one response) or ``pairwise`` (compare two)."""
-    task: str
+    task: str = Field(max_length=MAX_TEXT_CHARS)
     """What the judge is asked to do, in one or two sentences."""
     criteria: list[Criterion]
-    """At least one criterion."""
+    """At least one criterion, at most :data:`MAX_CRITERIA`."""
     holistic_scale: LikertScale | None = None
     """If set, the judge also gives one overall rating on this scale (the holistic mode)."""
     description: str = ""
     """Notes for humans: provenance, intended use."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_size(cls, data: Any) -> Any:
+        # Before any criterion is validated: an oversized rubric is refused in constant time.
+        criteria = data.get("criteria") if isinstance(data, dict) else None
+        if isinstance(criteria, list) and len(criteria) > MAX_CRITERIA:
+            raise ValueError(
+                f"a rubric has at most {MAX_CRITERIA} criteria; this one has {len(criteria)}"
+            )
+        return data
 
     @field_validator("id")
     @classmethod
@@ -296,8 +315,17 @@ class Rubric(_Strict):
     @staticmethod
     def _check_kind_order(criteria: list[Criterion]) -> None:
         # An optional criterion that outweighs an essential one inverts what the kinds mean.
-        for higher in criteria:
-            for lower in criteria:
+        # Linear: only the lightest criterion of each kind and the heaviest of each lower kind
+        # can break the order.
+        lightest: dict[str, Criterion] = {}
+        heaviest: dict[str, Criterion] = {}
+        for c in criteria:
+            if c.kind not in lightest or c.effective_weight < lightest[c.kind].effective_weight:
+                lightest[c.kind] = c
+            if c.kind not in heaviest or c.effective_weight > heaviest[c.kind].effective_weight:
+                heaviest[c.kind] = c
+        for higher in lightest.values():
+            for lower in heaviest.values():
                 if (
                     _KIND_RANK[higher.kind] > _KIND_RANK[lower.kind]
                     and lower.effective_weight > higher.effective_weight

@@ -175,3 +175,32 @@ def test_rubric_is_immutable() -> None:
     with pytest.raises(ValueError):
         rubric.id = "x"  # type: ignore[misc]
     assert isinstance(rubric, Rubric)
+
+
+def test_rubric_validation_is_linear_and_bounded() -> None:
+    """Finding 13.4: 8,000 criteria took 15 s (pairwise comparison of every criterion); an
+    oversized rubric is now refused before its criteria are validated, naming the limit, and
+    the order rule compares kinds, not pairs of criteria."""
+    from rubrics.model import MAX_CRITERIA, MAX_TEXT_CHARS
+
+    def rubric(n: int, description: str = "d") -> dict:
+        kinds = ["essential", "important", "optional"]
+        return {
+            "id": "big",
+            "mode": "pointwise",
+            "task": "t",
+            "criteria": [
+                {"id": f"c{i}", "description": description, "kind": kinds[i % 3]} for i in range(n)
+            ],
+        }
+
+    with pytest.raises(RubricError, match=f"at most {MAX_CRITERIA} criteria; this one has 40000"):
+        rubric_from_dict(rubric(40_000), source="request")
+    assert len(rubric_from_dict(rubric(MAX_CRITERIA), source="request").criteria) == MAX_CRITERIA
+    with pytest.raises(RubricError, match=f"at most {MAX_TEXT_CHARS}"):
+        rubric_from_dict(rubric(3, "x" * (MAX_TEXT_CHARS + 1)), source="request")
+    # The kind-order rule still names the offending pair.
+    bad = rubric(2)
+    bad["criteria"][1].update(kind="optional", weight=9)
+    with pytest.raises(RubricError, match="optional criterion 'c1'.*outweighs essential"):
+        rubric_from_dict(bad, source="request")
