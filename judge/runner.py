@@ -23,8 +23,9 @@ from typing import Any, TextIO, TypeVar
 from judge.backends.base import Backend
 from judge.errors import BackendError, ItemsError, StoreError
 from judge.items import Item
+from judge.journal import Journal
 from judge.pricing import PRICES, cost_usd
-from judge.protocols import PlannedCall, Protocol, make_protocol
+from judge.protocols import PlannedCall, Protocol, latest_attempts, make_protocol
 from judge.spec import JudgeSpec, RunnerConfig
 from judge.store import Store
 from judge.types import CallRecord, Completion, Verdict, content_hash
@@ -52,32 +53,40 @@ class RunSummary:
     cost_usd: float | None = 0.0
     wall_s: float = 0.0
     resumed_calls: int = 0
+    journal_replays: int = 0
+    """Completions received before a crash, read from the journal instead of paid again."""
+    retried_failed: int = 0
+    """Calls recorded as errors by an earlier run and sent again (``retry_failed``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
 class RateLimiter:
-    """A token bucket refilled continuously at ``per_minute / 60`` per second."""
+    """A per-minute limit on requests or tokens, as a generic cell rate algorithm (GCRA): each
+    acquisition of ``amount`` pushes a theoretical arrival time forward by
+    ``amount / rate``, and a caller waits until that time is within one second's burst of now.
+    Over any window the amount admitted is at most ``rate × window + one second's worth +
+    the largest single amount`` — never the 10× overshoot of a bucket that clips large
+    requests. :meth:`settle` corrects an estimate once the real amount is known."""
 
-    def __init__(self, per_minute: float) -> None:
+    def __init__(self, per_minute: float, *, burst_s: float = 1.0) -> None:
         self.rate = per_minute / 60.0
-        self.capacity = max(1.0, per_minute / 60.0)
-        self.tokens = self.capacity
-        self.updated = time.monotonic()
-        self.lock = asyncio.Lock()
+        self.burst_s = burst_s
+        self.tat = time.monotonic()
+        """Theoretical arrival time: when everything admitted so far is paid for."""
 
     async def acquire(self, amount: float = 1.0) -> None:
-        amount = min(amount, self.capacity)
-        async with self.lock:
-            while True:
-                now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
-                if self.tokens >= amount:
-                    self.tokens -= amount
-                    return
-                await asyncio.sleep((amount - self.tokens) / self.rate)
+        now = time.monotonic()
+        start = max(self.tat, now)
+        self.tat = start + amount / self.rate
+        wait = start - self.burst_s - now
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def settle(self, estimated: float, actual: float) -> None:
+        """Replace an acquisition's estimate with what the provider reported it used."""
+        self.tat += (actual - estimated) / self.rate
 
 
 @dataclass
@@ -104,6 +113,13 @@ class RunState:
     already_done: int
     items_done: int = 0
     pending: _Pending = field(default_factory=_Pending)
+    deadline: float | None = None
+    """``time.monotonic()`` after which no call is sent (the run deadline)."""
+    journal: Journal | None = None
+    journaled: dict[str, Completion] = field(default_factory=dict)
+    """Completions an earlier process received for this run but did not commit."""
+    retry: set[str] = field(default_factory=set)
+    """Items whose failed calls are sent again and whose verdicts are replaced."""
     flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     started: float = field(default_factory=time.perf_counter)
 
@@ -214,8 +230,11 @@ class Runner:
         await self._db(setup)
         return await self._execute(run_id, dataset, list(items), {}, set())
 
-    async def resume(self, run_id: str) -> RunSummary:
-        """Finish an interrupted run: recorded calls are reused, finished items skipped."""
+    async def resume(self, run_id: str, *, retry_failed: bool = False) -> RunSummary:
+        """Finish an interrupted run: recorded calls are reused, finished items skipped, and
+        completions the journal holds are read instead of sent. With ``retry_failed`` calls
+        recorded as errors (after their retries, or past a deadline) are sent again as new
+        attempts and their items' verdicts replaced."""
         runs = self.store.runs
         run = await self._db(runs.get, run_id)
         wanted = None if self.rubric is None else self.rubric.content_hash
@@ -237,7 +256,15 @@ class Runner:
         done: dict[str, list[CallRecord]] = defaultdict(list)
         for call in calls:
             done[call.item_id].append(call)
-        return await self._execute(run_id, run.dataset, items, done, finished)
+        failed: set[str] = set()
+        if retry_failed:
+            failed = {
+                item_id
+                for item_id, records in done.items()
+                if any(c.parse_status == "error" for c in latest_attempts(records))
+            }
+            finished -= failed
+        return await self._execute(run_id, run.dataset, items, done, finished, retry=failed)
 
     async def aclose(self) -> None:
         await self.backend.aclose()
@@ -256,6 +283,7 @@ class Runner:
         items: list[Item],
         done: dict[str, list[CallRecord]],
         finished: set[str],
+        retry: set[str] | None = None,
     ) -> RunSummary:
         config = self.config
         summary = RunSummary(
@@ -271,7 +299,13 @@ class Runner:
             total_items=len(items),
             already_done=len(finished),
             items_done=len(finished),
+            deadline=time.monotonic() + config.run_deadline_s if config.run_deadline_s else None,
+            retry=retry or set(),
         )
+        if self.backend.cacheable:  # a backend that is paid per call (free ones need none)
+            state.journal = Journal.for_run(self.store.path, run_id)
+            if state.journal is not None:
+                state.journaled = await self._db(state.journal.read)
         if self._use_cache():
             await self._db(self.store.cache.warm, self.backend.name)
         flusher = asyncio.create_task(self._flush_loop(state))
@@ -285,6 +319,11 @@ class Runner:
                 # A failed write must stop the run, never pass silently.
                 raise outcome
             await self._flush(state)
+            if state.journal is not None:
+                state.journal.close()
+        if state.journal is not None:
+            # Every completion received is now a committed call.
+            state.journal.discard()
         verdicts = await self._db(self.store.runs.verdicts, run_id)
         summary.n_scored = sum(v.status == "scored" for v in verdicts)
         summary.n_unscored = sum(v.status == "unscored" for v in verdicts)
@@ -324,11 +363,24 @@ class Runner:
     async def _judge_item(self, state: RunState, item: Item, previous: list[CallRecord]) -> None:
         done = {(c.order, c.sample): c for c in previous if c.attempt == 0}
         records = list(previous)
+        next_attempt: dict[tuple[str, int], int] = {}
+        if item.id in state.retry:
+            for call in latest_attempts(previous):
+                if call.parse_status == "error":
+                    key = (call.order, call.sample)
+                    done.pop(key, None)
+                    next_attempt[key] = call.attempt + 1
+                    state.summary.retried_failed += 1
         while True:
             planned = self.protocol.next_calls(item, done)
             if not planned:
                 break
-            results = await asyncio.gather(*(self._call(state, item, p) for p in planned))
+            results = await asyncio.gather(
+                *(
+                    self._call(state, item, p, next_attempt.get((p.order, p.sample), 0))
+                    for p in planned
+                )
+            )
             for plan, calls in zip(planned, results, strict=True):
                 done[(plan.order, plan.sample)] = calls[0]
                 records.extend(calls)
@@ -339,9 +391,11 @@ class Runner:
         state.items_done += 1
         await self._maybe_flush(state)
 
-    async def _call(self, state: RunState, item: Item, plan: PlannedCall) -> list[CallRecord]:
+    async def _call(
+        self, state: RunState, item: Item, plan: PlannedCall, first_attempt: int = 0
+    ) -> list[CallRecord]:
         """Make one planned call (and its re-ask, if configured); returns the recorded calls."""
-        record = await self._attempt(state, item, plan, plan.request, attempt=0)
+        record = await self._attempt(state, item, plan, plan.request, attempt=first_attempt)
         out = [record]
         if (
             self.spec.reask
@@ -351,7 +405,7 @@ class Runner:
             request = self.protocol.reask_request(
                 plan.request, record.raw_text, record.parse_reason or ""
             )
-            out.append(await self._attempt(state, item, plan, request, attempt=1))
+            out.append(await self._attempt(state, item, plan, request, attempt=record.attempt + 1))
         return out
 
     async def _attempt(
@@ -371,8 +425,17 @@ class Runner:
         if self._use_cache() and cache.contains(self.backend.name, request_hash):
             completion = await self._db(cache.get, request_hash)
             record.cache_hit = completion is not None
-        if completion is None:
+        if completion is None and request_hash in state.journaled:
+            completion = state.journaled.pop(request_hash)
+            state.summary.journal_replays += 1
+        elif completion is None:
             completion = await self._send(state, request, record)
+            if completion is not None and state.journal is not None:
+                if completion.cost_usd is None:
+                    completion.cost_usd = cost_usd(
+                        self.model, completion.tokens_in, completion.tokens_out, self.prices
+                    )
+                state.journal.append(request_hash, completion)
         if completion is not None:
             self._interpret(item, plan, completion, record)
             if not record.cache_hit and self._use_cache() and record.ok:
@@ -395,20 +458,35 @@ class Runner:
 
     async def _send(self, state: RunState, request: Any, record: CallRecord) -> Completion | None:
         config = self.config
+        now = time.monotonic()
+        deadlines = [
+            d
+            for d in (state.deadline, config.call_deadline_s and now + config.call_deadline_s)
+            if d
+        ]
+        deadline = min(deadlines) if deadlines else None
         for attempt in range(config.max_retries + 1):
+            if deadline is not None and time.monotonic() >= deadline:
+                return self._give_up(record, "deadline exceeded before the call could be sent")
             if state.rpm:
                 await state.rpm.acquire()
+            estimate = 0.0
             if state.tpm:
                 estimate = sum(len(m.content) for m in request.messages) / 4 + request.max_tokens
                 await state.tpm.acquire(estimate)
             try:
                 async with state.semaphore:
                     started = time.perf_counter()
+                    timeout = config.timeout_s
+                    if deadline is not None:
+                        timeout = max(0.001, min(timeout, deadline - time.monotonic()))
                     # asyncio.timeout, unlike wait_for, needs no extra task per call; it
                     # covers the call only, not the wait for a free slot.
-                    async with asyncio.timeout(config.timeout_s):
+                    async with asyncio.timeout(timeout):
                         completion = await self.backend.generate(request)
                     completion.latency_s = completion.latency_s or time.perf_counter() - started
+                if state.tpm and (completion.tokens_in or completion.tokens_out):
+                    state.tpm.settle(estimate, completion.tokens_in + completion.tokens_out)
                 return completion
             except asyncio.CancelledError:
                 raise
@@ -420,12 +498,24 @@ class Runner:
                 record.parse_status = "error"
                 return None
             record.retries += 1
-            await asyncio.sleep(self._backoff(attempt, error))
+            delay = self._backoff(attempt, error)
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                return self._give_up(
+                    record, f"deadline exceeded after {attempt + 1} attempts ({error})"
+                )
+            await asyncio.sleep(delay)
         return None  # pragma: no cover - the loop always returns
+
+    @staticmethod
+    def _give_up(record: CallRecord, reason: str) -> None:
+        record.error = reason[:2000]
+        record.error_kind = "deadline"
+        record.parse_status = "error"
+        return None
 
     def _backoff(self, attempt: int, error: BackendError) -> float:
         if error.retry_after is not None:
-            return error.retry_after + random.uniform(0, 0.1)
+            return min(error.retry_after, self.config.max_retry_after_s) + random.uniform(0, 0.1)
         delay = min(self.config.backoff_max_s, self.config.backoff_base_s * 2**attempt)
         return delay * random.uniform(0.5, 1.0)
 
@@ -479,7 +569,9 @@ class Runner:
                 return
 
             def write() -> None:
-                self.store.runs.write_results(pending.calls, pending.verdicts)
+                self.store.runs.write_results(
+                    pending.calls, pending.verdicts, replace=bool(state.retry)
+                )
                 self.store.cache.put(pending.cache)
 
             # The batch has left `pending`: it must reach the store even if this task is

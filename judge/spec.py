@@ -68,15 +68,21 @@ class RunnerConfig(BaseModel):
     rpm: float | None = Field(None, gt=0)
     """Requests per minute allowed by the provider (none: unlimited)."""
     tpm: float | None = Field(None, gt=0)
-    """Tokens per minute allowed (estimated from text length before the call)."""
+    """Tokens per minute allowed: a call reserves its estimated tokens (prompt characters / 4 + max_tokens) before it is sent, corrected by the tokens the provider reports."""
     max_retries: int = Field(5, ge=0, le=50)
     """Retries of a rate-limited or transient failure before it is recorded as an error."""
     backoff_base_s: float = Field(0.5, gt=0)
     """First backoff in seconds; doubles each retry, with jitter, capped at backoff_max_s."""
     backoff_max_s: float = Field(30.0, gt=0)
-    """Longest wait between retries in seconds (a provider's Retry-After may ask for longer)."""
+    """Longest backoff between retries in seconds when the provider gives no Retry-After."""
+    max_retry_after_s: float = Field(60.0, ge=0)
+    """Longest wait a provider's Retry-After may impose; a longer one is cut to this."""
     timeout_s: float = Field(120.0, gt=0)
-    """Per-call timeout in seconds."""
+    """Per-attempt timeout in seconds (also given to the provider SDK's client)."""
+    call_deadline_s: float | None = Field(None, gt=0)
+    """Most seconds one call may take across all its retries before it is recorded as an error."""
+    run_deadline_s: float | None = Field(None, gt=0)
+    """Most seconds a run may send calls; calls not finished by then are recorded as errors (retry them with --resume --retry-failed)."""
     cache: bool = True
     """Serve identical requests from the DuckDB request cache."""
     flush_every: int = Field(256, ge=1)

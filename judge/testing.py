@@ -234,6 +234,7 @@ class FakeProvider:
         responder: Responder | None = None,
         outputs: Sequence[str] | None = None,
         logprob_confidence: float = 0.8,
+        hold_after: int | None = None,
     ) -> None:
         if sum(x is not None for x in (judge, responder, outputs)) > 1:
             raise ValueError("script the provider one way: a judge, a responder or outputs")
@@ -245,6 +246,8 @@ class FakeProvider:
         self.latency_s = latency_s
         self.faults = faults or FaultPlan()
         self.logprob_confidence = logprob_confidence
+        self.hold_after = hold_after
+        """Requests after this many are never answered (to kill a client at a known point)."""
         self.requests: Counter[str] = Counter()
         """Request bodies' keys (model + messages + sample settings) → times received."""
         self.completed: Counter[str] = Counter()
@@ -365,6 +368,9 @@ class FakeProvider:
         with self.lock:
             self.requests[key] += 1
             self.log.append(request)
+            held = self.hold_after is not None and len(self.log) > self.hold_after
+        if held:
+            await asyncio.Event().wait()  # never answered; cancelled when the server stops
         fault = self.faults.draw()
         if self.latency_s:
             await asyncio.sleep(self.latency_s)

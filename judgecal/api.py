@@ -109,8 +109,10 @@ def resume_run(
     *,
     limits: RunnerConfig | None = None,
     base_url: str | None = None,
+    retry_failed: bool = False,
 ) -> RunSummary:
-    """Finish an interrupted run with the judge spec it was started with."""
+    """Finish an interrupted run with the judge spec it was started with; ``retry_failed``
+    also re-sends calls recorded as errors (see :meth:`judge.Runner.resume`)."""
     run = store.runs.get(run_id)
     if run.rubric_hash is None:
         raise StoreError(
@@ -130,7 +132,7 @@ def resume_run(
 
     async def go() -> RunSummary:
         try:
-            return await engine.resume(run_id)
+            return await engine.resume(run_id, retry_failed=retry_failed)
         finally:
             await engine.aclose()
 

@@ -104,7 +104,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         spec = _spec_from_args(args)
         with api.open_store(args.db) as store:
-            summary = api.resume_run(store, args.resume, limits=spec.limits, base_url=spec.base_url)
+            summary = api.resume_run(
+                store,
+                args.resume,
+                limits=spec.limits,
+                base_url=spec.base_url,
+                retry_failed=args.retry_failed,
+            )
     else:
         spec = _spec_from_args(args)
         missing = [f"--{n}" for n in ("rubric", "model") if not getattr(spec, n)]
@@ -631,6 +637,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True, help="the judgecal DuckDB file")
     p.add_argument("--dataset", help="dataset name (default: the items file's stem)")
     p.add_argument("--resume", metavar="RUN", help="finish an interrupted run")
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="with --resume: send calls recorded as errors again and replace their verdicts",
+    )
     p.add_argument("--run-id", help="the new run's id (default: a random one)")
     from judge import JudgeSpec, RunnerConfig
 

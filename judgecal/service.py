@@ -15,8 +15,8 @@ import fnmatch
 import hashlib
 import hmac
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +179,7 @@ class Service:
         allowed = info is not None and info.servable
         if allowed and self.allowed_models is not None:
             allowed = any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
-        if not allowed:
+        if info is None or not allowed:
             choices = (
                 ", ".join(self.allowed_models)
                 if self.allowed_models is not None

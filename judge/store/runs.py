@@ -277,12 +277,27 @@ class RunStore:
 
     # -- calls and verdicts --------------------------------------------------------------
 
-    def write_results(self, calls: Iterable[CallRecord], verdicts: Iterable[Verdict]) -> None:
-        """Insert calls and the verdicts they produced in one transaction."""
+    def write_results(
+        self, calls: Iterable[CallRecord], verdicts: Iterable[Verdict], *, replace: bool = False
+    ) -> None:
+        """Insert calls and the verdicts they produced in one transaction; with ``replace`` a
+        verdict replaces the item's stored one (a re-judged item)."""
         stamp = now()
         call_rows = [call_row(c, stamp) for c in calls]
         verdict_rows = [verdict_row(v, stamp) for v in verdicts]
         with self.db.transaction():
+            if replace and verdict_rows:
+                keys = pa.table(
+                    {
+                        "run_id": [r["run_id"] for r in verdict_rows],
+                        "item_id": [r["item_id"] for r in verdict_rows],
+                    }
+                )
+                with self.db.registered("_replaced", keys):
+                    self.db.con.execute(
+                        "DELETE FROM verdicts WHERE (run_id, item_id) IN "
+                        "(SELECT run_id, item_id FROM _replaced)"
+                    )
             self.db.insert("calls", call_rows, CALL_SCHEMA)
             self.db.insert("verdicts", verdict_rows, VERDICT_SCHEMA)
 

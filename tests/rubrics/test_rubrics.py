@@ -202,5 +202,5 @@ def test_rubric_validation_is_linear_and_bounded() -> None:
     # The kind-order rule still names the offending pair.
     bad = rubric(2)
     bad["criteria"][1].update(kind="optional", weight=9)
-    with pytest.raises(RubricError, match="optional criterion 'c1'.*outweighs essential"):
+    with pytest.raises(RubricError, match=r"optional criterion 'c1'.*outweighs essential"):
         rubric_from_dict(bad, source="request")
