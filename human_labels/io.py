@@ -8,14 +8,13 @@ package depends on nothing else of ours.
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from human_labels.errors import LabelsError
+from rubrics.inputs import InputError, csv_records, json_value, jsonl_values, read_text
 
 OVERALL = ""
 """The criterion name of a label that grades the whole item."""
@@ -135,43 +134,27 @@ def read_long(path: Path) -> list[tuple[str, dict[str, Any]]]:
     rows: list[tuple[str, dict[str, Any]]] = []
     allowed = {"item_id", "annotator", "criterion", "value"}
     if suffix in {".jsonl", ".ndjson"}:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    hint = " (the file looks truncated)" if not line.endswith("\n") else ""
-                    raise LabelsError(f"{path}:{number}: invalid JSON ({exc.msg}){hint}") from None
-                if not isinstance(row, dict):
-                    raise LabelsError(f"{path}:{number}: expected a JSON object")
-                unknown = sorted(set(row) - allowed)
-                if unknown:
-                    raise LabelsError(
-                        f"{path}:{number}: unknown keys {unknown} (expected {sorted(allowed)})"
-                    )
-                rows.append((f"{path}:{number}", row))
+        for where, row in jsonl_values(path):
+            if not isinstance(row, dict):
+                raise LabelsError(f"{where}: expected a JSON object")
+            unknown = sorted(set(row) - allowed)
+            if unknown:
+                raise LabelsError(f"{where}: unknown keys {unknown} (expected {sorted(allowed)})")
+            rows.append((where, row))
         return rows
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        missing = sorted({"item_id", "annotator", "value"} - set(header))
-        if missing:
-            raise LabelsError(
-                f"{path}: missing columns {missing}; long-form labels need item_id, annotator, value"
-            )
-        unknown = sorted(set(header) - allowed)
-        if unknown:
-            raise LabelsError(
-                f"{path}: unknown columns {unknown} (use --wide for one column per annotator)"
-            )
-        for row in reader:
-            if None in row or any(v is None for v in row.values()):
-                raise LabelsError(
-                    f"{path}:{reader.line_num}: row has a different number of fields than the header"
-                )
-            rows.append((f"{path}:{reader.line_num}", {k: _raw_value(v) for k, v in row.items()}))
+    header, records = csv_records(path)
+    missing = sorted({"item_id", "annotator", "value"} - set(header))
+    if missing:
+        raise LabelsError(
+            f"{path}: missing columns {missing}; long-form labels need item_id, annotator, value"
+        )
+    unknown = sorted(set(header) - allowed)
+    if unknown:
+        raise LabelsError(
+            f"{path}: unknown columns {unknown} (use --wide for one column per annotator)"
+        )
+    for line, row in records:
+        rows.append((f"{path}:{line}", {k: _raw_value(v) for k, v in row.items()}))
     return rows
 
 
@@ -180,40 +163,38 @@ def read_wide(
 ) -> list[tuple[str, dict[str, Any]]]:
     """Wide CSV: an id column, then one column per annotator; empty cells are missing labels."""
     rows: list[tuple[str, dict[str, Any]]] = []
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        if id_column not in header:
-            raise LabelsError(
-                f"{path}: no {id_column!r} column; wide labels need it plus one column per annotator"
+    header, records = csv_records(path)
+    if id_column not in header:
+        raise LabelsError(
+            f"{path}: no {id_column!r} column; wide labels need it plus one column per annotator"
+        )
+    annotators = [h for h in header if h != id_column]
+    if not annotators:
+        raise LabelsError(f"{path}: no annotator columns")
+    for line, row in records:
+        for annotator in annotators:
+            if _is_missing(row[annotator]):
+                continue
+            rows.append(
+                (
+                    f"{path}:{line}[{annotator}]",
+                    {
+                        "item_id": row[id_column],
+                        "annotator": annotator,
+                        "criterion": criterion,
+                        "value": _raw_value(row[annotator]),
+                    },
+                )
             )
-        annotators = [h for h in header if h != id_column]
-        if not annotators:
-            raise LabelsError(f"{path}: no annotator columns")
-        for row in reader:
-            if None in row or any(v is None for v in row.values()):
-                raise LabelsError(
-                    f"{path}:{reader.line_num}: row has a different number of fields than the header"
-                )
-            for annotator in annotators:
-                if _is_missing(row[annotator]):
-                    continue
-                rows.append(
-                    (
-                        f"{path}:{reader.line_num}[{annotator}]",
-                        {
-                            "item_id": row[id_column],
-                            "annotator": annotator,
-                            "criterion": criterion,
-                            "value": _raw_value(row[annotator]),
-                        },
-                    )
-                )
     return rows
 
 
-def _label_studio_value(result: dict[str, Any]) -> Any:
+def _label_studio_value(result: Any) -> Any:
+    if not isinstance(result, dict):
+        raise ValueError("a result must be a JSON object")
     value = result.get("value", {})
+    if not isinstance(value, dict):
+        raise ValueError("'value' must be a JSON object")
     for key in ("choices", "rating", "number", "text", "labels"):
         if key in value:
             found = value[key]
@@ -235,23 +216,23 @@ def read_label_studio(
     criterion (mapped through ``criteria``; a control named ``overall`` or absent from the map
     grades the whole item; any other name is a criterion). Cancelled annotations are skipped.
     """
-    try:
-        tasks = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise LabelsError(
-            f"{path}: invalid JSON ({exc.msg} at line {exc.lineno}); is the export truncated?"
-        ) from None
+    tasks = json_value(read_text(path), str(path))
     if not isinstance(tasks, list):
         raise LabelsError(f"{path}: a Label Studio export is a JSON list of tasks")
     rows: list[tuple[str, dict[str, Any]]] = []
     for t_index, task in enumerate(tasks):
         where = f"{path}: task {t_index}"
-        if not isinstance(task, dict) or "data" not in task:
-            raise LabelsError(f"{where}: not a Label Studio task (no 'data')")
+        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+            raise LabelsError(f"{where}: not a Label Studio task ('data' must be an object)")
         item_id = task["data"].get(id_field)
         if item_id is None:
             raise LabelsError(f"{where}: data has no {id_field!r} field")
-        for a_index, annotation in enumerate(task.get("annotations", [])):
+        annotations = task.get("annotations", [])
+        if not isinstance(annotations, list):
+            raise LabelsError(f"{where}: 'annotations' must be a list")
+        for a_index, annotation in enumerate(annotations):
+            if not isinstance(annotation, dict):
+                raise LabelsError(f"{where} annotation {a_index}: not a JSON object")
             if annotation.get("was_cancelled"):
                 continue
             who = annotation.get("completed_by")
@@ -259,8 +240,15 @@ def read_label_studio(
                 who = who.get("email") or who.get("id")
             if who is None:
                 raise LabelsError(f"{where} annotation {a_index}: no completed_by")
-            for r_index, result in enumerate(annotation.get("result", [])):
-                name = result.get("from_name", "")
+            results = annotation.get("result", [])
+            if not isinstance(results, list):
+                raise LabelsError(f"{where} annotation {a_index}: 'result' must be a list")
+            for r_index, result in enumerate(results):
+                name = result.get("from_name", "") if isinstance(result, dict) else ""
+                if not isinstance(name, str):
+                    raise LabelsError(
+                        f"{where} annotation {a_index} result {r_index}: from_name is not text"
+                    )
                 default = OVERALL if name in ("", "overall") else name
                 criterion = (criteria or {}).get(name, default)
                 try:
@@ -296,8 +284,7 @@ def detect_format(path: Path) -> str:
     if path.suffix.lower() in {".jsonl", ".ndjson"}:
         return "long"
     if path.suffix.lower() == ".csv":
-        with path.open(encoding="utf-8", newline="") as handle:
-            header = next(csv.reader(handle), [])
+        header = csv_records(path)[0]
         # A "value" or "annotator" column means long form; wide files have neither.
         return "long" if {"annotator", "value"} & set(header) else "wide"
     raise LabelsError(
@@ -317,13 +304,13 @@ def load_labels(
     path = Path(path)
     if not path.is_file():
         raise LabelsError(f"{path}: no such labels file")
-    fmt = fmt or detect_format(path)
-    if fmt not in READERS:
-        raise LabelsError(f"unknown labels format {fmt!r}; one of {sorted(READERS)}")
     try:
+        fmt = fmt or detect_format(path)
+        if fmt not in READERS:
+            raise LabelsError(f"unknown labels format {fmt!r}; one of {sorted(READERS)}")
         raw = READERS[fmt](path, **options)
-    except UnicodeDecodeError as exc:
-        raise LabelsError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except InputError as exc:
+        raise LabelsError(str(exc)) from None
     if not raw:
         raise LabelsError(f"{path}: no labels found")
     return validate_labels(raw, item_ids=item_ids, scales=scales)

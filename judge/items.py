@@ -8,8 +8,6 @@ never leaves half a dataset behind.
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +15,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from judge.errors import ItemsError
+from rubrics.inputs import (
+    InputError,
+    check_text,
+    check_value,
+    csv_records,
+    json_value,
+    jsonl_values,
+)
 
 ItemMode = Literal["pointwise", "pairwise"]
 MAX_TEXT_CHARS = 1_000_000
@@ -45,6 +51,7 @@ class Item(BaseModel):
     @field_validator("id")
     @classmethod
     def _check_id(cls, value: str) -> str:
+        check_text(value, "id")
         if not value.strip():
             raise ValueError("id is empty")
         if len(value) > 512:
@@ -56,7 +63,12 @@ class Item(BaseModel):
     def _check_text(cls, value: str | None) -> str | None:
         if value is not None and len(value) > MAX_TEXT_CHARS:
             raise ValueError(f"text longer than {MAX_TEXT_CHARS:,} characters")
-        return value
+        return value if value is None else check_text(value)
+
+    @field_validator("meta")
+    @classmethod
+    def _check_meta(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_value(value, "meta")
 
     @property
     def mode(self) -> ItemMode:
@@ -70,13 +82,13 @@ def _coerce_row(row: Mapping[str, Any], mode: ItemMode) -> dict[str, Any]:
         if not (v is None or (isinstance(v, str) and k in {"reference", "meta"} and v == ""))
     }
     if "id" in data and not isinstance(data["id"], str):
-        data["id"] = str(data["id"])
+        value = data["id"]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"id must be a string or an integer, not {value!r}")
+        data["id"] = str(value)
     meta = data.get("meta")
     if isinstance(meta, str):
-        try:
-            data["meta"] = json.loads(meta)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"meta is not valid JSON ({exc.msg})") from None
+        data["meta"] = json_value(meta, "meta")
     if "meta" in data and not isinstance(data["meta"], dict):
         raise ValueError("meta must be a JSON object")
     required = ["id", "prompt"] + (
@@ -108,37 +120,21 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     source = str(path)
     if suffix in {".jsonl", ".ndjson"}:
         rows = []
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    hint = " (the file looks truncated)" if not line.endswith("\n") else ""
-                    raise ItemsError(f"{source}:{number}: invalid JSON ({exc.msg}){hint}") from None
-                if not isinstance(row, dict):
-                    raise ItemsError(f"{source}:{number}: expected a JSON object per line")
-                rows.append(row)
+        for where, row in jsonl_values(path):
+            if not isinstance(row, dict):
+                raise ItemsError(f"{where}: expected a JSON object per line")
+            rows.append(row)
         return rows
     if suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle)
-            rows = []
-            for row in reader:
-                if None in row:
-                    raise ItemsError(
-                        f"{source}:{reader.line_num}: more fields than the header has columns"
-                    )
-                rows.append({k: v for k, v in row.items()})
-            return rows
+        return [row for _, row in csv_records(path)[1]]
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(path).to_pylist()
+            rows = pq.read_table(path).to_pylist()
         except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for bad files
             raise ItemsError(f"{source}: cannot read Parquet ({exc})") from None
+        return [check_value(row, f"{source} row {n}") for n, row in enumerate(rows, start=1)]
     raise ItemsError(f"{source}: unsupported items format {suffix!r}; use .jsonl, .csv or .parquet")
 
 
@@ -149,8 +145,8 @@ def load_items(path: str | Path) -> list[Item]:
         raise ItemsError(f"{path}: no such items file")
     try:
         rows = _read_rows(path)
-    except UnicodeDecodeError as exc:
-        raise ItemsError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except InputError as exc:
+        raise ItemsError(str(exc)) from None
     return items_from_rows(rows, source=str(path))
 
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from judge.errors import ConfigError
 from judge.types import content_hash
+from rubrics.inputs import InputError, read_text, yaml_value
 
 ParserName = Literal["auto", "json", "mtbench", "arena", "llmbar", "score"]
 
@@ -156,11 +156,11 @@ def load_judge_spec(path: str | Path) -> JudgeSpec:
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such judge file") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such judge file")
+        data = yaml_value(read_text(path), str(path))
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a judge file is a mapping of settings")
     try:

@@ -850,7 +850,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except USER_ERRORS as exc:
-        print(f"judgecal: error: {exc}", file=sys.stderr)
+        # One line, whatever a library put in the message.
+        print(f"judgecal: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())

@@ -6,10 +6,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from rubrics.errors import RubricError
+from rubrics.inputs import InputError, check_value, read_text, yaml_value
 from rubrics.model import Rubric
 
 LIBRARY_DIR = Path(__file__).parent / "library"
@@ -49,7 +49,10 @@ def rubric_from_dict(data: Any, *, source: str | None = None) -> Rubric:
         kind = type(data).__name__ if data is not None else "an empty document"
         raise RubricError(f"expected a mapping at the top level, got {kind}", source=source)
     try:
+        check_value(data, "rubric")
         return Rubric.model_validate(data)
+    except InputError as exc:
+        raise RubricError(str(exc).removeprefix("rubric: "), source=source) from None
     except ValidationError as exc:
         raise RubricError(format_validation_error(exc), source=source) from None
 
@@ -57,12 +60,9 @@ def rubric_from_dict(data: Any, *, source: str | None = None) -> Rubric:
 def rubric_from_yaml(text: str, *, source: str | None = None) -> Rubric:
     """Parse YAML text into a rubric."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RubricError(f"{where}invalid YAML ({problem})", source=source) from None
+        data = yaml_value(text, "rubric")
+    except InputError as exc:
+        raise RubricError(str(exc).removeprefix("rubric: "), source=source) from None
     return rubric_from_dict(data, source=source)
 
 
@@ -89,7 +89,7 @@ def load_rubric(path_or_name: str | Path) -> Rubric:
                 source=str(path_or_name),
             )
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RubricError(f"cannot read file ({exc})", source=str(path)) from None
+        text = read_text(path)
+    except InputError as exc:
+        raise RubricError(str(exc).removeprefix(f"{path}: "), source=str(path)) from None
     return rubric_from_yaml(text, source=str(path))

@@ -5,6 +5,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property and fuzz tests are deterministic (the same examples on every run) and leave no
+# example database in the tree.
+settings.register_profile("judgecal", derandomize=True, database=None, print_blob=True)
+settings.load_profile("judgecal")
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("DSPY_CACHEDIR", "/tmp/judgecal-test-dspy-cache")

@@ -8,7 +8,6 @@ live answer. A missing record is a fatal error for that call, never a made-up an
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from judge.backends.base import Backend
 from judge.backends.registry import BackendContext, register
 from judge.errors import BackendError, ConfigError
 from judge.types import Completion, GenerateRequest
+from rubrics.inputs import InputError, jsonl_values
 
 _KEYS = {"item_id", "order", "sample", "text", "verdict", "model"}
 
@@ -26,37 +26,33 @@ def load_replay(path: str | Path) -> dict[tuple[str, str, int], dict[str, Any]]:
     if not path.is_file():
         raise ConfigError(f"{path}: no such replay file")
     records: dict[tuple[str, str, int], dict[str, Any]] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{where}: invalid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise ConfigError(f"{where}: expected a JSON object")
-            unknown = sorted(set(row) - _KEYS)
-            if unknown:
-                raise ConfigError(f"{where}: unknown keys {unknown}")
-            missing = [k for k in ("item_id", "text") if k not in row]
-            if missing:
-                raise ConfigError(f"{where}: missing {missing}")
-            order = row.get("order", "")
-            if order not in ("ab", "ba", ""):
-                raise ConfigError(f"{where}: order must be 'ab', 'ba' or '', got {order!r}")
-            sample = row.get("sample", 0)
-            if not isinstance(sample, int) or isinstance(sample, bool) or sample < 0:
-                raise ConfigError(f"{where}: sample must be a non-negative integer")
-            if not isinstance(row["text"], str):
-                raise ConfigError(f"{where}: text must be a string")
-            key = (str(row["item_id"]), order, sample)
-            if key in records:
-                raise ConfigError(
-                    f"{where}: duplicate record for item {key[0]!r} order {order!r} sample {sample}"
-                )
-            records[key] = row
+    try:
+        lines = list(jsonl_values(path))
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
+    for where, row in lines:
+        if not isinstance(row, dict):
+            raise ConfigError(f"{where}: expected a JSON object")
+        unknown = sorted(set(row) - _KEYS)
+        if unknown:
+            raise ConfigError(f"{where}: unknown keys {unknown}")
+        missing = [k for k in ("item_id", "text") if k not in row]
+        if missing:
+            raise ConfigError(f"{where}: missing {missing}")
+        order = row.get("order", "")
+        if order not in ("ab", "ba", ""):
+            raise ConfigError(f"{where}: order must be 'ab', 'ba' or '', got {order!r}")
+        sample = row.get("sample", 0)
+        if not isinstance(sample, int) or isinstance(sample, bool) or sample < 0:
+            raise ConfigError(f"{where}: sample must be a non-negative integer")
+        if not isinstance(row["text"], str):
+            raise ConfigError(f"{where}: text must be a string")
+        key = (str(row["item_id"]), order, sample)
+        if key in records:
+            raise ConfigError(
+                f"{where}: duplicate record for item {key[0]!r} order {order!r} sample {sample}"
+            )
+        records[key] = row
     if not records:
         raise ConfigError(f"{path}: no records")
     return records

@@ -1,0 +1,351 @@
+"""Finding 13.10: inputs that crashed with a traceback or were silently accepted. Each is now
+one clear line, exit status 2 and an unchanged database; a hypothesis fuzz test mutates valid
+items, labels, rubric and replay files and finds no traceback and no change to the database.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from judgecal.cli import main
+from tests.conftest import EXAMPLES, import_labels_at, run_judge_at
+from tests.test_bad_input import snapshot
+
+REPLAY = EXAMPLES / "mtbench" / "gpt4.replay.jsonl"
+PAIRS = EXAMPLES / "mtbench" / "items.jsonl"
+DEEP = "[" * 100_000 + "]" * 100_000
+
+# name → (content, expected message). Content is bytes where encoding matters.
+HOSTILE_ITEMS: dict[str, tuple[bytes, str]] = {
+    "deep.jsonl": (
+        f'{{"id": "1", "prompt": {DEEP}, "response": "r"}}\n'.encode(),
+        "deep.jsonl:1: nested deeper than 64 levels",
+    ),
+    "surrogate.jsonl": (
+        b'{"id": "1", "prompt": "a\\ud800b", "response": "r"}\n',
+        "surrogate.jsonl:1: lone surrogate '\\ud800' at position 1",
+    ),
+    "nan_id.jsonl": (
+        b'{"id": NaN, "prompt": "p", "response": "r"}\n',
+        "nan_id.jsonl:1: NaN is not a number JSON allows",
+    ),
+    "float_id.csv": (b"", ""),  # filled below (CSV ids are text; parquet floats are refused)
+    "not_utf8.jsonl": (
+        b'{"id": "1", "prompt": "\xff", "response": "r"}\n',
+        "not_utf8.jsonl:1: not UTF-8 text (byte 0xff",
+    ),
+    "duplicate_columns.csv": (
+        b"id,prompt,response,response\n1,p,r,s\n",
+        "column 'response' appears twice in the header",
+    ),
+}
+del HOSTILE_ITEMS["float_id.csv"]
+
+HOSTILE_LABELS: dict[str, tuple[bytes, str]] = {
+    "deep.jsonl": (
+        f'{{"item_id": "mtbench-0000", "annotator": "x", "value": {DEEP}}}\n'.encode(),
+        "nested deeper than 64 levels",
+    ),
+    "surrogate.jsonl": (
+        b'{"item_id": "mtbench-0000", "annotator": "\\udfff", "value": "A"}\n',
+        "lone surrogate",
+    ),
+    "duplicate_annotators.csv": (
+        b"item_id,ann1,ann1\nmtbench-0000,A,B\n",
+        "column 'ann1' appears twice in the header",
+    ),
+    "label_studio_data_not_object.json": (
+        b'[{"id": 1, "data": "oops", "annotations": []}]',
+        "task 0: not a Label Studio task ('data' must be an object)",
+    ),
+    "label_studio_result_not_object.json": (
+        b'[{"data": {"item_id": "mtbench-0000"}, "annotations": [{"completed_by": 1, "result": ["x"]}]}]',
+        "annotation 0 result 0: a result must be a JSON object",
+    ),
+    "label_studio_annotations_not_list.json": (
+        b'[{"data": {"item_id": "mtbench-0000"}, "annotations": {"a": 1}}]',
+        "task 0: 'annotations' must be a list",
+    ),
+    "label_studio_value_not_object.json": (
+        b'[{"data": {"item_id": "mtbench-0000"}, "annotations": [{"completed_by": 1, "result": [{"value": null}]}]}]',
+        "'value' must be a JSON object",
+    ),
+    "label_studio_not_utf8.json": (b"[\xfe]", "not UTF-8 text (byte 0xfe"),
+}
+
+HOSTILE_REPLAYS: dict[str, tuple[bytes, str]] = {
+    "not_utf8.replay.jsonl": (
+        b'{"item_id": "mtbench-0000", "order": "ab", "text": "\xff\xfe"}\n',
+        "not_utf8.replay.jsonl:1: not UTF-8 text (byte 0xff",
+    ),
+    "deep.replay.jsonl": (
+        f'{{"item_id": "mtbench-0000", "text": "x", "model": {DEEP}}}\n'.encode(),
+        "nested deeper than 64 levels",
+    ),
+}
+
+HOSTILE_RUBRICS: dict[str, tuple[bytes, str]] = {
+    "duplicate_key.yaml": (
+        b"id: r\nid: s\nmode: pointwise\ntask: t\ncriteria:\n  - id: a\n    description: d\n",
+        "line 2, column 1: duplicate key 'id'",
+    ),
+    "surrogate.yaml": (
+        b'id: r\nmode: pointwise\ntask: "a\\ud800"\ncriteria:\n  - id: a\n    description: d\n',
+        "lone surrogate",
+    ),
+}
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "base.duckdb"
+    run_judge_at(
+        rubric="pairwise_helpfulness", items=PAIRS, model=f"replay/{REPLAY}", db=path, run_id="g"
+    )
+    import_labels_at(EXAMPLES / "mtbench" / "labels.jsonl", db=path)
+    return path
+
+
+def _refused(argv: list[str], expected: str, db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = snapshot(db)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("judgecal: error: ") and len(err.strip().splitlines()) == 1, err
+    assert expected in err, err
+    assert snapshot(db) == before
+
+
+def _write(tmp_path: Path, name: str, content: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_ITEMS))
+def test_hostile_items(
+    name: str, db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    content, expected = HOSTILE_ITEMS[name]
+    path = _write(tmp_path, name, content)
+    argv = [
+        "run",
+        "--rubric",
+        "answer_correctness",
+        "--items",
+        str(path),
+        "--model",
+        "mock/example",
+    ]
+    _refused([*argv, "--db", str(db)], expected, db, capsys)
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_LABELS))
+def test_hostile_labels(
+    name: str, db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    content, expected = HOSTILE_LABELS[name]
+    path = _write(tmp_path, name, content)
+    _refused(["labels", "import", str(path), "--db", str(db)], expected, db, capsys)
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_REPLAYS))
+def test_hostile_replays(
+    name: str, db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    content, expected = HOSTILE_REPLAYS[name]
+    path = _write(tmp_path, name, content)
+    argv = ["run", "--rubric", "pairwise_helpfulness", "--items", str(PAIRS)]
+    _refused([*argv, "--model", f"replay/{path}", "--db", str(db)], expected, db, capsys)
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_RUBRICS))
+def test_hostile_rubrics(
+    name: str, db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    content, expected = HOSTILE_RUBRICS[name]
+    path = _write(tmp_path, name, content)
+    items = _write(tmp_path, "items.jsonl", b'{"id": "1", "prompt": "p", "response": "r"}\n')
+    argv = ["run", "--rubric", str(path), "--items", str(items), "--model", "mock/example"]
+    _refused([*argv, "--db", str(db)], expected, db, capsys)
+
+
+def test_files_that_were_wrongly_refused_or_accepted(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A CSV cell over Python's 131,072-character default is read, not a traceback.
+    big = _write(tmp_path, "big.csv", b"id,prompt,response\n1,p," + b"x" * 140_000 + b"\n")
+    argv = ["run", "--rubric", "answer_correctness", "--model", "mock/example", "--db", str(db)]
+    assert main([*argv, "--items", str(big), "--run-id", "big"]) == 0
+    # A UTF-8 byte-order mark is not part of the first column's name.
+    bom = _write(tmp_path, "bom.csv", b"\xef\xbb\xbfid,prompt,response\n1,p,r\n")
+    assert main([*argv, "--items", str(bom), "--run-id", "bom"]) == 0
+    capsys.readouterr()
+    # An existing run id is refused before anything (items included) is written.
+    other = _write(tmp_path, "other.jsonl", b'{"id": "new", "prompt": "p", "response": "r"}\n')
+    _refused(
+        [*argv, "--items", str(other), "--run-id", "big"], "run 'big' already exists", db, capsys
+    )
+
+
+# -- fuzzing ------------------------------------------------------------------------------
+
+VALID: dict[str, tuple[bytes, Callable[[Path, Path], list[str]]]] = {
+    "items.jsonl": (
+        b'{"id": "1", "prompt": "2+2?", "response": "4", "meta": {"k": [1, 2]}}\n'
+        b'{"id": "2", "prompt": "Capital?", "response": "Paris", "reference": "Paris"}\n',
+        lambda f, db: [
+            "run",
+            "--rubric",
+            "answer_correctness",
+            "--items",
+            str(f),
+            "--model",
+            "mock/example",
+            "--db",
+            str(db),
+        ],
+    ),
+    "items.csv": (
+        b'id,prompt,response,reference\n1,2+2?,4,4\n2,"Capital, please",Paris,\n',
+        lambda f, db: [
+            "run",
+            "--rubric",
+            "answer_correctness",
+            "--items",
+            str(f),
+            "--model",
+            "mock/example",
+            "--db",
+            str(db),
+        ],
+    ),
+    "labels.jsonl": (
+        b'{"item_id": "mtbench-0000", "annotator": "z1", "value": "A"}\n'
+        b'{"item_id": "mtbench-0001", "annotator": "z1", "value": "tie"}\n',
+        lambda f, db: ["labels", "import", str(f), "--db", str(db)],
+    ),
+    "labels.csv": (
+        b"item_id,z1,z2\nmtbench-0000,A,B\nmtbench-0001,,tie\n",
+        lambda f, db: ["labels", "import", str(f), "--db", str(db)],
+    ),
+    "labels.json": (
+        json.dumps(
+            [
+                {
+                    "data": {"item_id": "mtbench-0000"},
+                    "annotations": [
+                        {
+                            "completed_by": 7,
+                            "result": [{"from_name": "overall", "value": {"choices": ["A"]}}],
+                        }
+                    ],
+                }
+            ]
+        ).encode(),
+        lambda f, db: ["labels", "import", str(f), "--db", str(db)],
+    ),
+    "rubric.yaml": (
+        b"id: fuzz\nmode: pointwise\ntask: Grade the answer.\ncriteria:\n"
+        b"  - id: correct\n    description: It is correct.\n    kind: essential\n"
+        b"  - id: clear\n    description: It is clear.\n    scale: {type: likert, low: 1, high: 3, anchors: {1: bad, 2: ok, 3: good}}\n",
+        lambda f, db: ["rubric", "validate", str(f)],
+    ),
+    "fuzz.replay.jsonl": (
+        REPLAY.read_bytes()[:4000].rsplit(b"\n", 1)[0] + b"\n",
+        lambda f, db: [
+            "run",
+            "--rubric",
+            "pairwise_helpfulness",
+            "--items",
+            str(PAIRS),
+            "--model",
+            f"replay/{f}",
+            "--db",
+            str(db),
+        ],
+    ),
+}
+
+NASTY = [
+    b"\x00",
+    b"\xff",
+    b"\xef\xbb\xbf",
+    b'"',
+    b"\\ud800",
+    b"NaN",
+    b"Infinity",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b",",
+    b"\n",
+    b"\r\n",
+    b"'",
+    b":",
+    b"- ",
+    b"&a *a",
+    b"!!python/object:os.system",
+    b"[" * 200,
+    b'"id": "1", "id": "2"',
+    b"\t",
+    b"1e999",
+    b"-",
+    b"null",
+    b"true",
+]
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
+    name = draw(st.sampled_from(sorted(VALID)))
+    data = bytearray(VALID[name][0])
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["insert", "delete", "truncate", "replace", "duplicate"]))
+        at = draw(st.integers(0, len(data)))
+        if kind == "insert":
+            data[at:at] = draw(st.sampled_from(NASTY) | st.binary(max_size=8))
+        elif kind == "delete":
+            del data[at : at + draw(st.integers(1, 20))]
+        elif kind == "truncate":
+            del data[at:]
+        elif kind == "replace" and at < len(data):
+            data[at] = draw(st.integers(0, 255))
+        else:
+            data += data[at:]
+    return name, bytes(data)
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(case=mutated())
+def test_fuzzed_files_never_crash_and_a_refusal_changes_nothing(
+    case: tuple[str, bytes],
+    db: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    name, content = case
+    where = tmp_path_factory.mktemp("fuzz")
+    path = where / name
+    path.write_bytes(content)
+    copy = where / "db.duckdb"
+    shutil.copy(db, copy)
+    before = snapshot(copy)
+    status = main(VALID[name][1](path, copy))  # any exception but a user error fails here
+    err = capsys.readouterr().err
+    assert status in (0, 1, 2), err
+    assert "Traceback" not in err
+    if status == 2:
+        assert err.startswith("judgecal: error: ") and len(err.strip().splitlines()) == 1, err
+        assert snapshot(copy) == before
