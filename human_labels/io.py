@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from human_labels.errors import LabelsError
-from rubrics.inputs import InputError, csv_records, json_value, jsonl_values, read_text
+from human_labels.inputs import InputError, csv_records, json_value, jsonl_values, read_text
 
 OVERALL = ""
 """The criterion name of a label that grades the whole item."""

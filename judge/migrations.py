@@ -177,4 +177,32 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE runs ALTER COLUMN rubric_hash DROP NOT NULL;
         """,
     ),
+    Migration(
+        "0007_service_state",
+        """
+        -- Rubrics posted to the service, scoped by the API key that posted them; the body
+        -- lives in `rubrics` under its hash.
+        CREATE TABLE posted_rubrics (
+            owner VARCHAR NOT NULL,           -- the API key id (or 'local' without keys)
+            rubric_id VARCHAR NOT NULL,
+            version VARCHAR NOT NULL,
+            rubric_hash VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (owner, rubric_id, version)
+        );
+        -- An admin key may create, list and revoke keys through the running service.
+        ALTER TABLE api_keys ADD COLUMN admin BOOLEAN DEFAULT false;
+        -- Background runs of the service, so they survive a restart and are resumed.
+        CREATE TABLE jobs (
+            run_id VARCHAR PRIMARY KEY,
+            owner VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,          -- queued | running | finished | failed
+            request VARCHAR NOT NULL,         -- JSON: rubric hash, model, options, dataset, item ids
+            n_items INTEGER NOT NULL,
+            error VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            updated_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
 )

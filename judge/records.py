@@ -58,6 +58,7 @@ class ApiKeyRecord:
     name: str
     created_at: dt.datetime
     revoked: bool
+    admin: bool = False
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,7 @@ class Runner:
 
     # -- public --------------------------------------------------------------------------
 
-    def run_spec(self, dataset: str) -> dict[str, Any]:
+    def run_spec(self, dataset: str, n_items: int | None = None) -> dict[str, Any]:
         """What is stored with the run: the judge spec (its identity), the backend, the
         protocol, the rubric and the dataset."""
         judge = self.spec.model_copy(update={"model": self.backend.name}).identity()
@@ -192,6 +192,7 @@ class Runner:
                 "hash": self.rubric.content_hash,
             },
             "dataset": dataset,
+            **({"n_items": n_items} if n_items is not None else {}),
             **({"protocol_spec": self.protocol.describe()} if self.protocol.describe() else {}),
         }
 
@@ -205,7 +206,7 @@ class Runner:
             "the per-item rubrics are" if self.rubric is None else f"rubric {self.rubric.id!r} is",
         )
         run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
-        spec = self.run_spec(dataset)
+        spec = self.run_spec(dataset, len(items))
         runs = self.store.runs
 
         def setup() -> None:
@@ -230,7 +231,9 @@ class Runner:
         await self._db(setup)
         return await self._execute(run_id, dataset, list(items), {}, set())
 
-    async def resume(self, run_id: str, *, retry_failed: bool = False) -> RunSummary:
+    async def resume(
+        self, run_id: str, *, retry_failed: bool = False, item_ids: set[str] | None = None
+    ) -> RunSummary:
         """Finish an interrupted run: recorded calls are reused, finished items skipped, and
         completions the journal holds are read instead of sent. With ``retry_failed`` calls
         recorded as errors (after their retries, or past a deadline) are sent again as new
@@ -251,6 +254,8 @@ class Runner:
                 f"run {run_id} used judge settings {stored.model_dump()}; resume with those"
             )
         items = await self._db(runs.items, run.dataset)
+        if item_ids is not None:  # a run over part of a shared dataset (a service job)
+            items = [item for item in items if item.id in item_ids]
         calls = await self._db(runs.calls, run_id)
         finished = await self._db(runs.verdict_item_ids, run_id)
         done: dict[str, list[CallRecord]] = defaultdict(list)

@@ -387,6 +387,8 @@ def cmd_rewards_probe(args: argparse.Namespace) -> int:
 def _run_server(app: Any, args: argparse.Namespace) -> None:
     import uvicorn
 
+    from judgecal.service import http_protocol
+
     uvicorn.run(
         app,
         host=args.host,
@@ -395,6 +397,7 @@ def _run_server(app: Any, args: argparse.Namespace) -> None:
         # Longer than clients wait between requests, so a pooled connection is never closed
         # under a client that is about to reuse it.
         timeout_keep_alive=75,
+        http=http_protocol(),
     )
 
 
@@ -443,11 +446,73 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin_client(args: argparse.Namespace) -> Any:
+    """The running service's admin API (the service holds the database file, so no other
+    process can open it while it runs)."""
+    import os
+
+    from judgecal.client import JudgecalClient
+
+    key = args.admin_key or os.environ.get("JUDGECAL_ADMIN_KEY")
+    if not key:
+        raise ConfigError("--url needs an admin key: --admin-key or JUDGECAL_ADMIN_KEY")
+    return JudgecalClient(args.url, key)
+
+
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    with api.open_store(args.db) as store:
-        key = store.keys.create(args.name)
+    if args.url:
+        with _admin_client(args) as client:
+            key = client.create_key(args.name, admin=args.admin)["key"]
+    else:
+        with api.open_store(args.db) as store:
+            key = store.keys.create(args.name, admin=args.admin)
     print(key)
     print("store this key now: only its hash is kept", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    if args.url:
+        with _admin_client(args) as client:
+            keys = client.list_keys()
+    else:
+        with api.open_store(args.db, read_only=True) as store:
+            keys = [
+                {
+                    "key_id": k.key_id,
+                    "name": k.name,
+                    "created_at": k.created_at.isoformat(),
+                    "revoked": k.revoked,
+                    "admin": k.admin,
+                }
+                for k in store.keys.all()
+            ]
+    if args.json:
+        _print_json(keys)
+    else:
+        rows = [
+            [
+                k["key_id"],
+                k["name"],
+                k["created_at"][:19],
+                "revoked" if k["revoked"] else "active",
+                "admin" if k["admin"] else "",
+            ]
+            for k in keys
+        ]
+        print(_table(rows, ["key", "name", "created", "status", "role"]))
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    if args.url:
+        with _admin_client(args) as client:
+            client.revoke_key(args.key_id)
+    else:
+        with api.open_store(args.db) as store:
+            if not store.keys.revoke(args.key_id):
+                raise ConfigError(f"no key {args.key_id!r} in {args.db}")
+    print(f"revoked {args.key_id}")
     return 0
 
 
@@ -829,10 +894,24 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="API keys of the service").add_subparsers(
         dest="keys_command", required=True
     )
-    p = keys.add_parser("create", help="create an API key (printed once)")
-    p.add_argument("--db", required=True)
-    p.add_argument("--name", required=True)
-    p.set_defaults(func=cmd_keys_create)
+    for name, helptext, func in (
+        ("create", "create an API key (printed once)", cmd_keys_create),
+        ("list", "list API keys (ids, names, status; never the keys)", cmd_keys_list),
+        ("revoke", "revoke an API key (a running service stops accepting it)", cmd_keys_revoke),
+    ):
+        p = keys.add_parser(name, help=helptext)
+        where = p.add_mutually_exclusive_group(required=True)
+        where.add_argument("--db", help="the database file (the service must not be running)")
+        where.add_argument("--url", help="a running service's base URL (needs an admin key)")
+        p.add_argument("--admin-key", help="admin key for --url (or JUDGECAL_ADMIN_KEY)")
+        if name == "create":
+            p.add_argument("--name", required=True)
+            p.add_argument("--admin", action="store_true", help="may manage keys via --url")
+        elif name == "list":
+            p.add_argument("--json", action="store_true")
+        else:
+            p.add_argument("key_id", help="the key's id, e.g. jc_1a2b3c4d")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("plan", help="labelled items needed for a target CI half-width")
     p.add_argument("--expected", type=float, required=True)

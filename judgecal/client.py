@@ -37,7 +37,7 @@ class JudgecalClient:
                 raise JudgecalHTTPError(
                     response.status_code, "http_error", response.text[:200]
                 ) from None
-        return response.json()
+        return response.json() if response.content else None
 
     def judge(
         self, rubric: str, model: str, items: list[dict[str, Any]], **options: Any
@@ -100,6 +100,16 @@ class JudgecalClient:
 
     def post_rubric(self, rubric: dict[str, Any]) -> RubricOut:
         return RubricOut.model_validate(self._call("POST", "/v1/rubrics", rubric))
+
+    def create_key(self, name: str, *, admin: bool = False) -> dict[str, Any]:
+        """Needs an admin key."""
+        return dict(self._call("POST", "/v1/admin/keys", {"name": name, "admin": admin}))
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/admin/keys"))
+
+    def revoke_key(self, key_id: str) -> None:
+        self._call("DELETE", f"/v1/admin/keys/{key_id}")
 
     def close(self) -> None:
         self._http.close()

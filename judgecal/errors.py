@@ -2,8 +2,11 @@
 these into one readable line (exit status 2) or one JSON error shape."""
 
 from human_labels import AgreementError, LabelsError
+from human_labels.inputs import InputError as LabelsInputError
 from judge import JudgeError
+from judgecal.client import JudgecalHTTPError
 from rubrics import AggregationError, RubricError
+from rubrics.inputs import InputError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     RubricError,
@@ -11,6 +14,9 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     LabelsError,
     AgreementError,
     JudgeError,
+    InputError,
+    LabelsInputError,
+    JudgecalHTTPError,
 )
 
 __all__ = ["USER_ERRORS"]

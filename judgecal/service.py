@@ -11,11 +11,14 @@ key is logged, and provider keys stay in the server's environment.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import hashlib
 import hmac
+import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from judge import JudgeSpec, Runner, RunnerConfig, Store, items_from_rows, make_backend
-from judge.backends import Backend, backend_info, endpoint_for, usages
+from judge.backends import Backend, BackendInfo, backend_info, endpoint_for, usages
 from judge.errors import StoreError
 from judge.protocols import Protocol, make_protocol
 from judgecal import api
@@ -44,10 +47,20 @@ from judgecal.schemas import (
     VerdictOut,
 )
 from rewards import RubricReward
-from rubrics import Rubric, library_names, load_rubric, rubric_from_dict
+from rubrics import Rubric, library_names, load_rubric, rubric_from_dict, rubric_from_yaml
 
 MAX_BODY_BYTES = 8_000_000
 MAX_REWARD_BATCH = 4096
+MAX_BACKENDS = 32
+"""Provider clients kept open; the least recently used is closed beyond this."""
+MAX_PROTOCOLS = 256
+"""Built protocols (rendered instructions, output models) kept for reuse."""
+KEY_REFRESH_S = 5.0
+"""API keys are re-read at least this often, so a revoked key stops working."""
+KEY_MISS_REFRESH_S = 1.0
+"""An unknown key triggers a re-read at most this often (a newly created key works at once)."""
+LOCAL_OWNER = "local"
+"""The owner of everything when the service runs without API keys (loopback only)."""
 
 
 class RewardRequest(BaseModel):
@@ -69,6 +82,14 @@ class RewardRequest(BaseModel):
         ):
             raise ValueError("query, prompts and labels must have the same length")
         return self
+
+
+class NewKey(BaseModel):
+    """``POST /v1/admin/keys``: a key to create (the response shows it once)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    admin: bool = False
 
 
 class RewardResponse(BaseModel):
@@ -108,6 +129,8 @@ class Service:
         ``allowed_models`` are glob patterns (``openai/gpt-4o*``) of the models clients may
         name; by default every servable backend."""
         self.store = Store(db)
+        where = Path(str(db)).resolve()
+        self.paths = {str(db), str(where), str(where.parent)}
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judgecal-writer")
         self.read_store = self.store.reader()
         self.reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judgecal-reader")
@@ -115,10 +138,23 @@ class Service:
         self.allowed_models = list(allowed_models) if allowed_models is not None else None
         self.require_keys = require_keys
         self.keys = self.store.keys.active_hashes()
-        self.backends: dict[str, Backend] = {}
-        self.protocols: dict[str, Protocol] = {}
-        self.posted: dict[str, Rubric] = {}
+        self.admins = self.store.keys.admins()
+        self.keys_read = time.monotonic()
+        self.backends: OrderedDict[str, Backend] = OrderedDict()
+        """Provider clients, least recently used first, at most :data:`MAX_BACKENDS`."""
+        self.leases: Counter[str] = Counter()
+        self.retiring: dict[str, Backend] = {}
+        """Evicted clients still in use by a request; closed when the last one finishes."""
+        self.protocols: OrderedDict[str, Protocol] = OrderedDict()
         self.library = {name: load_rubric(name) for name in library_names()}
+        # The only process that holds the file read-write: a run still marked running was
+        # cut short by a crash; mark it finished (every verdict stored) or interrupted.
+        self.recovered = self.store.runs.recover()
+        self.posted: dict[tuple[str, str], Rubric] = {}
+        """(owner, rubric id) → the latest rubric that owner posted under that id."""
+        for owner, body in self.store.service.posted_rubrics():
+            rubric = rubric_from_yaml(body)
+            self.posted[(owner, rubric.id)] = rubric
         self.closed = False
         self.jobs: dict[str, RunStatus] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -143,27 +179,67 @@ class Service:
     async def read(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.reader, fn, *args)
 
-    def check_key(self, header: str | None) -> None:
+    async def check_key(self, header: str | None) -> str:
+        """The key id (the owner of what the request posts), or 401. Keys are re-read from
+        the database every :data:`KEY_REFRESH_S` seconds and when an unknown key arrives, so
+        keys created or revoked with ``judgecal keys`` apply without a restart."""
         if not self.require_keys:
-            return
+            return LOCAL_OWNER
         if not header:
             raise ServiceError(
                 401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>'"
             )
         key = header.removeprefix("Bearer ").strip()
         key_id = key.split(".", 1)[0]
+        age = time.monotonic() - self.keys_read
+        if age > KEY_REFRESH_S or (key_id not in self.keys and age > KEY_MISS_REFRESH_S):
+            await self.reload_keys()
         expected = self.keys.get(key_id)
         digest = hashlib.sha256(key.encode()).hexdigest()
         if expected is None or not hmac.compare_digest(expected, digest):
             raise ServiceError(401, "unauthorized", "invalid API key")
+        return key_id
 
-    def rubric(self, name: str) -> Rubric:
-        if name in self.posted:
-            return self.posted[name]
+    async def reload_keys(self) -> None:
+        self.keys_read = time.monotonic()
+        self.keys = await self.read(self.read_store.keys.active_hashes)
+        self.admins = await self.read(self.read_store.keys.admins)
+
+    def check_admin(self, owner: str) -> None:
+        if self.require_keys and owner not in self.admins:
+            raise ServiceError(403, "forbidden", "managing keys needs an admin key")
+
+    async def create_key(self, name: str, admin: bool) -> dict[str, Any]:
+        key = await self.write(lambda: self.store.keys.create(name, admin=admin))
+        await self.reload_keys()
+        return {"key": key, "key_id": key.split(".", 1)[0], "name": name, "admin": admin}
+
+    async def list_keys(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "key_id": k.key_id,
+                "name": k.name,
+                "created_at": k.created_at.isoformat(),
+                "revoked": k.revoked,
+                "admin": k.admin,
+            }
+            for k in await self.read(self.read_store.keys.all)
+        ]
+
+    async def revoke_key(self, key_id: str) -> None:
+        if not await self.write(self.store.keys.revoke, key_id):
+            raise ServiceError(404, "unknown_key", f"no key {key_id!r}")
+        await self.reload_keys()
+
+    def rubric(self, name: str, owner: str) -> Rubric:
+        """A rubric the owner posted, a library rubric, or one of the owner's by hash prefix;
+        never another key's rubric."""
+        if (owner, name) in self.posted:
+            return self.posted[(owner, name)]
         if name in self.library:
             return self.library[name]
-        for rubric in self.posted.values():
-            if rubric.content_hash.startswith(name) and len(name) >= 12:
+        for (who, _), rubric in self.posted.items():
+            if who == owner and rubric.content_hash.startswith(name) and len(name) >= 12:
                 return rubric
         raise ServiceError(
             404,
@@ -171,9 +247,9 @@ class Service:
             f"no rubric {name!r}: use a library name ({', '.join(library_names())}) or POST /v1/rubrics first",
         )
 
-    async def backend(self, model: str, rubric: Rubric) -> Backend:
+    def _check_model(self, model: str) -> BackendInfo:
         try:
-            info = backend_info(model)
+            info: BackendInfo | None = backend_info(model)
         except USER_ERRORS:
             info = None
         allowed = info is not None and info.servable
@@ -188,8 +264,21 @@ class Service:
             raise ServiceError(
                 400, "unknown_model", f"model {model!r} is not served here; use one of {choices}"
             )
+        return info
+
+    async def backend(self, model: str, rubric: Rubric) -> Backend:
+        """The client for ``model`` (built on first use). Prefer :meth:`lease`, which keeps an
+        evicted client open until the requests using it finish."""
+        async with self.lease(model, rubric) as backend:
+            return backend
+
+    @contextlib.asynccontextmanager
+    async def lease(self, model: str, rubric: Rubric) -> AsyncIterator[Backend]:
+        info = self._check_model(model)
         key = f"{model}#{rubric.content_hash}" if info.prefix in ("dspy", "local") else model
-        if key not in self.backends:
+        if key in self.backends:
+            self.backends.move_to_end(key)
+        else:
             # Built on the reader's thread: a local judge is read from the store.
             self.backends[key] = await self.read(
                 lambda: make_backend(
@@ -200,7 +289,23 @@ class Service:
                     store=self.read_store,
                 )
             )
-        return self.backends[key]
+            while len(self.backends) > MAX_BACKENDS:
+                old_key, old = self.backends.popitem(last=False)
+                if self.leases[old_key]:
+                    self.retiring[old_key] = old
+                else:
+                    await old.aclose()
+        backend = self.backends[key]
+        self.leases[key] += 1
+        try:
+            yield backend
+        finally:
+            self.leases[key] -= 1
+            if not self.leases[key]:
+                del self.leases[key]
+                retired = self.retiring.pop(key, None)
+                if retired is not None and retired is not self.backends.get(key):
+                    await retired.aclose()
 
     # -- judging -------------------------------------------------------------------------
 
@@ -212,10 +317,12 @@ class Service:
         rows: list[dict[str, Any]],
         options: JudgeOptions,
         *,
+        owner: str = LOCAL_OWNER,
         dataset: str = "api",
         run_id: str | None = None,
+        resume: bool = False,
     ) -> tuple[str, Rubric, list[VerdictOut]]:
-        rubric = self.rubric(rubric_name)
+        rubric = self.rubric(rubric_name, owner)
         if rubric.mode != mode:
             raise ServiceError(
                 422,
@@ -238,25 +345,10 @@ class Service:
             source="request",
         )
         unique = list({item.id: item for item in items}.values())
-        backend = await self.backend(model, rubric)
-        spec = JudgeSpec(model=model, rubric=rubric.id, limits=self.limits, **options.model_dump())
-        # Protocols (rendered instructions, output models) are built once per rubric, settings
-        # and backend, not per request.
-        key = f"{backend.name}#{rubric.content_hash}#{spec.settings.model_dump_json()}"
-        if key not in self.protocols:
-            self.protocols[key] = make_protocol(
-                rubric, spec.settings, backend.name.split("/", 1)[1]
+        async with self.lease(model, rubric) as backend:
+            run_id = await self._judge_with(
+                backend, rubric, model, unique, options, f"{owner}/{dataset}", run_id, resume
             )
-        runner = Runner(
-            self.store,
-            backend,
-            rubric,
-            spec,
-            executor=self.writer,
-            protocol=self.protocols[key],
-        )
-        run_id = run_id or f"api-{uuid.uuid4().hex[:16]}"
-        await runner.run(unique, dataset=dataset, run_id=run_id)
         verdicts = {v.item_id: v for v in await self.read(self.read_store.runs.verdicts, run_id)}
         out = [
             VerdictOut(
@@ -273,48 +365,133 @@ class Service:
         ]
         return run_id, rubric, out
 
-    async def start_run(self, body: RunRequest) -> RunStatus:
-        rubric = self.rubric(body.rubric)
+    async def _judge_with(
+        self,
+        backend: Backend,
+        rubric: Rubric,
+        model: str,
+        items: list[Any],
+        options: JudgeOptions,
+        dataset: str,
+        run_id: str | None,
+        resume: bool,
+    ) -> str:
+        spec = JudgeSpec(model=model, rubric=rubric.id, limits=self.limits, **options.model_dump())
+        # Protocols (rendered instructions, output models) are built once per rubric, settings
+        # and backend, not per request.
+        key = f"{backend.name}#{rubric.content_hash}#{spec.settings.model_dump_json()}"
+        if key not in self.protocols:
+            self.protocols[key] = make_protocol(
+                rubric, spec.settings, backend.name.split("/", 1)[1]
+            )
+            while len(self.protocols) > MAX_PROTOCOLS:
+                self.protocols.popitem(last=False)
+        self.protocols.move_to_end(key)
+        runner = Runner(
+            self.store,
+            backend,
+            rubric,
+            spec,
+            executor=self.writer,
+            protocol=self.protocols[key],
+        )
+        run_id = run_id or f"api-{uuid.uuid4().hex[:16]}"
+        if resume:
+            await runner.resume(run_id, item_ids={item.id for item in items})
+        else:
+            await runner.run(items, dataset=dataset, run_id=run_id)
+        return run_id
+
+    async def start_run(self, body: RunRequest, owner: str = LOCAL_OWNER) -> RunStatus:
+        """Queue a background run. The job and its items are stored before the 202, so a
+        restarted service resumes it (:meth:`start`)."""
+        rubric = self.rubric(body.rubric, owner)
         rows = [dict(r) for r in body.items]
         # Validated now (off the event loop): a bad run is a 422, not a failed job.
-        await asyncio.to_thread(items_from_rows, rows, source="request")
-        await self.backend(body.model, rubric)
+        items = await asyncio.to_thread(items_from_rows, rows, source="request")
+        if rubric.mode != items[0].mode:
+            raise ServiceError(422, "wrong_mode", f"rubric {rubric.id!r} is {rubric.mode}")
+        self._check_model(body.model)
         run_id = f"job-{uuid.uuid4().hex[:16]}"
-        status = RunStatus(run_id=run_id, status="queued", n_items=len(rows), n_done=0)
-        self.jobs[run_id] = status
+        dataset = f"{owner}/{body.dataset}"
+        request = {
+            "rubric_hash": rubric.content_hash,
+            "model": body.model,
+            "options": body.options.model_dump(),
+            "dataset": dataset,
+            "item_ids": [item.id for item in items],
+        }
 
+        def store_job() -> None:
+            with self.store.db.transaction():
+                self.store.runs.put_items(dataset, items)
+                self.store.service.put_job(run_id, owner, request, len(items))
+
+        await self.write(store_job)
+        status = RunStatus(run_id=run_id, status="queued", n_items=len(items), n_done=0)
+        self._launch(run_id, rubric, request, items, resume=False)
+        return status
+
+    def _launch(
+        self, run_id: str, rubric: Rubric, request: dict[str, Any], items: list[Any], resume: bool
+    ) -> None:
         async def job() -> None:
-            status.status = "running"
+            await self.write(self.store.service.set_job, run_id, "running")
             try:
-                await self.judge(
-                    rubric.mode,
-                    body.rubric,
-                    body.model,
-                    rows,
-                    body.options,
-                    dataset=body.dataset,
-                    run_id=run_id,
-                )
-                status.status = "finished"
+                async with self.lease(request["model"], rubric) as backend:
+                    await self._judge_with(
+                        backend,
+                        rubric,
+                        request["model"],
+                        items,
+                        JudgeOptions.model_validate(request["options"]),
+                        request["dataset"],
+                        run_id,
+                        resume,
+                    )
+                await self.write(self.store.service.set_job, run_id, "finished")
             except Exception as exc:  # noqa: BLE001 - a job's failure is reported by GET /v1/runs/{id}
-                status.status = "failed"
-                status.error = f"{type(exc).__name__}: {exc}"[:500]
+                message = self.scrub(f"{type(exc).__name__}: {exc}")[:500]
+                await self.write(self.store.service.set_job, run_id, "failed", message)
 
         task = asyncio.create_task(job())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        return status
 
-    async def run_status(self, run_id: str) -> RunStatus:
-        status = self.jobs.get(run_id)
-        if status is None:
-            raise ServiceError(404, "unknown_run", f"no run {run_id!r} started by this service")
+    async def start(self) -> None:
+        """Resume the background jobs a previous process left queued or running."""
+        for job in await self.read(self.read_store.service.unfinished_jobs):
+            request = job["request"]
+            try:
+                rubric = rubric_from_yaml(
+                    await self.read(self.read_store.runs.rubric_body, request["rubric_hash"])
+                )
+                wanted = set(request["item_ids"])
+                stored = await self.read(self.read_store.runs.items, request["dataset"])
+                items = [item for item in stored if item.id in wanted]
+                exists = bool(await self.read(self.read_store.runs.exists, job["run_id"]))
+            except USER_ERRORS as exc:
+                await self.write(
+                    self.store.service.set_job, job["run_id"], "failed", self.scrub(str(exc))
+                )
+                continue
+            self._launch(job["run_id"], rubric, request, items, resume=exists)
+
+    async def run_status(self, run_id: str, owner: str = LOCAL_OWNER) -> RunStatus:
+        job = await self.read(self.read_store.service.job, run_id)
+        if job is None or job["owner"] != owner:
+            raise ServiceError(404, "unknown_run", f"no background run {run_id!r} of this key")
         done = await self.read(self.read_store.runs.verdict_item_ids, run_id)
-        status.n_done = len(done)
-        return status
+        return RunStatus(
+            run_id=run_id,
+            status=job["status"],
+            n_items=job["n_items"],
+            n_done=len(done),
+            error=job["error"],
+        )
 
-    async def report(self, run_id: str) -> dict[str, Any]:
-        status = await self.run_status(run_id)
+    async def report(self, run_id: str, owner: str = LOCAL_OWNER) -> dict[str, Any]:
+        status = await self.run_status(run_id, owner)
         if status.status != "finished":
             raise ServiceError(
                 409,
@@ -326,15 +503,15 @@ class Service:
         audit = await self.read(lambda: api.audit(self.read_store, run_id, AuditConfig(n_boot=200)))
         return audit.model_dump(mode="json")
 
-    async def post_rubric(self, data: dict[str, Any]) -> RubricOut:
+    async def post_rubric(self, data: dict[str, Any], owner: str = LOCAL_OWNER) -> RubricOut:
         # Validation is linear and bounded, but still CPU work: off the event loop.
         rubric = await asyncio.to_thread(rubric_from_dict, data, source="request")
         if rubric.id in self.library:
             raise ServiceError(
                 409, "rubric_exists", f"{rubric.id!r} is a library rubric; choose another id"
             )
-        await self.write(self.store.runs.put_rubric, rubric)
-        self.posted[rubric.id] = rubric
+        await self.write(self.store.service.post_rubric, owner, rubric)
+        self.posted[(owner, rubric.id)] = rubric
         return RubricOut(
             id=rubric.id,
             version=rubric.version,
@@ -343,18 +520,25 @@ class Service:
             source="posted",
         )
 
-    def rubrics(self) -> list[RubricOut]:
+    def rubrics(self, owner: str = LOCAL_OWNER) -> list[RubricOut]:
         out = [
             RubricOut(
                 id=r.id, version=r.version, mode=r.mode, hash=r.content_hash, source="library"
             )
-            for r in map(load_rubric, library_names())
+            for r in self.library.values()
         ]
         out += [
             RubricOut(id=r.id, version=r.version, mode=r.mode, hash=r.content_hash, source="posted")
-            for r in self.posted.values()
+            for (who, _), r in self.posted.items()
+            if who == owner
         ]
         return out
+
+    def scrub(self, message: str) -> str:
+        """An error message without the server's file paths."""
+        for path in sorted(self.paths, key=len, reverse=True):
+            message = message.replace(path, "<server>")
+        return message
 
     async def aclose(self) -> None:
         if self.closed:
@@ -362,7 +546,7 @@ class Service:
         self.closed = True
         for task in list(self.tasks):
             await asyncio.gather(task, return_exceptions=True)
-        for backend in self.backends.values():
+        for backend in [*self.backends.values(), *self.retiring.values()]:
             await backend.aclose()
         if self.reward is not None:
             self.reward.close(store=False)
@@ -370,6 +554,36 @@ class Service:
         self.reader.shutdown(wait=True)
         self.read_store.close()
         self.store.close()
+
+
+def http_protocol() -> type:
+    """uvicorn's h11 protocol answering requests too malformed to reach the app (a negative
+    or non-numeric Content-Length, a broken request line) in the service's one JSON error
+    shape instead of uvicorn's plain text. Pass it as ``uvicorn.Config(http=...)``."""
+    import json
+
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class JSONErrorH11Protocol(H11Protocol):
+        def send_400_response(self, msg: str) -> None:
+            body = json.dumps(
+                {"error": {"type": "bad_request", "message": f"malformed HTTP request: {msg}"}}
+            ).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ]
+            for event in (
+                h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                h11.Data(data=body),
+                h11.EndOfMessage(),
+            ):
+                self.transport.write(self.conn.send(event) or b"")
+            self.transport.close()
+
+    return JSONErrorH11Protocol
 
 
 def _error(status: int, kind: str, message: str) -> Any:
@@ -421,34 +635,36 @@ def create_app(service: Service) -> Any:
     async def service_error(request: Request, exc: ServiceError) -> Any:
         return _error(exc.status, exc.kind, exc.message)
 
-    async def authorized(request: Request) -> None:
-        service.check_key(request.headers.get("authorization") or request.headers.get("x-api-key"))
+    async def authorized(request: Request) -> str:
+        return await service.check_key(
+            request.headers.get("authorization") or request.headers.get("x-api-key")
+        )
 
     def user_error(exc: Exception) -> ServiceError:
         status = 409 if isinstance(exc, StoreError) else 422
-        return ServiceError(status, type(exc).__name__, str(exc))
+        return ServiceError(status, type(exc).__name__, service.scrub(str(exc)))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    async def judged(mode: str, body: JudgeRequest | CompareRequest) -> JudgeResponse:
+    async def judged(mode: str, body: JudgeRequest | CompareRequest, owner: str) -> JudgeResponse:
         items = [i.model_dump() for i in body.items]
         try:
             run_id, rubric, verdicts = await service.judge(
-                mode, body.rubric, body.model, items, body.options
+                mode, body.rubric, body.model, items, body.options, owner=owner
             )
         except USER_ERRORS as exc:
             raise user_error(exc) from None
         return JudgeResponse(run_id=run_id, rubric=rubric.ref, verdicts=verdicts)
 
-    @app.post("/v1/judge", response_model=JudgeResponse, dependencies=[Depends(authorized)])
-    async def judge(body: JudgeRequest) -> JudgeResponse:
-        return await judged("pointwise", body)
+    @app.post("/v1/judge", response_model=JudgeResponse)
+    async def judge(body: JudgeRequest, owner: str = Depends(authorized)) -> JudgeResponse:
+        return await judged("pointwise", body, owner)
 
-    @app.post("/v1/compare", response_model=JudgeResponse, dependencies=[Depends(authorized)])
-    async def compare(body: CompareRequest) -> JudgeResponse:
-        return await judged("pairwise", body)
+    @app.post("/v1/compare", response_model=JudgeResponse)
+    async def compare(body: CompareRequest, owner: str = Depends(authorized)) -> JudgeResponse:
+        return await judged("pairwise", body, owner)
 
     @app.post("/v1/rewards", response_model=RewardResponse, dependencies=[Depends(authorized)])
     async def rewards(body: RewardRequest) -> RewardResponse:
@@ -464,35 +680,53 @@ def create_app(service: Service) -> Any:
             raise user_error(exc) from None
         return RewardResponse(rewards=batch.rewards, run_ids=batch.run_ids)
 
-    @app.post(
-        "/v1/runs", response_model=RunStatus, status_code=202, dependencies=[Depends(authorized)]
-    )
-    async def start_run(body: RunRequest) -> RunStatus:
+    @app.post("/v1/runs", response_model=RunStatus, status_code=202)
+    async def start_run(body: RunRequest, owner: str = Depends(authorized)) -> RunStatus:
         try:
-            return await service.start_run(body)
+            return await service.start_run(body, owner)
         except USER_ERRORS as exc:
             raise user_error(exc) from None
 
-    @app.get("/v1/runs/{run_id}", response_model=RunStatus, dependencies=[Depends(authorized)])
-    async def run_status(run_id: str) -> RunStatus:
-        return await service.run_status(run_id)
+    @app.get("/v1/runs/{run_id}", response_model=RunStatus)
+    async def run_status(run_id: str, owner: str = Depends(authorized)) -> RunStatus:
+        return await service.run_status(run_id, owner)
 
-    @app.get("/v1/runs/{run_id}/report", dependencies=[Depends(authorized)])
-    async def run_report(run_id: str) -> dict[str, Any]:
-        return await service.report(run_id)
-
-    @app.get("/v1/rubrics", response_model=list[RubricOut], dependencies=[Depends(authorized)])
-    async def list_rubrics() -> list[RubricOut]:
-        return service.rubrics()
-
-    @app.post(
-        "/v1/rubrics", response_model=RubricOut, status_code=201, dependencies=[Depends(authorized)]
-    )
-    async def post_rubric(body: dict[str, Any]) -> RubricOut:
+    @app.get("/v1/runs/{run_id}/report")
+    async def run_report(run_id: str, owner: str = Depends(authorized)) -> dict[str, Any]:
         try:
-            return await service.post_rubric(body)
+            return await service.report(run_id, owner)
         except USER_ERRORS as exc:
             raise user_error(exc) from None
+
+    @app.get("/v1/rubrics", response_model=list[RubricOut])
+    async def list_rubrics(owner: str = Depends(authorized)) -> list[RubricOut]:
+        return service.rubrics(owner)
+
+    @app.post("/v1/rubrics", response_model=RubricOut, status_code=201)
+    async def post_rubric(body: dict[str, Any], owner: str = Depends(authorized)) -> RubricOut:
+        try:
+            return await service.post_rubric(body, owner)
+        except USER_ERRORS as exc:
+            raise user_error(exc) from None
+
+    @app.get("/v1/admin/keys")
+    async def list_keys(owner: str = Depends(authorized)) -> list[dict[str, Any]]:
+        service.check_admin(owner)
+        return await service.list_keys()
+
+    @app.post("/v1/admin/keys", status_code=201)
+    async def create_key(body: NewKey, owner: str = Depends(authorized)) -> dict[str, Any]:
+        service.check_admin(owner)
+        return await service.create_key(body.name, body.admin)
+
+    @app.delete("/v1/admin/keys/{key_id}", status_code=204)
+    async def revoke_key(key_id: str, owner: str = Depends(authorized)) -> None:
+        service.check_admin(owner)
+        await service.revoke_key(key_id)
+
+    @app.on_event("startup")
+    async def startup() -> None:
+        await service.start()
 
     @app.on_event("shutdown")
     async def shutdown() -> None:

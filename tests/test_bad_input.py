@@ -40,9 +40,9 @@ ITEMS = {
     "truncated.jsonl": ":2: invalid JSON",
     "mixed_modes.jsonl": "row 1: missing response_a, response_b",
     "no_response_column.csv": "cannot tell pointwise from pairwise",
-    "extra_field.csv": "more fields than the header has columns",
+    "extra_field.csv": ":2: 4 fields, but the header has 3 columns",
     "unknown_field.jsonl": "row 1: score: unknown field",
-    "bad_meta.jsonl": "row 1: meta is not valid JSON",
+    "bad_meta.jsonl": "row 1: meta: invalid JSON",
     "wrong_extension.tsv": "unsupported items format '.tsv'",
     "empty.jsonl": "no items",
 }
@@ -55,7 +55,7 @@ LABELS = {
     "missing_annotator_column.csv": "missing columns ['annotator']",
     "unknown_criterion.jsonl": "'nonexistent' is not a criterion of the rubric",
     "label_studio_two_choices.json": "choices holds 2 values; expected one",
-    "label_studio_truncated.json": "is the export truncated?",
+    "label_studio_truncated.json": "(the file looks truncated)",
     "numeric_on_pairwise.jsonl": "value 3 for overall",
 }
 

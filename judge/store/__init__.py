@@ -20,6 +20,7 @@ from judge.store.labels import LabelStore
 from judge.store.models import ModelStore
 from judge.store.rewards import RewardStore
 from judge.store.runs import RunStore
+from judge.store.service import ServiceStore
 
 TABLES = (
     "runs",
@@ -33,6 +34,8 @@ TABLES = (
     "dynamic_rubrics",
     "api_keys",
     "rewards",
+    "posted_rubrics",
+    "jobs",
 )
 
 
@@ -56,6 +59,7 @@ class Store:
         self.cache = RequestCache(self.db)
         self.rubric_cache = RubricCache(self.db, self.runs)
         self.rewards = RewardStore(self.db)
+        self.service = ServiceStore(self.db, self.runs)
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:

@@ -38,6 +38,9 @@ class Database:
     """One DuckDB connection with judgecal's schema, migrated on open (read-write) or checked
     to be current (read-only)."""
 
+    _depth = 0
+    """Nesting of :meth:`transaction` (a nested one joins the outer)."""
+
     def __init__(self, path: str | Path = ":memory:", *, read_only: bool = False) -> None:
         self.path = str(path)
         self.read_only = read_only
@@ -71,12 +74,24 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction; a nested ``transaction()`` joins the outer one (DuckDB has no
+        savepoints), so writes composed of smaller writes still commit together."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.con
+            finally:
+                self._depth -= 1
+            return
         self.con.execute("BEGIN TRANSACTION")
+        self._depth = 1
         try:
             yield self.con
         except BaseException:
+            self._depth = 0
             self.con.execute("ROLLBACK")
             raise
+        self._depth = 0
         self.con.execute("COMMIT")
 
     # -- migrations ----------------------------------------------------------------------

@@ -13,15 +13,22 @@ class KeyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create(self, name: str) -> str:
-        """A new random key; only its hash is stored, so it is shown to the caller once."""
+    def create(self, name: str, *, admin: bool = False) -> str:
+        """A new random key; only its hash is stored, so it is shown to the caller once. An
+        admin key may also manage keys through the running service."""
         key_id = "jc_" + secrets.token_hex(4)
         key = f"{key_id}.{secrets.token_urlsafe(32)}"
         digest = hashlib.sha256(key.encode()).hexdigest()
         self.db.con.execute(
-            "INSERT INTO api_keys VALUES (?, ?, ?, ?, false)", [key_id, digest, name, now()]
+            "INSERT INTO api_keys (key_id, key_hash, name, created_at, revoked, admin) "
+            "VALUES (?, ?, ?, ?, false, ?)",
+            [key_id, digest, name, now(), admin],
         )
         return key
+
+    def admins(self) -> set[str]:
+        """Ids of the active admin keys."""
+        return {k.key_id for k in self.all() if k.admin and not k.revoked}
 
     def active_hashes(self) -> dict[str, str]:
         """key id → hash of every key not revoked."""

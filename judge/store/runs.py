@@ -248,6 +248,35 @@ class RunStore:
             ],
         )
 
+    def exists(self, run_id: str) -> bool:
+        return bool(self.db.con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone())
+
+    def recover(self) -> dict[str, str]:
+        """Runs still marked ``running`` when no process holds the database were cut short:
+        each becomes ``finished`` when every one of its items has a verdict, else
+        ``interrupted`` (continue it with ``--resume``). Returns run id → new status. Call it
+        only from the process that holds the file read-write (the only one that can run)."""
+        rows = self.db.con.execute(
+            """
+            SELECT r.run_id,
+                   coalesce(try_cast(json_extract(r.spec, '$.n_items') AS BIGINT),
+                            (SELECT count(*) FROM items i WHERE i.dataset = r.dataset)) AS wanted,
+                   (SELECT count(*) FROM verdicts v WHERE v.run_id = r.run_id) AS done
+            FROM runs r WHERE r.status = 'running'
+            """
+        ).fetchall()
+        changed = {
+            run_id: "finished" if done >= wanted else "interrupted" for run_id, wanted, done in rows
+        }
+        for run_id, status in changed.items():
+            if status == "finished":
+                self.finish(run_id)
+            else:
+                self.db.con.execute(
+                    "UPDATE runs SET status = 'interrupted' WHERE run_id = ?", [run_id]
+                )
+        return changed
+
     def ensure_new(self, run_id: str) -> None:
         """Raise when ``run_id`` is taken (before anything of a new run is written)."""
         exists = self.db.con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone()

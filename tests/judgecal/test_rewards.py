@@ -172,7 +172,7 @@ def test_openrlhf_http_endpoint(provider: FakeProvider) -> None:
 
     service = Service(
         Path(tempfile.mkdtemp()) / "svc.duckdb",
-        base_url=provider.base_url,
+        endpoints={"openai": provider.base_url},
         reward_model="openai/gpt-4.1-mini",
         require_keys=False,
     )

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from judge import Store
 from judge.testing import FakeProvider
 from judgecal.client import JudgecalClient, JudgecalHTTPError
-from judgecal.service import MAX_BODY_BYTES, Service, create_app
+from judgecal.service import MAX_BODY_BYTES, Service, create_app, http_protocol
 
 SECRET = "sk-provider-secret-never-returned"
 
@@ -38,7 +38,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             db, endpoints={"openai": provider.base_url}, reward_model="openai/gpt-4.1-mini"
         )
         uv = uvicorn.Server(
-            uvicorn.Config(create_app(service), host="127.0.0.1", port=0, log_level="error")
+            uvicorn.Config(
+                create_app(service),
+                host="127.0.0.1",
+                port=0,
+                log_level="error",
+                http=http_protocol(),
+            )
         )
         thread = threading.Thread(target=uv.run, daemon=True)
         thread.start()
@@ -547,3 +553,214 @@ def test_only_configured_models_are_served(tmp_path: Path) -> None:
     assert "not served here" in str(refused.value) and "mock/*" in str(refused.value)
     assert asyncio.run(service.backend("mock/first", rubric)).name.startswith("mock/")
     asyncio.run(service.aclose())
+
+
+PAIR = {"prompt": "p", "response_a": "quality=5 a", "response_b": "quality=1 b"}
+
+
+def _pairwise_rubric(task: str, version: str = "1") -> dict:
+    return {
+        "id": "mine",
+        "version": version,
+        "mode": "pairwise",
+        "task": task,
+        "criteria": [{"id": "better", "description": "Better.", "scale": {"type": "pairwise"}}],
+    }
+
+
+def test_oversized_rubrics_are_refused_and_never_block_the_service(tmp_path: Path) -> None:
+    """Finding 13.4: 40,000 criteria did not return in 120 s and froze /healthz."""
+    service = Service(tmp_path / "s.duckdb", require_keys=False)
+    with TestClient(create_app(service)) as client:
+        huge = _pairwise_rubric("t")
+        huge["criteria"] = [
+            {"id": f"c{i}", "description": "d", "scale": {"type": "pairwise"}}
+            for i in range(40_000)
+        ]
+        refused = client.post("/v1/rubrics", json=huge)
+        assert refused.status_code == 422
+        assert "at most 256 criteria; this one has 40000" in refused.json()["error"]["message"]
+        assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_rubrics_and_items_are_scoped_per_key_and_survive_a_restart(tmp_path: Path) -> None:
+    """Finding 13.5: a second key replaced the first key's rubric; posted rubrics vanished on
+    restart; an item id used by one client was a 409 for another."""
+    db = tmp_path / "s.duckdb"
+    with Store(db) as store:
+        alice, bob = store.keys.create("alice"), store.keys.create("bob")
+
+    def as_(key: str) -> dict:
+        return {"Authorization": f"Bearer {key}"}
+
+    service = Service(db)
+    with TestClient(create_app(service)) as client:
+        a = client.post("/v1/rubrics", json=_pairwise_rubric("Alice's task."), headers=as_(alice))
+        b = client.post("/v1/rubrics", json=_pairwise_rubric("Bob's task."), headers=as_(bob))
+        assert a.status_code == b.status_code == 201 and a.json()["hash"] != b.json()["hash"]
+        # Re-posting the same id and version with other content is refused, not a silent swap.
+        again = client.post("/v1/rubrics", json=_pairwise_rubric("Changed."), headers=as_(alice))
+        assert again.status_code == 409 and "new version" in again.json()["error"]["message"]
+        body = {"rubric": "mine", "model": "mock/first", "items": [{"id": "1", **PAIR}]}
+        judged = client.post("/v1/compare", json=body, headers=as_(alice))
+        assert judged.status_code == 200 and judged.json()["rubric"].endswith(a.json()["hash"][:12])
+        # Bob's item "1" has other content: his own namespace, no 409.
+        other = {**body, "items": [{"id": "1", **PAIR, "prompt": "another prompt"}]}
+        judged_b = client.post("/v1/compare", json=other, headers=as_(bob))
+        assert judged_b.status_code == 200 and judged_b.json()["rubric"].endswith(
+            b.json()["hash"][:12]
+        )
+        listed = client.get("/v1/rubrics", headers=as_(bob)).json()
+        assert [r["hash"] for r in listed if r["source"] == "posted"] == [b.json()["hash"]]
+    restarted = Service(db)
+    with TestClient(create_app(restarted)) as client:
+        judged = client.post("/v1/compare", json=body, headers=as_(alice))
+        assert judged.json()["rubric"].endswith(a.json()["hash"][:12])
+
+
+def test_provider_clients_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 13.6: one client per distinct model name, forever (400 names: +374 MB)."""
+    from judgecal import service as service_module
+    from rubrics import load_rubric
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    rubric = load_rubric("pairwise_helpfulness")
+    service = Service(tmp_path / "s.duckdb", endpoints={"openai": "http://127.0.0.1:9/v1"})
+    built = [asyncio.run(service.backend(f"openai/model-{i}", rubric)) for i in range(80)]
+    assert len(service.backends) == service_module.MAX_BACKENDS
+    assert all(b.client.is_closed() for b in built[: 80 - service_module.MAX_BACKENDS])  # type: ignore[attr-defined]
+    assert not any(b.client.is_closed() for b in built[-service_module.MAX_BACKENDS :])  # type: ignore[attr-defined]
+    asyncio.run(service.aclose())
+
+
+def test_runs_and_jobs_recover_after_a_crash(tmp_path: Path) -> None:
+    """Finding 13.11: runs stayed `running` after a crash though their verdicts were stored;
+    background jobs lived in memory (404 after a restart)."""
+    from judgecal.schemas import RunRequest
+
+    db = tmp_path / "s.duckdb"
+    service = Service(db, require_keys=False)
+    request = RunRequest(
+        rubric="pairwise_helpfulness",
+        model="mock/first",
+        dataset="bg",
+        items=[{"id": f"i{n}", **PAIR} for n in range(5)],
+    )
+
+    async def crash_before_the_job_runs() -> str:
+        started = await service.start_run(request)
+        for task in list(service.tasks):  # the process dies before the job is scheduled
+            task.cancel()
+        return started.run_id
+
+    job = asyncio.run(crash_before_the_job_runs())
+    service.writer.shutdown(wait=True)
+    service.read_store.close()
+    service.store.close()
+    with Store(db) as store:
+        # A run whose every verdict landed, and one cut short, both left `running`.
+        from judge import Runner, make_backend
+        from rubrics import load_rubric
+
+        rubric = load_rubric("pairwise_helpfulness")
+        items = [request.items[0], request.items[1]]
+        from judge import items_from_rows
+
+        runner = Runner(store, make_backend("mock/first"), rubric)
+        asyncio.run(
+            runner.run(items_from_rows([dict(i) for i in items]), dataset="d", run_id="done")
+        )
+        store.con.execute("UPDATE runs SET status = 'running' WHERE run_id = 'done'")
+        store.con.execute("DELETE FROM verdicts WHERE run_id = 'done' AND item_id = 'i1'")
+        asyncio.run(
+            runner.run(items_from_rows([dict(i) for i in items]), dataset="d2", run_id="full")
+        )
+        store.con.execute("UPDATE runs SET status = 'running' WHERE run_id = 'full'")
+    restarted = Service(db, require_keys=False)
+    assert restarted.recovered == {"done": "interrupted", "full": "finished"}
+    with TestClient(create_app(restarted)) as client:
+        deadline = time.time() + 30
+        status = client.get(f"/v1/runs/{job}").json()
+        while status["status"] != "finished" and time.time() < deadline:
+            time.sleep(0.05)
+            status = client.get(f"/v1/runs/{job}").json()
+        assert status == {
+            "run_id": job,
+            "status": "finished",
+            "n_items": 5,
+            "n_done": 5,
+            "error": None,
+        }
+    with Store(db, read_only=True) as store:
+        assert store.runs.get("done").status == "interrupted"
+        assert store.runs.get("full").status == "finished"
+
+
+def test_keys_are_managed_live_and_errors_name_no_server_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 13.11: no `keys list`/`keys revoke`, keys read only at start, the database path
+    in an error body."""
+    from judgecal import service as service_module
+    from judgecal.cli import main
+
+    db = tmp_path / "secret-location" / "s.duckdb"
+    db.parent.mkdir()
+    with Store(db) as store:
+        admin = store.keys.create("ops", admin=True)
+        user = store.keys.create("user")
+    assert main(["keys", "list", "--db", str(db), "--json"]) == 0
+    monkeypatch.setattr(service_module, "KEY_REFRESH_S", 0.0)
+    service = Service(db)
+    with TestClient(create_app(service)) as client:
+        ops, plain = {"Authorization": f"Bearer {admin}"}, {"Authorization": f"Bearer {user}"}
+        assert client.get("/v1/admin/keys", headers=plain).status_code == 403
+        new = client.post("/v1/admin/keys", json={"name": "ci"}, headers=ops).json()
+        fresh = {"Authorization": f"Bearer {new['key']}"}
+        assert client.get("/v1/rubrics", headers=fresh).status_code == 200
+        assert client.delete(f"/v1/admin/keys/{new['key_id']}", headers=ops).status_code == 204
+        assert client.get("/v1/rubrics", headers=fresh).status_code == 401
+        names = {k["name"]: k["revoked"] for k in client.get("/v1/admin/keys", headers=ops).json()}
+        assert names == {"ops": False, "user": False, "ci": True}
+        # A background job whose rubric is missing from the store fails without the path.
+        service.store.service.put_job(
+            "job-x",
+            user.split(".")[0],
+            {
+                "rubric_hash": "f" * 64,
+                "model": "mock/first",
+                "options": {},
+                "dataset": "d",
+                "item_ids": [],
+            },
+            0,
+        )
+    restarted = Service(db)
+    with TestClient(create_app(restarted)) as client:
+        status = client.get("/v1/runs/job-x", headers={"Authorization": f"Bearer {user}"}).json()
+        assert status["status"] == "failed" and "no rubric with hash" in status["error"]
+        assert "secret-location" not in json.dumps(status)
+    # Offline, with the service stopped: list and revoke from the command line.
+    assert main(["keys", "revoke", "--db", str(db), user.split(".")[0]]) == 0
+    with Store(db) as store:
+        assert user.split(".")[0] not in store.keys.active_hashes()
+
+
+def test_a_malformed_request_line_gets_the_json_error_shape(server: dict) -> None:
+    """Finding 13.11: a negative Content-Length got a plain-text error."""
+    import socket
+
+    host, port = server["base"].removeprefix("http://").split(":")
+    for length in ("-5", "abc"):
+        with socket.create_connection((host, int(port))) as conn:
+            conn.sendall(
+                f"POST /v1/judge HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode()
+            )
+            conn.settimeout(10)
+            raw = b""
+            while chunk := conn.recv(4096):
+                raw += chunk
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head
+        error = json.loads(body)["error"]
+        assert error["type"] == "bad_request" and "malformed HTTP request" in error["message"]

@@ -1,0 +1,132 @@
+"""Reading untrusted label files strictly. ``human_labels`` imports nothing of ours (DESIGN.md),
+so it keeps this copy of ``rubrics.inputs``'s JSON and CSV reading (docs/decisions/0010); the
+hostile-file and fuzz tests hold both to the same behaviour. Each of these is one clear error:
+bytes that are not UTF-8 (a leading byte-order mark is allowed and dropped), JSON nested deeper than :data:`MAX_DEPTH`, ``NaN``/``Infinity``, lone
+surrogates (``"\\ud800"``, which no database or provider accepts), CSV cells up to
+:data:`MAX_CSV_FIELD` characters and duplicate CSV columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+MAX_DEPTH = 64
+"""Deepest nesting of JSON values accepted."""
+MAX_CSV_FIELD = 16 * 2**20
+"""Longest CSV cell in characters (Python's default limit is 131,072)."""
+
+
+class InputError(ValueError):
+    """An input file or value that cannot be read as given."""
+
+
+def read_text(path: str | Path) -> str:
+    """The file as text: UTF-8, with a leading byte-order mark dropped."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(
+            f"{path}:{line}: not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start})"
+        ) from None
+
+
+def check_text(value: str, where: str = "text") -> str:
+    """``value`` unchanged, or an error where it holds a lone surrogate.
+
+    >>> check_text("fine")
+    'fine'
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"{where}: lone surrogate {value[exc.start]!r} at position {exc.start} "
+            "(not valid Unicode text)"
+        ) from None
+    return value
+
+
+def check_value(value: Any, where: str) -> Any:
+    """``value`` unchanged, or an error for nesting deeper than :data:`MAX_DEPTH`, non-finite
+    numbers or lone surrogates anywhere in it (checked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InputError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, str):
+            check_text(node, where)
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise InputError(f"{where}: {node} is not a number JSON allows")
+        elif isinstance(node, dict):
+            for key, item in node.items():
+                if isinstance(key, str):
+                    check_text(key, where)
+                stack.append((item, depth + 1))
+        elif isinstance(node, list | tuple):
+            stack.extend((item, depth + 1) for item in node)
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InputError(f"{name} is not a number JSON allows")
+
+
+def json_value(text: str, where: str) -> Any:
+    """Parse one JSON document strictly (see the module docstring)."""
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{where}: nested deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
+        hint = " (the file looks truncated)" if exc.pos >= len(text.rstrip()) else ""
+        raise InputError(f"{where}: invalid JSON ({exc.msg}){hint}") from None
+    return check_value(value, where)
+
+
+def jsonl_values(path: str | Path) -> Iterator[tuple[str, Any]]:
+    """``(where, value)`` for each non-blank line of a JSON-lines file."""
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        if line.strip():
+            yield f"{path}:{number}", json_value(line, f"{path}:{number}")
+
+
+def csv_records(path: str | Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The header and ``(line, row)`` pairs of a CSV file; a row with more or fewer fields
+    than the header, or a header naming a column twice, is an error."""
+    csv.field_size_limit(MAX_CSV_FIELD)
+    text = read_text(path)
+    reader = csv.reader(text.splitlines(keepends=True))
+    try:
+        header = next(reader, [])
+        seen: set[str] = set()
+        for name in header:
+            if name in seen:
+                raise InputError(f"{path}:1: column {name!r} appears twice in the header")
+            seen.add(name)
+        rows = []
+        for values in reader:
+            if not values:
+                continue
+            if len(values) != len(header):
+                raise InputError(
+                    f"{path}:{reader.line_num}: {len(values)} fields, but the header has "
+                    f"{len(header)} columns"
+                )
+            rows.append((reader.line_num, dict(zip(header, values, strict=True))))
+    except csv.Error as exc:
+        raise InputError(f"{path}:{reader.line_num}: invalid CSV ({exc})") from None
+    return header, rows
