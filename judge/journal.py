@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from judge.types import Completion
 
@@ -54,7 +54,11 @@ class Journal:
             found[entry["request_hash"]] = completion
         return found
 
-    def append(self, request_hash: str, completion: Completion) -> None:
+    def append(
+        self, request_hash: str, completion: Completion, label: dict[str, Any] | None = None
+    ) -> None:
+        """Record one completion; ``label`` (item, order, sample) is kept for people and
+        tools reading the file, never used to match."""
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held open for the run
@@ -63,6 +67,7 @@ class Journal:
                 "request_hash": request_hash,
                 "completion": completion.to_cache(),
                 "cost_usd": completion.cost_usd,
+                **(label or {}),
             },
             ensure_ascii=True,
         )

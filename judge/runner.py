@@ -440,7 +440,11 @@ class Runner:
                     completion.cost_usd = cost_usd(
                         self.model, completion.tokens_in, completion.tokens_out, self.prices
                     )
-                state.journal.append(request_hash, completion)
+                state.journal.append(
+                    request_hash,
+                    completion,
+                    {"item_id": item.id, "order": plan.order, "sample": plan.sample},
+                )
         if completion is not None:
             self._interpret(item, plan, completion, record)
             if not record.cache_hit and self._use_cache() and record.ok:

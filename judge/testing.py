@@ -252,6 +252,11 @@ class FakeProvider:
         """Request bodies' keys (model + messages + sample settings) → times received."""
         self.completed: Counter[str] = Counter()
         self.faults_injected: Counter[str] = Counter()
+        self.completed_at: dict[str, list[float]] = {}
+        """When each request key was answered (``time.monotonic()``), in order."""
+        self.timed_out: set[str] = set()
+        """Request keys that were held past the client's timeout (answered late, so a
+        retry of one of them is answered, and billed, twice — as a real provider would)."""
         self.log: list[dict[str, Any]] = []
         """Every request body received, in order."""
         self.credentials: Counter[str] = Counter()
@@ -384,6 +389,8 @@ class FakeProvider:
             if fault == "server_error":
                 return 500, {}, _error(anthropic, "api_error", "internal error")
             if fault == "timeout":
+                with self.lock:
+                    self.timed_out.add(key)
                 await asyncio.sleep(self.faults.timeout_sleep_s)
             if fault == "malformed_json":
                 return 200, {}, b'{"id": "x", "choices": [{"message": '
@@ -403,6 +410,7 @@ class FakeProvider:
         )
         with self.lock:
             self.completed[key] += 1
+            self.completed_at.setdefault(key, []).append(time.monotonic())
         return 200, {}, json.dumps(payload).encode()
 
     def _openai(
