@@ -737,3 +737,48 @@ def test_the_token_limiter_holds_the_rate() -> None:
     limiter.tat = 100.0
     limiter.settle(1000, 500)
     assert limiter.tat == pytest.approx(95.0)
+
+
+def test_call_and_run_deadlines_end_calls_as_retryable_errors() -> None:
+    """Finding 13.7: a per-call and a per-run deadline; what ran out is resumable."""
+    with Store() as store:
+        limited = FaultPlan(rate=1.0, kinds=("rate_limit",), retry_after_s=0.2)
+        with FakeProvider(faults=limited) as provider:
+            limits = FAST_RETRY.model_copy(update={"call_deadline_s": 0.3, "max_retries": 50})
+            summary = run(
+                store,
+                "openai/gpt-4.1-mini",
+                pairs(1),
+                JudgeSpec(samples=1),
+                limits,
+                provider.base_url,
+                "per-call",
+            )
+        calls = store.runs.calls("per-call")
+        assert summary.n_call_errors == 2 and all(c.error_kind == "deadline" for c in calls)
+        assert all(c.retries < 5 for c in calls)  # stopped by the deadline, not max_retries
+        with FakeProvider(latency_s=0.2) as slow:
+            limits = RunnerConfig(max_concurrency=1, run_deadline_s=0.5)
+            summary = run(
+                store,
+                "openai/gpt-4.1-mini",
+                pairs(6),
+                JudgeSpec(samples=1),
+                limits,
+                slow.base_url,
+                "per-run",
+            )
+            assert 0 < summary.n_call_errors < 12
+            assert {c.error_kind for c in store.runs.calls("per-run") if not c.ok} == {"deadline"}
+            backend = make_backend("openai/gpt-4.1-mini", rubric=RUBRIC, base_url=slow.base_url)
+            runner = Runner(store, backend, RUBRIC, JudgeSpec(samples=1))
+
+            async def finish():
+                try:
+                    return await runner.resume("per-run", retry_failed=True)
+                finally:
+                    await runner.aclose()
+
+            asyncio.run(finish())
+        verdicts = store.runs.verdicts("per-run")
+        assert len(verdicts) == 6 and all(v.status == "scored" for v in verdicts)
