@@ -41,21 +41,7 @@ def find_json_objects(text: str) -> list[Any]:
     >>> find_json_objects('reasoning {"a": 1} more {"b": {"c": 2}}')
     [{'a': 1}, {'b': {'c': 2}}]
     """
-    decoder = json.JSONDecoder()
-    found: list[Any] = []
-    index = 0
-    while True:
-        start = text.find("{", index)
-        if start < 0:
-            return found
-        try:
-            value, end = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
-            index = start + 1
-            continue
-        if isinstance(value, dict):
-            found.append(value)
-        index = end
+    return [c.value for c in _json_candidates(text, lambda value: True)]
 
 
 def parse_json_answer(text: str) -> ParseResult:
@@ -136,10 +122,11 @@ def _pairwise_token(value: str) -> str:
 
 
 def _json_candidates(
-    text: str, wanted: Callable[[dict[str, Any]], bool], key: str
+    text: str, wanted: Callable[[dict[str, Any]], bool], key: str | None = None
 ) -> list[Candidate]:
-    """Decoded objects that ``wanted`` accepts, and malformed ones that mention ``key``; a
-    malformed object hides everything up to its closing brace (or the end)."""
+    """Decoded objects that ``wanted`` accepts, and malformed ones that mention ``key`` (none:
+    malformed objects are skipped); a malformed object that mentions ``key`` hides everything
+    up to its closing brace (or the end)."""
     decoder = json.JSONDecoder()
     found: list[Candidate] = []
     index = 0
@@ -151,7 +138,7 @@ def _json_candidates(
             value, end = decoder.raw_decode(text, start)
         except (json.JSONDecodeError, RecursionError):
             end = _closing_brace(text, start)
-            if f'"{key}"' in text[start:end] or f"'{key}'" in text[start:end]:
+            if key and (f'"{key}"' in text[start:end] or f"'{key}'" in text[start:end]):
                 found.append(
                     Candidate(
                         start, end, None, "json", f"malformed JSON answer: {text[start:end][:80]!r}"

@@ -128,52 +128,52 @@ def _write(tmp_path: Path, name: str, content: bytes) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", sorted(HOSTILE_ITEMS))
-def test_hostile_items(
-    name: str, db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    content, expected = HOSTILE_ITEMS[name]
-    path = _write(tmp_path, name, content)
-    argv = [
-        "run",
-        "--rubric",
-        "answer_correctness",
-        "--items",
-        str(path),
-        "--model",
-        "mock/example",
-    ]
-    _refused([*argv, "--db", str(db)], expected, db, capsys)
+def _items_run(path: Path, db: Path) -> list[str]:
+    argv = ["run", "--rubric", "answer_correctness", "--items", str(path)]
+    return [*argv, "--model", "mock/example", "--db", str(db)]
 
 
-@pytest.mark.parametrize("name", sorted(HOSTILE_LABELS))
-def test_hostile_labels(
-    name: str, db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    content, expected = HOSTILE_LABELS[name]
-    path = _write(tmp_path, name, content)
-    _refused(["labels", "import", str(path), "--db", str(db)], expected, db, capsys)
+def _labels_import(path: Path, db: Path) -> list[str]:
+    return ["labels", "import", str(path), "--db", str(db)]
 
 
-@pytest.mark.parametrize("name", sorted(HOSTILE_REPLAYS))
-def test_hostile_replays(
-    name: str, db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    content, expected = HOSTILE_REPLAYS[name]
-    path = _write(tmp_path, name, content)
+def _replay_run(path: Path, db: Path) -> list[str]:
     argv = ["run", "--rubric", "pairwise_helpfulness", "--items", str(PAIRS)]
-    _refused([*argv, "--model", f"replay/{path}", "--db", str(db)], expected, db, capsys)
+    return [*argv, "--model", f"replay/{path}", "--db", str(db)]
 
 
-@pytest.mark.parametrize("name", sorted(HOSTILE_RUBRICS))
-def test_hostile_rubrics(
-    name: str, db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def _rubric_run(path: Path, db: Path) -> list[str]:
+    items = path.with_name("items.jsonl")
+    items.write_bytes(b'{"id": "1", "prompt": "p", "response": "r"}\n')
+    argv = ["run", "--rubric", str(path), "--items", str(items)]
+    return [*argv, "--model", "mock/example", "--db", str(db)]
+
+
+HOSTILE = [
+    (files, command, name)
+    for files, command in (
+        (HOSTILE_ITEMS, _items_run),
+        (HOSTILE_LABELS, _labels_import),
+        (HOSTILE_REPLAYS, _replay_run),
+        (HOSTILE_RUBRICS, _rubric_run),
+    )
+    for name in sorted(files)
+]
+
+
+@pytest.mark.parametrize(
+    ("files", "command", "name"), HOSTILE, ids=[f"{c.__name__}-{n}" for _, c, n in HOSTILE]
+)
+def test_hostile_file(
+    files: dict[str, tuple[bytes, str]],
+    command: Callable[[Path, Path], list[str]],
+    name: str,
+    db: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    content, expected = HOSTILE_RUBRICS[name]
-    path = _write(tmp_path, name, content)
-    items = _write(tmp_path, "items.jsonl", b'{"id": "1", "prompt": "p", "response": "r"}\n')
-    argv = ["run", "--rubric", str(path), "--items", str(items), "--model", "mock/example"]
-    _refused([*argv, "--db", str(db)], expected, db, capsys)
+    content, expected = files[name]
+    _refused(command(_write(tmp_path, name, content), db), expected, db, capsys)
 
 
 def test_files_that_were_wrongly_refused_or_accepted(
@@ -200,41 +200,18 @@ VALID: dict[str, tuple[bytes, Callable[[Path, Path], list[str]]]] = {
     "items.jsonl": (
         b'{"id": "1", "prompt": "2+2?", "response": "4", "meta": {"k": [1, 2]}}\n'
         b'{"id": "2", "prompt": "Capital?", "response": "Paris", "reference": "Paris"}\n',
-        lambda f, db: [
-            "run",
-            "--rubric",
-            "answer_correctness",
-            "--items",
-            str(f),
-            "--model",
-            "mock/example",
-            "--db",
-            str(db),
-        ],
+        _items_run,
     ),
     "items.csv": (
         b'id,prompt,response,reference\n1,2+2?,4,4\n2,"Capital, please",Paris,\n',
-        lambda f, db: [
-            "run",
-            "--rubric",
-            "answer_correctness",
-            "--items",
-            str(f),
-            "--model",
-            "mock/example",
-            "--db",
-            str(db),
-        ],
+        _items_run,
     ),
     "labels.jsonl": (
         b'{"item_id": "mtbench-0000", "annotator": "z1", "value": "A"}\n'
         b'{"item_id": "mtbench-0001", "annotator": "z1", "value": "tie"}\n',
-        lambda f, db: ["labels", "import", str(f), "--db", str(db)],
+        _labels_import,
     ),
-    "labels.csv": (
-        b"item_id,z1,z2\nmtbench-0000,A,B\nmtbench-0001,,tie\n",
-        lambda f, db: ["labels", "import", str(f), "--db", str(db)],
-    ),
+    "labels.csv": (b"item_id,z1,z2\nmtbench-0000,A,B\nmtbench-0001,,tie\n", _labels_import),
     "labels.json": (
         json.dumps(
             [
@@ -249,27 +226,18 @@ VALID: dict[str, tuple[bytes, Callable[[Path, Path], list[str]]]] = {
                 }
             ]
         ).encode(),
-        lambda f, db: ["labels", "import", str(f), "--db", str(db)],
+        _labels_import,
     ),
     "rubric.yaml": (
         b"id: fuzz\nmode: pointwise\ntask: Grade the answer.\ncriteria:\n"
         b"  - id: correct\n    description: It is correct.\n    kind: essential\n"
-        b"  - id: clear\n    description: It is clear.\n    scale: {type: likert, low: 1, high: 3, anchors: {1: bad, 2: ok, 3: good}}\n",
+        b"  - id: clear\n    description: It is clear.\n"
+        b"    scale: {type: likert, low: 1, high: 3, anchors: {1: bad, 2: ok, 3: good}}\n",
         lambda f, db: ["rubric", "validate", str(f)],
     ),
     "fuzz.replay.jsonl": (
         REPLAY.read_bytes()[:4000].rsplit(b"\n", 1)[0] + b"\n",
-        lambda f, db: [
-            "run",
-            "--rubric",
-            "pairwise_helpfulness",
-            "--items",
-            str(PAIRS),
-            "--model",
-            f"replay/{f}",
-            "--db",
-            str(db),
-        ],
+        _replay_run,
     ),
 }
 

@@ -316,14 +316,18 @@ def _key_of(body: dict) -> tuple[str, str, int]:
     return (f"q{int(item):03d}", order, int(body["seed"]))
 
 
-def test_killed_run_resumes_without_repeating_or_losing_calls(tmp_path: Path) -> None:
-    items = pairs(60)
+def _items_file(tmp_path: Path, items: list[Item]) -> tuple[Path, Path, dict[str, str]]:
+    """An items file, a database path and the environment for a `judgecal` child process."""
     items_path = tmp_path / "items.jsonl"
     items_path.write_text(
         "".join(json.dumps(i.model_dump(exclude_defaults=True)) + "\n" for i in items)
     )
-    db = tmp_path / "run.duckdb"
     env = {**os.environ, "OPENAI_API_KEY": "sk-test", "PYTHONPATH": str(ROOT)}
+    return items_path, tmp_path / "run.duckdb", env
+
+
+def test_killed_run_resumes_without_repeating_or_losing_calls(tmp_path: Path) -> None:
+    items_path, db, env = _items_file(tmp_path, pairs(60))
     with FakeProvider(latency_s=0.05) as provider:
         cmd = [
             sys.executable,
@@ -581,13 +585,7 @@ def test_a_killed_run_pays_for_no_call_twice(tmp_path: Path) -> None:
     kill -9. The provider answers 100 requests and holds the rest; the client is killed with
     nothing flushed to the database (long flush interval) and resumed: every request the
     provider answered is answered exactly once over both processes."""
-    items = pairs(60)
-    items_path = tmp_path / "items.jsonl"
-    items_path.write_text(
-        "".join(json.dumps(i.model_dump(exclude_defaults=True)) + "\n" for i in items)
-    )
-    db = tmp_path / "run.duckdb"
-    env = {**os.environ, "OPENAI_API_KEY": "sk-test", "PYTHONPATH": str(ROOT)}
+    items_path, db, env = _items_file(tmp_path, pairs(60))
     base = ["--db", str(db), "--json"]
     with FakeProvider(hold_after=100) as provider:
         cmd = [sys.executable, "-m", "judgecal", "run", "--rubric", "pairwise_helpfulness"]
