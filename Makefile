@@ -21,7 +21,9 @@ install: $(STAMP)
 
 ## The main job: an offline audit of two real judges (GPT-4 and ChatGPT, recorded in both
 ## presentation orders) against expert labels on 200 MT-Bench pairs, into an embedded DuckDB,
-## with an HTML report per judge in audit/ (ChatGPT cascaded to GPT-4 where it abstains).
+## with an HTML report per judge in audit/ (ChatGPT cascaded to GPT-4 where it abstains);
+## then a pointwise audit: ChatGPT's 1-5 scores on six criteria for 1,056 HANNA stories against
+## three raters each.
 demo: $(STAMP)
 	rm -rf $(DEMO_DB) $(DEMO_DB).wal audit
 	$(BIN)/judgecal run --rubric pairwise_helpfulness --items examples/mtbench/items.jsonl \
@@ -32,6 +34,10 @@ demo: $(STAMP)
 	$(BIN)/judgecal audit --run gpt4 --db $(DEMO_DB) --out audit/gpt4
 	$(BIN)/judgecal audit --run chatgpt --db $(DEMO_DB) --out audit/chatgpt --fallback-run gpt4 --alpha 0.2
 	$(BIN)/judgecal agree --run gpt4 --db $(DEMO_DB)
+	$(BIN)/judgecal run --rubric story_quality --items examples/hanna/items.jsonl \
+		--model replay/examples/hanna/chatgpt.replay.jsonl --db $(DEMO_DB) --run-id hanna-chatgpt
+	$(BIN)/judgecal labels import examples/hanna/labels.jsonl --db $(DEMO_DB) --dataset hanna/items
+	$(BIN)/judgecal audit --run hanna-chatgpt --db $(DEMO_DB) --out audit/hanna-chatgpt
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

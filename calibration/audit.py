@@ -15,8 +15,17 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from calibration.agreement import gold_labels, judge_agreement
-from calibration.bias import length_bias, self_preference
+from calibration.agreement import (
+    AGGREGATE,
+    criterion_labels,
+    criterion_name,
+    gold_labels,
+    judge_agreement,
+    judge_values,
+    label_scales,
+    labelled_criteria,
+)
+from calibration.bias import length_bias, score_length_bias, self_preference
 from calibration.calibrators import IsotonicCalibrator, PlattCalibrator, calibration_report
 from calibration.position import (
     accuracy_by_order,
@@ -30,10 +39,14 @@ from calibration.position import (
 from calibration.ppi import ppi_mean
 from calibration.routing import route, routing_report
 from calibration.selective import cascade, evaluate_selective, fixed_sequence_threshold
-from human_labels import AgreementError
+from human_labels import OVERALL, AgreementError
 from judge import ConfigError, RunData, Verdict
+from rubrics import BinaryScale, LikertScale
 
 Signal = Literal["confidence", "consistency", "logprob"]
+
+CEILING_FLOOR = 0.2
+"""A human–human agreement below this is too low to express the judge as a share of it."""
 
 SIGNALS: dict[str, Callable[[Verdict], float]] = {
     "confidence": lambda v: (v.confidence or 0.0) if v.status == "scored" else 0.0,
@@ -179,12 +192,32 @@ class Agreement(_Section):
     n_unscored: int
     majority_class: Any = None
     majority_class_accuracy: float | None = None
+    baseline_mae: float | None = None
+    """Scores: MAE of always answering the mean human score (the trivial baseline)."""
     scale: dict[str, float] | None = None
 
     def row(self, statistic: str, reference: str) -> AgreementRowOut | None:
         return next(
             (r for r in self.rows if r.statistic == statistic and r.reference == reference), None
         )
+
+
+class ScoreCriterion(_Section):
+    """A pointwise criterion's scores: the judge's distribution against the humans', and how
+    both follow response length."""
+
+    criterion: str
+    levels: list[float]
+    judge_counts: list[int]
+    """Judge scores per level (rounded to the nearest level)."""
+    human_counts: list[int]
+    """Human consensus (mean, rounded) per level, on the same items."""
+    judge_mean: float | None
+    human_mean: float | None
+    n: int
+    length: dict[str, Any]
+    trust: Literal["high", "moderate", "low", "unknown"] = "unknown"
+    """This criterion's verdict (see :func:`criterion_trust`)."""
 
 
 class Confusion(_Section):
@@ -270,6 +303,11 @@ class Audit(_Section):
     self_preference: SelfPreference | None = None
     accuracy: Accuracy | None = None
     agreement: Agreement | None = None
+    """The headline agreement: the overall label, else the first labelled criterion."""
+    agreements: list[Agreement] = Field(default_factory=list)
+    """Every labelled criterion (pointwise: each criterion, the overall rating and the
+    aggregate score)."""
+    scores: list[ScoreCriterion] = Field(default_factory=list)
     always_longer_accuracy: float | None = None
     confusion: Confusion | None = None
     calibration: Calibration | None = None
@@ -319,10 +357,16 @@ def build_audit(
     return audit
 
 
-def _agreement(data: RunData, config: AuditConfig) -> Agreement | None:
+def _agreement(
+    data: RunData, config: AuditConfig, criterion: str = OVERALL, notes: list[str] | None = None
+) -> Agreement | None:
     try:
-        raw = judge_agreement(data, n_boot=config.n_boot, random_state=config.random_state)
-    except AgreementError:
+        raw = judge_agreement(
+            data, criterion, n_boot=config.n_boot, random_state=config.random_state
+        )
+    except AgreementError as exc:
+        if notes is not None:
+            notes.append(str(exc))
         return None
     baseline = raw.pop("baseline", {})
     raw.pop("run_id", None)
@@ -330,9 +374,118 @@ def _agreement(data: RunData, config: AuditConfig) -> Agreement | None:
 
 
 def _pointwise(audit: Audit, data: RunData, config: AuditConfig) -> None:
-    audit.notes.append("the full audit covers pairwise runs; pointwise runs report agreement only")
-    if data.labels_for(""):
-        audit.agreement = _agreement(data, config)
+    rubric = data.rubric
+    criteria = labelled_criteria(data)
+    if not criteria:
+        audit.notes.append(
+            "no human labels: import them with `judgecal labels import` for agreement"
+        )
+    for criterion in criteria:
+        agreement = _agreement(data, config, criterion, audit.notes)
+        if agreement is not None:
+            audit.agreements.append(agreement)
+    audit.agreement = audit.agreements[0] if audit.agreements else None
+    by_name = {a.criterion: a for a in audit.agreements}
+    for criterion in [
+        *([OVERALL] if rubric.holistic_scale else []),
+        *(c.id for c in rubric.criteria),
+    ]:
+        scale = label_scales(rubric).get(criterion)
+        if not isinstance(scale, LikertScale | BinaryScale):
+            continue
+        judge = judge_values(data.verdicts, rubric, criterion)
+        labels = criterion_labels(data, criterion)
+        humans = {i: float(np.mean(list(by.values()))) for i, by in labels.items() if by}
+        levels = [float(v) for v in scale.values]
+        shared = [i for i in judge if i in humans]
+
+        def counts(
+            values: Mapping[str, Any], ids: list[str], levels: list[float] = levels
+        ) -> list[int]:
+            nearest = [min(levels, key=lambda lv: abs(lv - float(values[i]))) for i in ids]
+            return [nearest.count(lv) for lv in levels]
+
+        agreement = by_name.get(criterion_name(criterion))
+        audit.scores.append(
+            ScoreCriterion(
+                criterion=criterion_name(criterion),
+                levels=levels,
+                judge_counts=counts(judge, shared if humans else list(judge)),
+                human_counts=counts(humans, shared),
+                judge_mean=float(np.mean([float(judge[i]) for i in judge])) if judge else None,
+                human_mean=float(np.mean([humans[i] for i in shared])) if shared else None,
+                n=len(shared) if humans else len(judge),
+                length=clean(score_length_bias(data.items, judge, humans or None)),
+                trust=criterion_trust(agreement),
+            )
+        )
+    headline = audit.agreement
+    if headline is None or not data.verdicts:
+        return
+    # Calibration of the judge's confidence (agreement among its samples) against being on
+    # the humans' level for the headline criterion.
+    criterion = next(c for c in criteria if criterion_name(c) == headline.criterion)
+    judge = judge_values(data.verdicts, rubric, criterion)
+    labels = criterion_labels(data, criterion)
+    truth = {i: float(np.mean(list(by.values()))) for i, by in labels.items() if by and i in judge}
+    tolerance = 0.5 if criterion != AGGREGATE else 0.1
+    agrees = {i: abs(float(judge[i]) - truth[i]) <= tolerance for i in truth}
+    confidence = {v.item_id: SIGNALS["confidence"](v) for v in data.verdicts}
+    _calibrate(
+        audit,
+        config,
+        confidence,
+        agrees,
+        f"{SIGNAL_TEXT['confidence']}; outcome: "
+        f"within {tolerance:g} of the humans' mean on {headline.criterion}",
+    )
+
+
+def criterion_trust(agreement: Agreement | None) -> Literal["high", "moderate", "low", "unknown"]:
+    """A criterion's verdict from the low end of its agreement interval: quadratic-weighted κ
+    for a scale, Cohen's κ for categories, Spearman for the aggregate score."""
+    if agreement is None:
+        return "unknown"
+    for statistic in ("quadratic_kappa", "cohen_kappa", "spearman"):
+        row = agreement.row(statistic, "mean" if agreement.kind != "categorical" else "majority")
+        if row is not None and row.ci_low is not None:
+            return "high" if row.ci_low >= 0.6 else "moderate" if row.ci_low >= 0.4 else "low"
+    return "unknown"
+
+
+def _calibrate(
+    audit: Audit,
+    config: AuditConfig,
+    confidence: Mapping[str, float],
+    agrees: Mapping[str, bool],
+    signal: str,
+    rng: np.random.Generator | None = None,
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Half the labelled items calibrate, the other half test (seeded); fills
+    ``audit.calibration`` and returns the test ids and both halves' arrays."""
+    rng = rng if rng is not None else np.random.default_rng(config.random_state)
+    ids = sorted(agrees)
+    rng.shuffle(ids)
+    half = len(ids) // 2
+    cal_ids, test_ids = ids[:half], ids[half:]
+
+    def arrays(subset: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        return np.array([confidence.get(i, 0.0) for i in subset]), np.array(
+            [agrees[i] for i in subset], dtype=int
+        )
+
+    c_cal, y_cal = arrays(cal_ids)
+    c_test, y_test = arrays(test_ids)
+    curves = {"raw": CalibrationCurve(**clean(calibration_report(y_test, c_test)))}
+    if len(set(y_cal.tolist())) == 2:
+        for name, estimator in (("platt", PlattCalibrator()), ("isotonic", IsotonicCalibrator())):
+            fitted = estimator.fit(c_cal[:, None], y_cal)
+            proba = fitted.predict_proba(c_test[:, None])[:, 1]
+            curves[name] = CalibrationCurve(**clean(calibration_report(y_test, proba)))
+    audit.calibration = Calibration(
+        signal=signal, n_calibration=len(cal_ids), n_test=len(test_ids), curves=curves
+    )
+    return test_ids, c_cal, y_cal, c_test, y_test
 
 
 def _pairwise(
@@ -382,6 +535,12 @@ def _pairwise(
         gold_labels=len(gold),
     )
     audit.agreement = _agreement(data, config)
+    audit.agreements = [a for a in (audit.agreement,) if a is not None]
+    for criterion in labelled_criteria(data):
+        if criterion != OVERALL:
+            extra = _agreement(data, config, criterion, audit.notes)
+            if extra is not None:
+                audit.agreements.append(extra)
     longer = {
         item.id: ("A" if len(item.response_a or "") > len(item.response_b or "") else "B")
         for item in items
@@ -399,33 +558,11 @@ def _pairwise(
         counts=[(g, p, n) for (g, p), n in sorted(counts.items())],
     )
 
-    # Half the labelled items calibrate, the other half test, seeded.
-    rng = np.random.default_rng(config.random_state)
-    ids = sorted(gold)
-    rng.shuffle(ids)
-    half = len(ids) // 2
-    cal_ids, test_ids = ids[:half], ids[half:]
     confidence = {v.item_id: SIGNALS[config.signal](v) for v in verdicts}
     agrees = {i: winners.get(i) == gold[i] for i in gold}
-
-    def arrays(subset: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        return np.array([confidence.get(i, 0.0) for i in subset]), np.array(
-            [agrees[i] for i in subset], dtype=int
-        )
-
-    c_cal, y_cal = arrays(cal_ids)
-    c_test, y_test = arrays(test_ids)
-    curves = {"raw": CalibrationCurve(**clean(calibration_report(y_test, c_test)))}
-    if len(set(y_cal.tolist())) == 2:
-        for name, estimator in (("platt", PlattCalibrator()), ("isotonic", IsotonicCalibrator())):
-            fitted = estimator.fit(c_cal[:, None], y_cal)
-            proba = fitted.predict_proba(c_test[:, None])[:, 1]
-            curves[name] = CalibrationCurve(**clean(calibration_report(y_test, proba)))
-    audit.calibration = Calibration(
-        signal=SIGNAL_TEXT[config.signal],
-        n_calibration=len(cal_ids),
-        n_test=len(test_ids),
-        curves=curves,
+    rng = np.random.default_rng(config.random_state)
+    test_ids, c_cal, y_cal, c_test, y_test = _calibrate(
+        audit, config, confidence, agrees, SIGNAL_TEXT[config.signal], rng
     )
 
     chosen = fixed_sequence_threshold(
@@ -486,12 +623,55 @@ def _pairwise(
     audit.routing = Routing(beta=config.beta, **clean(routing_report(winners, gold, gold, routed)))
 
 
+def _score_finding(agreement: Agreement) -> str:
+    """One line for a scored criterion: its weighted κ or Spearman with CI, MAE against the
+    trivial baseline, and the human ceiling (flagged when too low to compare against)."""
+    kappa = agreement.row("quadratic_kappa", "mean") or agreement.row("spearman", "mean")
+    mae = agreement.row("mae", "mean")
+    parts = [f"{agreement.criterion}:"]
+    if kappa and kappa.value is not None:
+        name = "quadratic κ" if kappa.statistic == "quadratic_kappa" else "Spearman ρ"
+        ci = (
+            f" (95% CI {kappa.ci_low:.2f}–{kappa.ci_high:.2f}, n={kappa.n})"
+            if kappa.ci_low is not None and kappa.ci_high is not None
+            else f" (n={kappa.n})"
+        )
+        parts.append(f"{name} {kappa.value:.2f}{ci}")
+    if mae and mae.value is not None:
+        baseline = (
+            f" vs {agreement.baseline_mae:.2f} for always the mean"
+            if agreement.baseline_mae is not None
+            else ""
+        )
+        parts.append(f"MAE {mae.value:.2f}{baseline}")
+    alpha = agreement.row("alpha_interval", "replace_one")
+    if alpha and alpha.human_ceiling is not None:
+        if alpha.human_ceiling < CEILING_FLOOR:
+            parts.append(
+                f"the humans agree too little among themselves (α {alpha.human_ceiling:.2f}) "
+                "for a ceiling to compare against"
+            )
+        elif alpha.value is not None:
+            parts.append(f"α {alpha.value:.2f} vs the humans' {alpha.human_ceiling:.2f}")
+    return " ".join(parts[:1]) + " " + "; ".join(parts[1:]) + "."
+
+
 def trust_verdict(audit: Audit) -> TrustVerdict:
     """Where this judge can be trusted, at what coverage, and what to fix."""
     findings: list[str] = []
     fixes: list[str] = []
     trust: Literal["high", "moderate", "low", "unknown"] = "unknown"
     agreement = audit.agreement
+    if agreement is not None and agreement.kind != "categorical":
+        trust = criterion_trust(agreement)
+        for each in audit.agreements:
+            findings.append(_score_finding(each))
+        weak = [s.criterion for s in audit.scores if s.trust == "low"]
+        if weak:
+            fixes.append(
+                f"Low agreement on {', '.join(weak)}: rewrite those criteria's anchors, add "
+                "examples, or have humans grade them."
+            )
     kappa = agreement.row("cohen_kappa", "majority") if agreement else None
     accuracy = agreement.row("accuracy", "majority") if agreement else None
     if kappa and accuracy and kappa.value is not None and kappa.ci_low is not None:
@@ -500,7 +680,12 @@ def trust_verdict(audit: Audit) -> TrustVerdict:
         )
         trust = "high" if kappa.ci_low >= 0.6 else "moderate" if kappa.ci_low >= 0.4 else "low"
         loo = agreement.row("cohen_kappa", "leave_one_out") if agreement else None
-        if loo and loo.fraction_of_ceiling is not None and loo.human_ceiling is not None:
+        if loo and loo.human_ceiling is not None and loo.human_ceiling < CEILING_FLOOR:
+            findings.append(
+                f"The humans agree too little among themselves (κ {loo.human_ceiling:.3f}) for "
+                "a share of their ceiling to mean anything."
+            )
+        elif loo and loo.fraction_of_ceiling is not None and loo.human_ceiling is not None:
             findings.append(
                 f"That is {loo.fraction_of_ceiling:.0%} of the human–human ceiling (κ {loo.human_ceiling:.3f})."
             )
@@ -555,13 +740,18 @@ def trust_verdict(audit: Audit) -> TrustVerdict:
         fixes.append(
             f"{run.n_items - run.n_scored} items are unscored (no parseable answer): check the judge's output format."
         )
-    if trust == "unknown":
+    unknown = "Cannot tell yet: no expert labels to compare with."
+    if trust == "unknown" and run.n_items and run.n_scored == 0:
+        unknown = "Cannot tell: the judge scored none of the items (no parseable answer)."
+    elif trust == "unknown" and audit.notes and any("scored none" in n for n in audit.notes):
+        unknown = "Cannot tell: the judge scored none of the labelled items."
+    elif trust == "unknown":
         fixes.append("Import expert labels to measure agreement before trusting this judge.")
     headline = {
         "high": "Trustworthy on this data: its agreement with the experts is high even at the low end of the interval.",
         "moderate": "Usable with care: moderate agreement with the experts; see where it may decide alone below.",
         "low": "Not trustworthy alone: agreement with the experts is low; use it only with human review.",
-        "unknown": "Cannot tell yet: no expert labels to compare with.",
+        "unknown": unknown,
     }[trust]
     return TrustVerdict(
         trust=trust, headline=headline, findings=findings, fixes=fixes or ["Nothing urgent found."]

@@ -97,3 +97,31 @@ def self_preference(
         "humans_pick_judge_model": human_rate,
         "self_preference": judge_rate - human_rate if own_picked and human_picked else math.nan,
     }
+
+
+def score_length_bias(
+    items: Sequence[Item], judge: Mapping[str, float], humans: Mapping[str, float] | None = None
+) -> dict[str, Any]:
+    """Pointwise length bias: Spearman correlation between a response's length (characters)
+    and the judge's score, beside the same correlation for the humans' mean score on the same
+    items. A judge that rewards length shows a higher correlation than the humans do. NaN
+    where undefined (fewer than three items, or constant scores)."""
+    from scipy.stats import spearmanr
+
+    lengths = {item.id: len(item.response or "") for item in items}
+    ids = [i for i in judge if i in lengths]
+
+    def rho(values: Mapping[str, float], keys: Sequence[str]) -> float:
+        x = [lengths[i] for i in keys]
+        y = [values[i] for i in keys]
+        if len(keys) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
+            return math.nan
+        return float(spearmanr(x, y).statistic)
+
+    human_ids = [i for i in ids if humans is not None and i in humans]
+    return {
+        "n": len(ids),
+        "judge_length_spearman": rho(judge, ids),
+        "human_length_spearman": rho(humans or {}, human_ids),
+        "n_human": len(human_ids),
+    }

@@ -17,14 +17,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from human_labels.alpha import Level, krippendorff_alpha
+from human_labels.alpha import Level, alpha_replicates
 from human_labels.errors import AgreementError
 from human_labels.intervals import Estimate, bootstrap
+from human_labels.replicates import REPLICATED, over_groups, replicate_weights, summarize
 from human_labels.stats import (
     accuracy_score,
     cohen_kappa,
     kendall_tau_score,
     macro_f1_score,
+    mean_absolute_error,
     pearson_score,
     spearman_score,
 )
@@ -82,17 +84,28 @@ def statistics_for(kind: Kind) -> dict[str, Callable[[Any, Any], float]]:
             "cohen_kappa": cohen_kappa,
             "macro_f1": macro_f1_score,
         }
+    correlations: dict[str, Callable[[Any, Any], float]] = {
+        "spearman": spearman_score,
+        "kendall_tau": kendall_tau_score,
+        "pearson": pearson_score,
+        "mae": mean_absolute_error,
+    }
+    if kind == "interval":  # continuous values (an aggregate score): no levels to weight
+        return correlations
     return {
+        # Weighted κ on the scale's levels: averaged scores are rounded to the nearest level.
         "linear_kappa": lambda a, b: cohen_kappa(
             np.rint(a.astype(float)), np.rint(b.astype(float)), weights="linear"
         ),
         "quadratic_kappa": lambda a, b: cohen_kappa(
             np.rint(a.astype(float)), np.rint(b.astype(float)), weights="quadratic"
         ),
-        "spearman": spearman_score,
-        "kendall_tau": kendall_tau_score,
-        "pearson": pearson_score,
+        **correlations,
     }
+
+
+LOWER_IS_BETTER = {"mae"}
+"""Statistics where smaller is better: a fraction of the human ceiling means nothing there."""
 
 
 @dataclass
@@ -106,7 +119,12 @@ class AgreementRow:
 
     @property
     def fraction_of_ceiling(self) -> float | None:
-        if self.estimate is None or self.ceiling is None or self.ceiling.value <= 0:
+        if (
+            self.statistic in LOWER_IS_BETTER
+            or self.estimate is None
+            or self.ceiling is None
+            or self.ceiling.value <= 0
+        ):
             return None
         return self.estimate.value / self.ceiling.value
 
@@ -149,6 +167,53 @@ class AgreementReport:
         raise KeyError((statistic, reference))
 
 
+def _estimate(
+    name: str,
+    statistic: Callable[[Any, Any], float],
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    boot: dict[str, int],
+    *,
+    groups: np.ndarray | None = None,
+    fallback: Callable[..., float] | None = None,
+) -> tuple[Estimate | None, str]:
+    """``statistic(reference, candidate)`` with its percentile bootstrap interval, every
+    replicate at once (:mod:`human_labels.replicates`) where the statistic has a vectorized
+    form, else one replicate at a time. With ``groups`` the statistic is averaged over the
+    groups (leave-one-out: one group per annotator)."""
+    fn = REPLICATED.get(name)
+    n = int(reference.shape[0])
+    if n == 0:
+        return None, "no items to compare"
+    if fn is not None:
+        try:
+            weights = replicate_weights(n, boot["n_boot"], boot["random_state"])
+            values = (
+                fn(weights, reference, candidate)
+                if groups is None
+                else over_groups(fn, weights, groups, reference, candidate)
+            )
+        except (ValueError, TypeError):
+            values = None  # e.g. Kendall's τ on continuous scores: one replicate at a time
+        if values is not None:
+            if np.isnan(values[0]):
+                return None, f"{name} is undefined on these labels"
+            summary = summarize(values)
+            return Estimate(
+                summary["value"],
+                summary["low"] if boot["n_boot"] else float("nan"),
+                summary["high"] if boot["n_boot"] else float("nan"),
+                n,
+                0.95,
+                boot["n_boot"],
+                summary["n_failed"],
+            ), ""
+    if groups is None:
+        return _safe(partial(bootstrap, statistic, reference, candidate, **boot))
+    assert fallback is not None
+    return _safe(partial(bootstrap, fallback, groups, candidate, reference, **boot))
+
+
 def _safe(fn: Callable[[], Estimate]) -> tuple[Estimate | None, str]:
     try:
         return fn(), ""
@@ -181,7 +246,7 @@ def compare_with_humans(
     kind: Kind,
     n_boot: int = 1000,
     random_state: int = 0,
-    alpha_level: Level | None = None,
+    alpha_level: Level | Sequence[Level] | None = None,
 ) -> AgreementReport:
     """Every agreement statistic for ``kind`` with bootstrap CIs and the human ceiling.
 
@@ -201,7 +266,7 @@ def compare_with_humans(
     ref = np.asarray([v for _, v in ref_items], dtype=object)
     pred = np.asarray([judge[i] for i, _ in ref_items], dtype=object)
     for name, statistic in statistics_for(kind).items():
-        estimate, note = _safe(partial(bootstrap, statistic, ref, pred, **boot))
+        estimate, note = _estimate(name, statistic, ref, pred, boot)
         report.rows.append(AgreementRow(name, reference_name, estimate, note=note))
         if len(annotators) < 2:
             continue  # no ceiling, and "each annotator" is the row above
@@ -218,12 +283,17 @@ def compare_with_humans(
                 continue
             theirs = np.asarray([p[0] for p in pairs], dtype=object)
             ours = np.asarray([p[1] for p in pairs], dtype=object)
-            estimate, note = _safe(partial(bootstrap, statistic, theirs, ours, **boot))
+            estimate, note = _estimate(name, statistic, theirs, ours, boot)
             report.rows.append(AgreementRow(name, annotator, estimate, note=note))
 
     if len(annotators) >= 2:
-        level: Level = alpha_level or ("nominal" if kind == "categorical" else kind)
-        report.rows.append(_alpha_row(judge, labels, annotators, level, boot))
+        levels: Sequence[Level] = (
+            [alpha_level]
+            if isinstance(alpha_level, str)
+            else alpha_level or ["nominal" if kind == "categorical" else kind]
+        )
+        for level in levels:
+            report.rows.append(_alpha_row(judge, labels, annotators, level, boot))
     return report
 
 
@@ -234,11 +304,9 @@ def _mean_over_annotators(
     candidate: np.ndarray,
     reference: np.ndarray,
 ) -> float:
-    values = [
-        statistic(reference[tags == a], candidate[tags == a])
-        for a in annotators
-        if np.any(tags == a)
-    ]
+    # tags are annotator indices (integers compare far faster than strings per replicate)
+    masks = (tags == a for a in range(len(annotators)))
+    values = [statistic(reference[m], candidate[m]) for m in masks if m.any()]
     if not values:
         raise AgreementError("no annotator has leave-one-out pairs")
     return float(np.mean(values))
@@ -256,23 +324,25 @@ def _leave_one_out_row(
     """Annotator i against the consensus of the others (the ceiling), and the judge in i's
     place, each averaged over annotators. Pairs are pooled and tagged with their annotator so
     that every bootstrap replicate recomputes the same average."""
-    tags: list[str] = []
+    tags: list[int] = []
     own: list[Any] = []
     judged: list[Any] = []
     others: list[Any] = []
-    for annotator in annotators:
+    for index, annotator in enumerate(annotators):
         a_own, a_judged, a_others = _loo_arrays(judge, labels, annotator, kind)
-        tags += [annotator] * len(a_own)
+        tags += [index] * len(a_own)
         own += a_own
         judged += a_judged
         others += a_others
-    arrays = [np.asarray(x, dtype=object) for x in (tags, own, judged, others)]
-    tag_arr, own_arr, judged_arr, others_arr = arrays
+    tag_arr = np.asarray(tags, dtype=np.int64)
+    own_arr, judged_arr, others_arr = (np.asarray(x, dtype=object) for x in (own, judged, others))
     mean_stat = partial(_mean_over_annotators, statistic, annotators)
-    judge_loo, note_j = _safe(
-        partial(bootstrap, mean_stat, tag_arr, judged_arr, others_arr, **boot)
+    judge_loo, note_j = _estimate(
+        name, statistic, others_arr, judged_arr, boot, groups=tag_arr, fallback=mean_stat
     )
-    ceiling, note_c = _safe(partial(bootstrap, mean_stat, tag_arr, own_arr, others_arr, **boot))
+    ceiling, note_c = _estimate(
+        name, statistic, others_arr, own_arr, boot, groups=tag_arr, fallback=mean_stat
+    )
     return AgreementRow(name, "leave_one_out", judge_loo, ceiling, note=note_j or note_c)
 
 
@@ -281,6 +351,24 @@ def _encode(values: list[Any]) -> tuple[dict[Any, float], bool]:
     if numeric:
         return {}, True
     return {v: float(i) for i, v in enumerate(sorted(set(values), key=str))}, False
+
+
+def _replicate_estimate(
+    values: np.ndarray, n: int, n_boot: int, level: float = 0.95
+) -> tuple[Estimate | None, str]:
+    """An estimate from ``values[0]`` (the data) and its percentile interval over the rest
+    (the bootstrap replicates; undefined ones counted and left out)."""
+    if np.isnan(values[0]):
+        return None, "alpha is undefined on these labels (no variation or no pairable unit)"
+    if n_boot == 0:
+        return Estimate(float(values[0]), float("nan"), float("nan"), n, level, 0, 0), ""
+    replicates = values[1:][~np.isnan(values[1:])]
+    if replicates.size == 0:
+        return None, "the statistic was undefined on every bootstrap replicate"
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(replicates, [tail, 100 - tail])
+    failed = int(n_boot - replicates.size)
+    return Estimate(float(values[0]), float(low), float(high), n, level, n_boot, failed), ""
 
 
 def _alpha_row(
@@ -304,39 +392,26 @@ def _alpha_row(
                 humans[c, u] = code(labels[i][a])
     judge_row = np.asarray([code(judge[i]) for i in items])
 
-    def ceiling_stat(h: np.ndarray, _j: np.ndarray) -> float:
-        return krippendorff_alpha(h, level)
-
-    def judge_stat(h: np.ndarray, j2: np.ndarray) -> float:
-        j = j2[0]
-        values = []
-        for c in range(h.shape[0]):
-            replaced = h.copy()
-            present = ~np.isnan(replaced[c])
-            replaced[c, present] = j[present]
-            values.append(krippendorff_alpha(replaced, level))
-        return float(np.mean(values))
-
+    # Every replicate of the ceiling and of the judge-in-each-annotator's-place α comes from
+    # one weighted coincidence sum (alpha_replicates), with the same resampled units for both.
+    n_units = len(items)
     n_boot = boot["n_boot"]
-    judge_est, note_j = _safe(
-        lambda: bootstrap(
-            judge_stat,
-            humans,
-            judge_row[None, :],
-            n_boot=n_boot,
-            random_state=boot["random_state"],
-            axis=1,
+    rng = np.random.default_rng(boot["random_state"])
+    weights = np.ones((1, n_units))
+    if n_boot:
+        draws = rng.integers(0, n_units, size=(n_boot, n_units))
+        weights = np.vstack(
+            [weights, np.apply_along_axis(np.bincount, 1, draws, minlength=n_units)]
         )
-    )
-    ceiling_est, note_c = _safe(
-        lambda: bootstrap(
-            ceiling_stat,
-            humans,
-            judge_row[None, :],
-            n_boot=n_boot,
-            random_state=boot["random_state"],
-            axis=1,
-        )
+    replaced = []
+    for c in range(humans.shape[0]):
+        version = humans.copy()
+        present = ~np.isnan(version[c])
+        version[c, present] = judge_row[present]
+        replaced.append(alpha_replicates(version, level, weights))
+    judge_est, note_j = _replicate_estimate(np.mean(replaced, axis=0), n_units, n_boot)
+    ceiling_est, note_c = _replicate_estimate(
+        alpha_replicates(humans, level, weights), n_units, n_boot
     )
     return AgreementRow(
         f"alpha_{level}", "replace_one", judge_est, ceiling_est, note=note_j or note_c

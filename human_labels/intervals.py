@@ -141,6 +141,9 @@ def hayes_krippendorff(
             0.0 if alpha >= 0.667 else 1.0,
             0.0 if alpha >= 0.8 else 1.0,
         )
+    if n_boot == 0:
+        nan = float("nan")
+        return AlphaEstimate(alpha, nan, nan, int(m.size), ci, 0, 0, nan, nan)
     # D_e follows from α = 1 − D_o/D_e, which reuses each level's exact path for α.
     expected = observed / (1.0 - alpha)
     rng = np.random.default_rng(random_state)

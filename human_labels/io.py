@@ -11,13 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from human_labels.errors import LabelsError
 from human_labels.inputs import InputError, csv_records, json_value, jsonl_values, read_text
 
 OVERALL = ""
 """The criterion name of a label that grades the whole item."""
+
+
+ValueType = Literal["level", "mean"]
+"""How label values are read: a scale's levels, or means of levels (averaged scores)."""
 
 
 class ScaleLike(Protocol):
@@ -58,9 +62,11 @@ def validate_labels(
     *,
     item_ids: Collection[str] | None = None,
     scales: Mapping[str, ScaleLike] | None = None,
+    value_type: ValueType = "level",
 ) -> list[Label]:
     """Check and canonicalize raw rows ``(where, row)``; raise :class:`LabelsError` on the first
-    problem, naming its location.
+    problem, naming its location. ``value_type="mean"`` accepts averaged scores anywhere in a
+    numeric scale's range (2.2 on 1..5); ``"level"`` only the scale's levels.
 
     Conflicting duplicates (same item, annotator, criterion, different value) are an error;
     exact duplicates collapse into one label.
@@ -88,7 +94,12 @@ def validate_labels(
                     f"{where}: {name} is not a criterion of the rubric (criteria: {known})"
                 )
             try:
-                value = scale.coerce(value)
+                if value_type == "mean" and hasattr(scale, "coerce_mean"):
+                    value = scale.coerce_mean(value)
+                elif value_type == "mean":
+                    raise ValueError("averaged values need a numeric (Likert) scale")
+                else:
+                    value = scale.coerce(value)
             except ValueError as exc:
                 raise LabelsError(
                     f"{where}: value {row['value']!r} for {criterion or 'overall'}: {exc}"
@@ -298,6 +309,7 @@ def load_labels(
     fmt: str | None = None,
     item_ids: Collection[str] | None = None,
     scales: Mapping[str, ScaleLike] | None = None,
+    value_type: ValueType = "level",
     **options: Any,
 ) -> list[Label]:
     """Read and validate a labels file (format from ``fmt`` or the file itself)."""
@@ -313,4 +325,4 @@ def load_labels(
         raise LabelsError(str(exc)) from None
     if not raw:
         raise LabelsError(f"{path}: no labels found")
-    return validate_labels(raw, item_ids=item_ids, scales=scales)
+    return validate_labels(raw, item_ids=item_ids, scales=scales, value_type=value_type)

@@ -13,7 +13,6 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats as sps
-from sklearn.metrics import cohen_kappa_score, f1_score
 
 from human_labels.errors import AgreementError
 
@@ -72,15 +71,19 @@ def macro_f1_score(
     """
     a, b = _pair(y_true, y_pred)
     labels = list(labels) if labels is not None else sorted(set(a.tolist()), key=str)
-    return float(
-        f1_score(
-            a.astype(str),
-            b.astype(str),
-            labels=[str(x) for x in labels],
-            average="macro",
-            zero_division=0,
-        )
+    names = np.asarray([str(x) for x in labels])
+    sa, sb = a.astype(str), b.astype(str)
+    counts = _confusion(sa, sb, np.unique(np.concatenate([names, sa, sb])))
+    every = np.unique(np.concatenate([names, sa, sb]))
+    wanted = np.searchsorted(every, names)
+    true_positive = np.diag(counts)[wanted]
+    predicted = counts.sum(axis=0)[wanted]
+    actual = counts.sum(axis=1)[wanted]
+    denominator = predicted + actual
+    f1 = np.divide(
+        2 * true_positive, denominator, out=np.zeros_like(denominator), where=denominator > 0
     )
+    return float(np.mean(f1))
 
 
 def cohen_kappa(
@@ -114,10 +117,37 @@ def cohen_kappa(
         )
     if all_labels.size < 2:
         raise AgreementError("both raters used one and the same label; kappa is undefined")
-    value = cohen_kappa_score(a, b, weights=weights, labels=all_labels)
-    if not np.isfinite(value):
+    counts = _confusion(a, b, all_labels)
+    k = all_labels.size
+    if weights is None:
+        penalty = 1.0 - np.eye(k)
+    else:
+        distance = np.abs(np.arange(k)[:, None] - np.arange(k)[None, :]).astype(np.float64)
+        penalty = distance if weights == "linear" else distance**2
+    total = counts.sum()
+    expected = np.outer(counts.sum(axis=1), counts.sum(axis=0)) / total
+    chance = float((penalty * expected).sum())
+    if chance == 0.0:
         raise AgreementError("chance agreement is 1; kappa is undefined")
-    return float(value)
+    return float(1.0 - (penalty * counts).sum() / chance)
+
+
+def _confusion(a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """labels × labels counts of (a, b) pairs, rows in ``labels``' order; pairs with a value
+    outside ``labels`` are left out (as scikit-learn does). A bincount, not a Python loop:
+    bootstrap replicates call this thousands of times."""
+    order = np.argsort(labels, kind="stable")
+    ordered = labels[order]
+
+    def codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        at = np.clip(np.searchsorted(ordered, values), 0, ordered.size - 1)
+        return order[at], ordered[at] == values
+
+    ia, ka = codes(a)
+    ib, kb = codes(b)
+    keep = ka & kb
+    k = labels.size
+    return np.bincount(ia[keep] * k + ib[keep], minlength=k * k).reshape(k, k).astype(np.float64)
 
 
 def fleiss_kappa(ratings: ArrayLike) -> float:
@@ -158,10 +188,21 @@ def _correlation(fn: Any, y_true: ArrayLike, y_pred: ArrayLike, name: str) -> fl
     return float(fn(x, y)[0])
 
 
+def _pearson(x: np.ndarray, y: np.ndarray) -> tuple[float]:
+    dx, dy = x - x.mean(), y - y.mean()
+    return (float((dx * dy).sum() / np.sqrt((dx * dx).sum() * (dy * dy).sum())),)
+
+
 def spearman_score(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Spearman's ρ (rank correlation, ties averaged). Range −1..1, chance 0; undefined when
-    either side is constant."""
-    return _correlation(sps.spearmanr, y_true, y_pred, "Spearman's rho")
+    either side is constant.
+
+    >>> round(spearman_score([1, 2, 3, 4], [1, 3, 2, 4]), 3)
+    0.8
+    """
+    return _correlation(
+        lambda x, y: _pearson(sps.rankdata(x), sps.rankdata(y)), y_true, y_pred, "Spearman's rho"
+    )
 
 
 def kendall_tau_score(y_true: ArrayLike, y_pred: ArrayLike) -> float:
@@ -175,7 +216,7 @@ def kendall_tau_score(y_true: ArrayLike, y_pred: ArrayLike) -> float:
 def pearson_score(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Pearson's r (linear correlation). Range −1..1, chance 0; undefined when either side is
     constant."""
-    return _correlation(sps.pearsonr, y_true, y_pred, "Pearson's r")
+    return _correlation(_pearson, y_true, y_pred, "Pearson's r")
 
 
 STATISTICS = {
@@ -186,3 +227,13 @@ STATISTICS = {
     "kendall_tau": kendall_tau_score,
     "pearson": pearson_score,
 }
+
+
+def mean_absolute_error(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Mean absolute difference (lower is better; on the labels' own scale).
+
+    >>> mean_absolute_error([1, 2, 3], [2, 2, 5])
+    1.0
+    """
+    a, b = _pair(y_true, y_pred)
+    return float(np.mean(np.abs(_numeric(a, "y_true") - _numeric(b, "y_pred"))))

@@ -389,16 +389,29 @@ class PointwiseProtocol(Protocol):
                     continue
                 return ParseResult.fail(f"no score for criterion {criterion.id!r}", parser), None
             try:
-                scores[criterion.id] = criterion.scale.coerce(scores_in[criterion.id])
+                scores[criterion.id] = self._coerce(
+                    criterion.scale, scores_in[criterion.id], parser
+                )
             except ValueError as exc:
                 return ParseResult.fail(f"criterion {criterion.id!r}: {exc}", parser), None
         out: dict[str, Any] = {"scores": scores}
         if rubric.holistic_scale is not None and "overall" in value:
             try:
-                out["overall"] = rubric.holistic_scale.coerce(value["overall"])
+                out["overall"] = self._coerce(rubric.holistic_scale, value["overall"], parser)
             except ValueError as exc:
                 return ParseResult.fail(f"overall: {exc}", parser), None
         return ParseResult(out, None, parser), out
+
+    @staticmethod
+    def _coerce(scale: Any, raw: Any, parser: str) -> Any:
+        """A judge's score on a scale: a level, or — for a recorded judge that averaged its own
+        samples (a replay) — a mean within the scale's range."""
+        if parser == "replay" and hasattr(scale, "coerce_mean"):
+            try:
+                return scale.coerce(raw)
+            except ValueError:
+                return scale.coerce_mean(raw)
+        return scale.coerce(raw)
 
     def logprob_summary(self, order: Order, completion: Completion) -> dict[str, Any] | None:
         rubric = self.rubric

@@ -199,11 +199,30 @@ def agreement(
     n_boot: int = 1000,
     random_state: int = 0,
 ) -> dict[str, Any]:
-    """The judge against the run's dataset labels, with CIs and the human ceiling."""
+    """The judge against the run's dataset labels, with CIs and the human ceiling, on one
+    criterion. :func:`agreements` gives every labelled criterion."""
     from calibration import judge_agreement
 
     data = load_run_data(store, run_id, with_calls=False)
     return judge_agreement(data, criterion, n_boot=n_boot, random_state=random_state)
+
+
+def agreements(
+    store: Store, run_id: str, *, n_boot: int = 1000, random_state: int = 0
+) -> list[dict[str, Any]]:
+    """:func:`agreement` for every criterion the labels cover (overall, each criterion, and
+    the aggregate score where annotators labelled every criterion)."""
+    from calibration import judge_agreement
+    from calibration.agreement import labelled_criteria
+    from human_labels import AgreementError
+
+    data = load_run_data(store, run_id, with_calls=False)
+    criteria = labelled_criteria(data)
+    if not criteria:
+        raise AgreementError(
+            f"no human labels for dataset {data.run.dataset!r}; import them with `judgecal labels import`"
+        )
+    return [judge_agreement(data, c, n_boot=n_boot, random_state=random_state) for c in criteria]
 
 
 def human_alpha(

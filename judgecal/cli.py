@@ -18,7 +18,18 @@ from judgecal.errors import USER_ERRORS
 
 
 def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str, allow_nan=True))
+    print(json.dumps(_no_nan(data), indent=2, default=str))
+
+
+def _no_nan(value: Any) -> Any:
+    """JSON has no NaN: undefined numbers print as null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_nan(v) for v in value]
+    return value
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -193,7 +204,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_labels_import(args: argparse.Namespace) -> int:
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"value_type": args.value_type}
     if args.format == "wide" and args.criterion:
         options["criterion"] = args.criterion
     with api.open_store(args.db) as store:
@@ -237,12 +248,29 @@ def cmd_labels_alpha(args: argparse.Namespace) -> int:
 
 def cmd_agree(args: argparse.Namespace) -> int:
     with api.open_store(args.db, read_only=True) as store:
-        result = api.agreement(
-            store, args.run, criterion=args.criterion, n_boot=args.n_boot, random_state=args.seed
-        )
+        if args.criterion:
+            results = [
+                api.agreement(
+                    store,
+                    args.run,
+                    criterion=args.criterion,
+                    n_boot=args.n_boot,
+                    random_state=args.seed,
+                )
+            ]
+        else:
+            results = api.agreements(store, args.run, n_boot=args.n_boot, random_state=args.seed)
     if args.json:
-        _print_json(result)
+        _print_json(results[0] if args.criterion else results)
         return 0
+    for number, result in enumerate(results):
+        if number:
+            print()
+        _print_agreement(result)
+    return 0
+
+
+def _print_agreement(result: dict[str, Any]) -> None:
     print(
         f"run {result['run_id']} · criterion {result['criterion']} · {result['n_judged']} items judged "
         f"({result['n_unscored']} unscored) · annotators: {', '.join(result['annotators'])}"
@@ -270,12 +298,13 @@ def cmd_agree(args: argparse.Namespace) -> int:
     )
     if len(result["annotators"]) < 2:
         print("human ceiling: needs two or more annotators per item (only one label source here)")
-    if result.get("baseline"):
-        b = result["baseline"]
+    b = result.get("baseline") or {}
+    if "majority_class" in b:
         print(
             f"trivial baseline: always {b['majority_class']!r} → accuracy {b['majority_class_accuracy']:.3f}"
         )
-    return 0
+    elif "baseline_mae" in b:
+        print(f"trivial baseline: always the mean human score → MAE {b['baseline_mae']:.3f}")
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -762,6 +791,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=["long", "wide", "label-studio"])
     p.add_argument("--criterion", help="wide CSV: the criterion its columns grade")
+    p.add_argument(
+        "--value-type",
+        choices=["level", "mean"],
+        default="level",
+        help="level: values are the scale's levels; mean: averaged scores anywhere in its range",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_labels_import)
 

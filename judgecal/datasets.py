@@ -139,3 +139,34 @@ def hanna(scores_csv: str | Path) -> list[dict[str, Any]]:
                     }
                 )
     return stories
+
+
+def hanna_example(
+    stories: list[dict[str, Any]], *, judge: str = "ChatGPT", prompt_variant: int = 1
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Items, labels and a replay of one LLM judge from :func:`hanna` stories.
+
+    The snapshot has no story text, so each item names the story (model and prompt index) and
+    its response is that name; the replay carries the judge's recorded scores per criterion
+    (a mean of its samples, as published) as the verdict, and its text is that JSON. Labels
+    are the three raters' 1–5 scores per criterion (rater slots: different crowd workers per
+    story)."""
+    items, labels, replay = [], [], []
+    for story in stories:
+        item_id = story["item_id"]
+        name = f"story {story['item_id'].split('-', 1)[1]} written by {story['model']}"
+        items.append(
+            {"id": item_id, "prompt": f"WritingPrompts prompt for {name}", "response": name}
+        )
+        for criterion, by_rater in story["ratings"].items():
+            for rater, value in by_rater.items():
+                labels.append(
+                    {"item_id": item_id, "annotator": rater, "criterion": criterion, "value": value}
+                )
+        scores = {
+            criterion: story["metrics"][f"{judge} {code} {prompt_variant}"]
+            for code, criterion in HANNA_CRITERIA.items()
+        }
+        verdict = {"scores": scores}
+        replay.append({"item_id": item_id, "text": json.dumps(verdict), "verdict": verdict})
+    return items, labels, replay

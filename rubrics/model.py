@@ -137,6 +137,23 @@ class LikertScale(_Strict):
             raise ValueError(f"{raw!r} is outside the scale {self.low}..{self.high}")
         return int(number)
 
+    def coerce_mean(self, raw: Any) -> float:
+        """A mean of levels (averaged human scores, a judge's mean over samples): any number
+        within the scale's range.
+
+        >>> LikertScale(low=1, high=5, anchors={i: str(i) for i in range(1, 6)}).coerce_mean(2.2)
+        2.2
+        """
+        if isinstance(raw, bool):
+            raise ValueError(f"{raw!r} is not a number on {self.low}..{self.high}")
+        try:
+            number = float(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"{raw!r} is not a number on {self.low}..{self.high}") from None
+        if not math.isfinite(number) or not self.low <= number <= self.high:
+            raise ValueError(f"{raw!r} is outside the range {self.low}..{self.high}")
+        return number
+
     def normalize(self, value: float) -> float:
         """Map a level (or a mean of levels) onto [0, 1]."""
         return (float(value) - self.low) / (self.high - self.low)

@@ -8,6 +8,8 @@ from html import escape
 from typing import Any
 
 from calibration import Audit
+from calibration.audit import Agreement
+from human_labels.agreement import LOWER_IS_BETTER
 from judgecal.report.svg import confusion_table, hbar_chart, reliability_diagram
 
 
@@ -24,46 +26,10 @@ def render_html(audit: Audit) -> str:
             f'<section id="verdict" class="trust-{verdict.trust}"><h2>Verdict</h2><p><strong>{escape(verdict.headline)}</strong></p><ul>{"".join(f"<li>{escape(f)}</li>" for f in verdict.findings)}</ul><h3>What to fix</h3><ul>{"".join(f"<li>{escape(f)}</li>" for f in verdict.fixes)}</ul></section>'
         )
     sections += [f"<p class=note>{escape(note)}</p>" for note in audit.notes]
-    agreement = audit.agreement
-    if agreement:
-        rows: list[tuple[str, Any, Any, Any]] = []
-        marks = []
-        for r in agreement.rows:
-            if r.reference in ("majority", "mean", "leave_one_out", "replace_one"):
-                rows.append((f"{r.statistic} ({r.reference})", r.value, r.ci_low, r.ci_high))
-                if r.human_ceiling is not None:
-                    rows.append(
-                        (
-                            f"  human ceiling ({r.statistic})",
-                            r.human_ceiling,
-                            r.ceiling_ci_low,
-                            r.ceiling_ci_high,
-                        )
-                    )
-        if agreement.majority_class_accuracy is not None:
-            marks.append(("majority class", agreement.majority_class_accuracy))
-        if audit.always_longer_accuracy is not None:
-            rows.append(
-                ("baseline: always longer (accuracy)", audit.always_longer_accuracy, None, None)
-            )
-        sections.append(
-            "<h2>Agreement with the experts</h2>"
-            + hbar_chart(
-                "agreement-chart",
-                rows,
-                title="Agreement with 95% intervals, the human ceiling and trivial baselines",
-                low=-0.2,
-                high=1.0,
-                marks=marks,
-            )
-        )
-        table = "".join(
-            f"<tr><td>{escape(r.statistic)}</td><td>{escape(r.reference)}</td><td>{_cell(r.value)}</td><td>{_cell(r.ci_low)}–{_cell(r.ci_high)}</td><td>{r.n if r.n is not None else '—'}</td><td>{_cell(r.human_ceiling)}</td></tr>"
-            for r in agreement.rows
-        )
-        sections.append(
-            f'<table id="agreement-table"><tr><th>statistic</th><th>against</th><th>value</th><th>95% CI</th><th>n</th><th>human ceiling</th></tr>{table}</table>'
-        )
+    for agreement in audit.agreements or ([audit.agreement] if audit.agreement else []):
+        sections.append(_agreement_section(audit, agreement))
+    if audit.scores:
+        sections.append(_scores_section(audit))
     if audit.confusion is not None:
         c = audit.confusion
         counts = {(g, p): n for g, p, n in c.counts}
@@ -165,6 +131,79 @@ table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px soli
 {body}
 <script type="application/json" id="audit-data">{_script_json(audit.model_dump(mode="json"))}</script>
 </body></html>"""
+
+
+def _agreement_section(audit: Audit, agreement: Agreement) -> str:
+    """One criterion's agreement: a chart of the bounded statistics (MAE is on the labels'
+    own scale, so it is in the table only) and the full table."""
+    rows: list[tuple[str, Any, Any, Any]] = []
+    marks = []
+    for r in agreement.rows:
+        if r.statistic in LOWER_IS_BETTER:
+            continue
+        if r.reference in ("majority", "mean", "leave_one_out", "replace_one"):
+            rows.append((f"{r.statistic} ({r.reference})", r.value, r.ci_low, r.ci_high))
+            if r.human_ceiling is not None:
+                rows.append(
+                    (
+                        f"  human ceiling ({r.statistic})",
+                        r.human_ceiling,
+                        r.ceiling_ci_low,
+                        r.ceiling_ci_high,
+                    )
+                )
+    if agreement.majority_class_accuracy is not None:
+        marks.append(("majority class", agreement.majority_class_accuracy))
+    if audit.always_longer_accuracy is not None and agreement is audit.agreement:
+        rows.append(
+            ("baseline: always longer (accuracy)", audit.always_longer_accuracy, None, None)
+        )
+    slug = "".join(ch if ch.isalnum() else "-" for ch in agreement.criterion)
+    chart_id = "agreement-chart" if agreement is audit.agreement else f"agreement-chart-{slug}"
+    table_id = "agreement-table" if agreement is audit.agreement else f"agreement-table-{slug}"
+    table = "".join(
+        f"<tr><td>{escape(r.statistic)}</td><td>{escape(r.reference)}</td><td>{_cell(r.value)}</td><td>{_cell(r.ci_low)}–{_cell(r.ci_high)}</td><td>{r.n if r.n is not None else '—'}</td><td>{_cell(r.human_ceiling)}</td></tr>"
+        for r in agreement.rows
+    )
+    baseline = (
+        f"<p class=note>Trivial baseline: always the mean human score, MAE {_cell(agreement.baseline_mae)}.</p>"
+        if agreement.baseline_mae is not None
+        else ""
+    )
+    title = "overall" if agreement.criterion in ("", "overall") else agreement.criterion
+    return (
+        f"<h2>Agreement with the experts: {escape(title)}</h2>"
+        + hbar_chart(
+            chart_id,
+            rows,
+            title="Agreement with 95% intervals, the human ceiling and trivial baselines",
+            low=-0.2,
+            high=1.0,
+            marks=marks,
+        )
+        + f'<table id="{table_id}"><tr><th>statistic</th><th>against</th><th>value</th><th>95% CI</th><th>n</th><th>human ceiling</th></tr>{table}</table>'
+        + baseline
+    )
+
+
+def _scores_section(audit: Audit) -> str:
+    """Pointwise scores: the judge's distribution over the levels against the humans' (mean,
+    rounded) on the same items, and how each follows response length."""
+    parts = ["<h2>Scores: judge vs humans</h2>"]
+    for score in audit.scores:
+        header = "".join(f"<th>{lv:g}</th>" for lv in score.levels)
+        judge = "".join(f"<td>{n}</td>" for n in score.judge_counts)
+        human = "".join(f"<td>{n}</td>" for n in score.human_counts)
+        length = score.length
+        parts.append(
+            f'<h3>{escape(score.criterion)} <span class="trust-{score.trust}">({score.trust})</span></h3>'
+            f'<table class="scores"><tr><th></th>{header}<th>mean</th></tr>'
+            f"<tr><td>judge</td>{judge}<td>{_cell(score.judge_mean)}</td></tr>"
+            f"<tr><td>humans</td>{human}<td>{_cell(score.human_mean)}</td></tr></table>"
+            f"<p class=note>Spearman ρ of score with response length: judge {_cell(length.get('judge_length_spearman'))}, "
+            f"humans {_cell(length.get('human_length_spearman'))} (n = {length.get('n', 0)}).</p>"
+        )
+    return "".join(parts)
 
 
 def _money(value: float | None) -> str:

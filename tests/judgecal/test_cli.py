@@ -75,7 +75,7 @@ def test_demo_flow_reports_the_published_numbers(
 
 
 def test_agree_table_has_ci_and_baseline(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    result = cli_json(capsys, "agree", "--run", "gpt4", "--db", str(demo_db), "--n-boot", "200")
+    (result,) = cli_json(capsys, "agree", "--run", "gpt4", "--db", str(demo_db), "--n-boot", "200")
     accuracy = next(
         r for r in result["rows"] if r["statistic"] == "accuracy" and r["reference"] == "majority"
     )
@@ -133,7 +133,7 @@ def test_pandalm_agreement_with_the_human_ceiling(
     pandalm_db, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db, judge, grouped = pandalm_db
-    result = cli_json(capsys, "agree", "--run", "gpt35", "--db", str(db), "--n-boot", "100")
+    (result,) = cli_json(capsys, "agree", "--run", "gpt35", "--db", str(db), "--n-boot", "100")
     assert result["annotators"] == ["annotator1", "annotator2", "annotator3"]
     # "garbage" verdicts are unparseable: unscored and counted, never turned into a tie.
     garbage = 999 - len(judge)
