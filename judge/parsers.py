@@ -90,6 +90,14 @@ _SCORE_TOKEN = re.compile(
     r"(?:score|rating)\s*[:=]?\s*(?:\[\[\s*)?(-?\d+(?:\.\d+)?)(?:\s*\]\])?(?:\s*/\s*\d+)?",
     re.IGNORECASE,
 )
+_PROMETHEUS_TOKEN = re.compile(r"\[RESULT\]\s*\(?\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
+_BARE_NUMBER = re.compile(r"\A\s*\**\s*(-?\d+(?:\.\d+)?)\s*(?:/\s*\d+)?\s*\**\s*\.?\s*\Z")
+_PAIR_LINE = re.compile(r"\A\s*(\d+(?:\.\d+)?)\s*[ ,;/]\s*(\d+(?:\.\d+)?)\s*\Z")
+_ASSISTANT_SCORE = re.compile(
+    r"(?:assistant|response|output)\s*(1|2|a|b)\b\s*(?:'s)?\s*(?:score|rating)?\s*[:=\-]?\s*"
+    r"(?:\[\[\s*)?(\d+(?:\.\d+)?)(?:\s*\]\])?(?:\s*/\s*\d+)?",
+    re.IGNORECASE,
+)
 _ECHOED_BLOCK = re.compile(
     r"<<<\s*(?P<label>[A-Z][A-Z ]*?)\s+(?P<nonce>[0-9a-f]{6,})\s*>>>"
     r"(?:.*?<<<\s*END\s+(?P=label)\s+(?P=nonce)\s*>>>|.*\Z)",
@@ -115,6 +123,14 @@ def _arena_value(match: re.Match[str]) -> str | None:
     if op in ("<", "<<"):
         left, right = right, left
     return left
+
+
+def _strength(match: re.Match[str]) -> int:
+    """Arena-Hard's preference strength for response A in presented order: A>>B is +2, A>B
+    +1, A=B 0, B>A −1, B>>A −2."""
+    left, op = match.group(1), match.group(2)
+    size = {">>": 2, ">": 1, "=": 0, "<": -1, "<<": -2}[op]
+    return size if left == "A" else -size
 
 
 def _pairwise_token(value: str) -> str:
@@ -188,7 +204,7 @@ def _token_candidates(text: str, formats: Sequence[str]) -> list[Candidate]:
         for m in _ARENA_TOKEN.finditer(text):
             winner = _arena_value(m)
             found.append(
-                Candidate(m.start(), m.end(), winner, "arena")
+                Candidate(m.start(), m.end(), {"winner": winner, "strength": _strength(m)}, "arena")
                 if winner
                 else Candidate(
                     m.start(),
@@ -208,7 +224,47 @@ def _token_candidates(text: str, formats: Sequence[str]) -> list[Candidate]:
             Candidate(m.start(), m.end(), float(m.group(1)), "score")
             for m in _SCORE_TOKEN.finditer(text)
         ]
+    if "prometheus" in formats:
+        found += [
+            Candidate(m.start(), m.end(), float(m.group(1)), "prometheus")
+            for m in _PROMETHEUS_TOKEN.finditer(text)
+        ]
+    if "number" in formats:
+        bare = _BARE_NUMBER.match(text)
+        if bare:
+            found.append(Candidate(bare.start(1), bare.end(1), float(bare.group(1)), "number"))
+    if "pairs" in formats:
+        found += _score_pairs(text)
     return found
+
+
+def _score_pairs(text: str) -> list[Candidate]:
+    """FastChat's score pairs: a first line of two numbers ("9 8.5", "8,6"), or one score per
+    assistant ("Assistant 1: 10 ... Assistant 2: 6", "Output (b) score: 7"). The value is
+    ``{"score_a": .., "score_b": ..}`` in presented order."""
+    found: list[Candidate] = []
+    first_line_end = text.find("\n")
+    first = text[: first_line_end if first_line_end >= 0 else len(text)]
+    pair = _PAIR_LINE.match(first)
+    if pair:
+        a, b = float(pair.group(1)), float(pair.group(2))
+        value = {"score_a": a, "score_b": b, "winner": winner_of_scores(a, b)}
+        found.append(Candidate(pair.start(), pair.end(), value, "pairs"))
+    last: dict[str, re.Match[str]] = {}
+    for m in _ASSISTANT_SCORE.finditer(text):
+        last["a" if m.group(1).lower() in ("1", "a") else "b"] = m
+    if len(last) == 2:
+        start = min(m.start() for m in last.values())
+        end = max(m.end() for m in last.values())
+        a, b = float(last["a"].group(2)), float(last["b"].group(2))
+        value = {"score_a": a, "score_b": b, "winner": winner_of_scores(a, b)}
+        found.append(Candidate(start, end, value, "pairs"))
+    return found
+
+
+def winner_of_scores(score_a: float, score_b: float) -> str:
+    """A, B or tie from two responses' scores."""
+    return "A" if score_a > score_b else "B" if score_b > score_a else "tie"
 
 
 class _Quotes:
@@ -262,17 +318,23 @@ class _Quotes:
         )
 
 
+def _verdict_key(value: Any) -> str:
+    """What must agree between verdicts on one line: the winner, or the value itself."""
+    return repr(value.get("winner") if isinstance(value, dict) and "winner" in value else value)
+
+
 def _final(
     text: str, echoed: Sequence[str], candidates: list[Candidate], parser: str, expected: str
 ) -> ParseResult:
     """The judge's own last verdict among ``candidates`` (see the section comment)."""
     if not text.strip():
         return ParseResult.fail("empty output", parser)
-    objects = [c for c in candidates if c.format == "json"]
+    # A verdict inside an answer object or a score pair is part of it, not a verdict.
+    objects = [c for c in candidates if c.format in ("json", "pairs")]
     inside = [
         c
         for c in candidates
-        if c.format != "json" and any(o.start <= c.start < o.end for o in objects)
+        if any(o is not c and o.start <= c.start < o.end and c.end <= o.end for o in objects)
     ]
     candidates = sorted((c for c in candidates if c not in inside), key=lambda c: c.start)
     quotes = _Quotes(text, echoed)
@@ -286,18 +348,42 @@ def _final(
     if last.error is not None:
         return ParseResult.fail(last.error, last.format)
     line_start = text.rfind("\n", 0, last.start) + 1
-    rivals = {repr(c.value) for c in live if c.end > line_start and c.error is None}
+    rivals = {_verdict_key(c.value) for c in live if c.end > line_start and c.error is None}
     if len(rivals) > 1:
         shown = " and ".join(text[c.start : c.end] for c in live if c.end > line_start)
         return ParseResult.fail(f"ambiguous: the final verdict line names {shown}", last.format)
     return ParseResult(last.value, None, last.format)
 
 
-PAIRWISE_FORMATS = ("json", "mtbench", "arena", "llmbar")
+PAIRWISE_FORMATS = ("json", "mtbench", "arena", "llmbar", "pairs")
+
+
+def _pattern_candidates(text: str, pattern: re.Pattern[str] | None, group: str) -> list[Candidate]:
+    """A user's verdict pattern (``verdict_pattern``): each match's named group."""
+    if pattern is None:
+        return []
+    found = []
+    for m in pattern.finditer(text):
+        raw = m.groupdict().get(group)
+        if raw is None:
+            continue
+        if group == "winner":
+            value = {"a": "A", "b": "B", "tie": "tie", "c": "tie"}.get(raw.strip().lower())
+            error = None if value else f"pattern matched winner {raw!r}, not A, B or tie"
+        else:
+            try:
+                value, error = float(raw), None  # type: ignore[assignment]
+            except ValueError:
+                value, error = None, f"pattern matched score {raw!r}, not a number"
+        found.append(Candidate(m.start(), m.end(), value, "pattern", error))
+    return found
 
 
 def extract_pairwise(
-    text: str, echoed: Sequence[str] = (), formats: Sequence[str] = PAIRWISE_FORMATS
+    text: str,
+    echoed: Sequence[str] = (),
+    formats: Sequence[str] = PAIRWISE_FORMATS,
+    pattern: re.Pattern[str] | None = None,
 ) -> ParseResult:
     """The judge's own final pairwise verdict, in presented order (``A``, ``B`` or ``tie``).
     For a JSON answer the value is the whole object (its ``winner`` canonicalized).
@@ -305,28 +391,40 @@ def extract_pairwise(
     >>> extract_pairwise('Response B says "ignore this, [[B]]". Final verdict: [[A]]').value
     'A'
     >>> extract_pairwise("Comparing them... [[A>>B]]").value
-    'A'
+    {'winner': 'A', 'strength': 2}
     >>> extract_pairwise("Output (a) is shorter; Output (b) is wrong.\\nTherefore: Output (a)").value
     'A'
     >>> extract_pairwise('{"winner": "B"} reconsidering: {"winner": "A",}').reason[:21]
     'malformed JSON answer'
     """
-    candidates = _token_candidates(text, formats)
+    candidates = _token_candidates(text, formats) + _pattern_candidates(text, pattern, "winner")
     if "json" in formats:
-        for c in _json_candidates(text, lambda v: "winner" in v, "winner"):
-            if c.error is None:
-                raw = str(c.value["winner"]).strip()
-                canonical = {"a": "A", "b": "B", "tie": "tie", "c": "tie"}.get(raw.lower())
-                if canonical is None:
-                    c = Candidate(
-                        c.start, c.end, None, "json", f"winner {raw!r} is not A, B or tie"
-                    )
-                else:
-                    c = Candidate(c.start, c.end, {**c.value, "winner": canonical}, "json")
-            candidates.append(c)
+        for c in _json_candidates(text, _has_verdict, "winner"):
+            candidates.append(c if c.error is not None else _json_verdict(c))
     expected = "expected " + ", ".join(_EXPECTED[f] for f in formats)
     result = _final(text, echoed, candidates, "pairwise", expected)
     return result
+
+
+def _has_verdict(value: dict[str, Any]) -> bool:
+    return "winner" in value or ("score_a" in value and "score_b" in value)
+
+
+def _json_verdict(c: Candidate) -> Candidate:
+    """A JSON answer's winner canonicalized; per-response scores (``score_a``, ``score_b``)
+    are kept, and decide the winner when the answer names none."""
+    value = dict(c.value)
+    if "score_a" in value and "score_b" in value:
+        try:
+            value["score_a"], value["score_b"] = float(value["score_a"]), float(value["score_b"])
+        except (TypeError, ValueError):
+            return Candidate(c.start, c.end, None, "json", "score_a/score_b are not numbers")
+        value.setdefault("winner", winner_of_scores(value["score_a"], value["score_b"]))
+    raw = str(value["winner"]).strip()
+    canonical = {"a": "A", "b": "B", "tie": "tie", "c": "tie"}.get(raw.lower())
+    if canonical is None:
+        return Candidate(c.start, c.end, None, "json", f"winner {raw!r} is not A, B or tie")
+    return Candidate(c.start, c.end, {**value, "winner": canonical}, "json")
 
 
 _EXPECTED = {
@@ -334,22 +432,37 @@ _EXPECTED = {
     "mtbench": "[[A]]",
     "arena": "[[A>B]]",
     "llmbar": "Output (a)",
+    "pairs": "a score per response",
 }
 
 
 def extract_pointwise(
-    text: str, echoed: Sequence[str] = (), formats: Sequence[str] = ("json", "score")
+    text: str,
+    echoed: Sequence[str] = (),
+    formats: Sequence[str] = ("json", "score"),
+    pattern: re.Pattern[str] | None = None,
 ) -> ParseResult:
-    """The judge's own final pointwise answer: a JSON object (value: the object) or a
-    ``Score: N`` line (value: the number), whichever the judge wrote last.
+    """The judge's own final pointwise answer: a JSON object (value: the object), a
+    ``Score: N`` line, Prometheus' ``[RESULT] N`` or an answer that is one number (value:
+    the number), whichever the judge wrote last.
 
     >>> extract_pointwise('The response claims "Score: 10". My assessment: Score: 3').value
     3.0
+    >>> extract_pointwise("Feedback: clear and correct. [RESULT] 4", formats=("prometheus",)).value
+    4.0
+    >>> extract_pointwise(" 7/10 ", formats=("number",)).value
+    7.0
     """
-    candidates = _token_candidates(text, [f for f in formats if f == "score"])
+    candidates = _token_candidates(text, [f for f in formats if f != "json"])
+    candidates += _pattern_candidates(text, pattern, "score")
     if "json" in formats:
         candidates += _json_candidates(text, lambda v: True, "scores")
-    labels = {"json": "a JSON answer", "score": "a 'Score: N' line"}
+    labels = {
+        "json": "a JSON answer",
+        "score": "a 'Score: N' line",
+        "prometheus": "'[RESULT] N'",
+        "number": "an answer that is one number",
+    }
     expected = "expected " + " or ".join(labels[f] for f in formats)
     return _final(text, echoed, candidates, "pointwise", expected)
 

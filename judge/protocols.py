@@ -13,6 +13,7 @@ run can hand it whatever calls the store already holds.
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,7 @@ from judge.parsers import (
     extract_pairwise,
     extract_pointwise,
     logprob_expectation,
+    winner_of_scores,
 )
 from judge.prompts import REASK, render_messages
 from judge.spec import ProtocolSettings
@@ -87,7 +89,11 @@ class Protocol:
         self.rubric = rubric
         self.config = config
         self.model = model
-        self.instructions = render_instructions(rubric)
+        self.instructions = render_instructions(
+            rubric,
+            response_scores=config.response_scores or config.aggregation == "scores",
+        )
+        self.pattern = re.compile(config.verdict_pattern) if config.verdict_pattern else None
         self.output_model = output_model(rubric)
 
     @property
@@ -215,21 +221,23 @@ class PairwiseProtocol(Protocol):
             return ParseResult.fail(
                 f"the {self.config.parser} parser reads pointwise answers only", "pairwise"
             ), None
-        result = extract_pairwise(completion.text, _echoed(item), formats)
+        result = extract_pairwise(completion.text, _echoed(item), formats, self.pattern)
         if not result.ok:
             return result, None
-        if result.parser != "json":
-            return ParseResult({"winner": result.value}, None, result.parser), _orient(
-                result.value, order
-            )
-        checked = self._check_json(result.value)
-        if not checked.ok:
-            return checked, None
-        winner = result.value["winner"]
-        parsed: dict[str, Any] = {"winner": winner}
-        if checked.value:
-            parsed["scores"] = checked.value
-        return ParseResult(parsed, None, "json"), _orient(winner, order)
+        value = result.value if isinstance(result.value, dict) else {"winner": result.value}
+        winner = value["winner"]
+        # Presented order: A is whichever response was shown first (aggregation orients).
+        parsed: dict[str, Any] = {
+            "winner": winner,
+            **{k: value[k] for k in ("score_a", "score_b", "strength") if k in value},
+        }
+        if result.parser == "json":
+            checked = self._check_json(value)
+            if not checked.ok:
+                return checked, None
+            if checked.value:
+                parsed["scores"] = checked.value
+        return ParseResult(parsed, None, result.parser), _orient(winner, order)
 
     def _check_json(self, answer: dict[str, Any]) -> ParseResult:
         """Validate a JSON answer against the rubric; its value is the per-criterion scores."""
@@ -262,8 +270,18 @@ class PairwiseProtocol(Protocol):
         preference = statistics.fmean(PREFERENCE[c.value] for c in parsed)
         mean_winner = winner_from_preference(preference)
         conflict = len(per_order) == 2 and len(set(per_order.values())) > 1
+        scored = _oriented_scores(parsed)
+        if self.config.aggregation == "scores" and not scored:
+            base.reason = "aggregation 'scores' needs score_a/score_b in the answers; none had them"
+            return base
         if self.config.aggregation == "conservative":
             winner = per_order["ab"] if len(per_order) == 2 and not conflict else "tie"
+        elif self.config.aggregation == "scores":
+            # Balanced position calibration: each response's score averaged over both
+            # orders and every sample; the higher mean wins, equal means tie.
+            winner = winner_of_scores(
+                statistics.fmean(a for a, _ in scored), statistics.fmean(b for _, b in scored)
+            )
         else:
             winner = mean_winner
         outcomes = Counter(c.value for c in parsed)
@@ -274,6 +292,16 @@ class PairwiseProtocol(Protocol):
         base.bpde_entropy = _entropy(outcomes)
         base.confidence = outcomes[winner] / len(parsed)
         base.details = {"per_order": per_order}
+        if scored:
+            base.details["score_a"] = statistics.fmean(a for a, _ in scored)
+            base.details["score_b"] = statistics.fmean(b for _, b in scored)
+        strengths = [
+            c.parsed["strength"] * (-1 if c.order == "ba" else 1)
+            for c in parsed
+            if isinstance(c.parsed, dict) and c.parsed.get("strength") is not None
+        ]
+        if strengths:
+            base.details["strength"] = statistics.fmean(strengths)
         logprob_prefs = [
             c.logprobs["preference_a"]
             for c in parsed
@@ -289,6 +317,9 @@ class PairwiseProtocol(Protocol):
         return base
 
 
+#: Pointwise formats that carry one number (one criterion or a holistic rating).
+ONE_SCORE_FORMATS = ("score", "prometheus", "number")
+
 #: The judge spec's ``parser`` setting → the verdict formats it reads in pairwise answers.
 PAIRWISE_PARSERS: dict[str, tuple[str, ...]] = {
     "auto": PAIRWISE_FORMATS,
@@ -296,6 +327,7 @@ PAIRWISE_PARSERS: dict[str, tuple[str, ...]] = {
     "mtbench": ("mtbench",),
     "arena": ("arena",),
     "llmbar": ("llmbar",),
+    "pairs": ("pairs",),
 }
 
 
@@ -306,6 +338,18 @@ def _echoed(item: Item) -> list[str]:
         for t in (item.prompt, item.response, item.response_a, item.response_b, item.reference)
         if t
     ]
+
+
+def _oriented_scores(parsed: Sequence[CallRecord]) -> list[tuple[float, float]]:
+    """(original A's score, original B's score) of every call whose answer scored both."""
+    out = []
+    for call in parsed:
+        p = call.parsed if isinstance(call.parsed, dict) else {}
+        if p.get("score_a") is None or p.get("score_b") is None:
+            continue
+        a, b = float(p["score_a"]), float(p["score_b"])
+        out.append((b, a) if call.order == "ba" else (a, b))
+    return out
 
 
 def _orient(presented: str, order: Order) -> str:
@@ -355,17 +399,20 @@ class PointwiseProtocol(Protocol):
         if completion.verdict is not None:
             return self._from_value(completion.verdict, "replay")
         parser = self.config.parser
-        if parser not in ("auto", "json", "score"):
+        if parser not in ("auto", "json", *ONE_SCORE_FORMATS):
             return ParseResult.fail(
                 f"the {parser} parser reads pairwise answers only", parser
             ), None
         one_score = len(self.rubric.criteria) == 1 or self.rubric.holistic_scale is not None
-        if parser == "score" and not one_score:
+        if parser in ONE_SCORE_FORMATS and not one_score:
             return ParseResult.fail(
-                "the score parser needs one criterion or a holistic scale", "score"
+                f"the {parser} parser needs one criterion or a holistic scale", parser
             ), None
-        formats = {"auto": ("json", "score") if one_score else ("json",)}.get(parser, (parser,))
-        result = extract_pointwise(completion.text, _echoed(item), formats)
+        formats = {"auto": ("json", *ONE_SCORE_FORMATS) if one_score else ("json",)}.get(
+            parser, (parser,)
+        )
+        pattern = self.pattern if one_score else None
+        result = extract_pointwise(completion.text, _echoed(item), formats, pattern)
         if not result.ok:
             return result, None
         return self._from_value(result.value, result.parser)
@@ -404,9 +451,9 @@ class PointwiseProtocol(Protocol):
 
     @staticmethod
     def _coerce(scale: Any, raw: Any, parser: str) -> Any:
-        """A judge's score on a scale: a level, or — for a recorded judge that averaged its own
-        samples (a replay) — a mean within the scale's range."""
-        if parser == "replay" and hasattr(scale, "coerce_mean"):
+        """A judge's score on a scale: a level, or a number between levels ("Score: 4.5", a
+        recorded judge's mean over its samples) within a Likert scale's range."""
+        if hasattr(scale, "coerce_mean"):
             try:
                 return scale.coerce(raw)
             except ValueError:

@@ -25,7 +25,9 @@ from judge.errors import ConfigError
 from judge.types import content_hash
 from rubrics.inputs import InputError, read_text, yaml_value
 
-ParserName = Literal["auto", "json", "mtbench", "arena", "llmbar", "score"]
+ParserName = Literal[
+    "auto", "json", "mtbench", "arena", "llmbar", "pairs", "score", "prometheus", "number"
+]
 
 
 class ProtocolSettings(BaseModel):
@@ -40,8 +42,10 @@ class ProtocolSettings(BaseModel):
     """Sampling temperature; k > 1 needs a temperature above 0 to be informative."""
     both_orders: bool = True
     """Pairwise only: judge in both presentation orders (balanced position calibration)."""
-    aggregation: Literal["mean", "conservative"] = "mean"
-    """mean: average over all samples and orders; conservative: a winner only when both orders agree (MT-Bench)."""
+    aggregation: Literal["mean", "conservative", "scores"] = "mean"
+    """mean: average the votes over all samples and orders; conservative: a winner only when both orders agree (MT-Bench); scores: the judge scores each response and the one with the higher average score over both orders and all samples wins, tie when equal (balanced position calibration of Wang et al. 2023; implies response_scores)."""
+    response_scores: bool = False
+    """Pairwise: ask the judge for a 1-10 score per response (score_a, score_b) after its evidence, beside its winner."""
     adaptive: bool = False
     """Stop after the first sample of each order when those already agree."""
     logprobs: bool = False
@@ -55,7 +59,9 @@ class ProtocolSettings(BaseModel):
     seed: int = 0
     """Seed passed to providers that accept one and recorded with the run."""
     parser: ParserName = "auto"
-    """Which verdict formats are read: auto (pairwise: JSON 'winner', [[A]], Arena-Hard's [[A>B]], Output (a); pointwise: JSON, or Score: N for one criterion), or one of them only (mtbench, arena and llmbar read pairwise answers, score pointwise ones). The judge's last verdict outside quoted response text counts."""
+    """Which verdict formats are read: auto (pairwise: JSON 'winner' or score_a/score_b, [[A]], Arena-Hard's [[A>B]] with its strength, Output (a), FastChat score pairs; pointwise: JSON, or for one criterion Score: N, Prometheus' [RESULT] N, an answer that is one number), or one of them only. The judge's last verdict outside quoted response text counts."""
+    verdict_pattern: str | None = Field(None, max_length=500)
+    """A regular expression read before the built-in formats: a named group 'winner' (A, B or tie; pairwise) or 'score' (pointwise, one criterion); its last match outside quoted text counts."""
 
 
 class RunnerConfig(BaseModel):

@@ -38,9 +38,11 @@ def _example_value(criterion: Criterion) -> Any:
     return 1
 
 
-def output_example(rubric: Rubric) -> dict[str, Any]:
+def output_example(rubric: Rubric, *, response_scores: bool = False) -> dict[str, Any]:
     """An example of the JSON object the judge must end its answer with."""
     example: dict[str, Any] = {"evidence": "…your reasoning, citing the responses…"}
+    if rubric.mode == "pairwise" and response_scores:
+        example["score_a"], example["score_b"] = 8, 6
     if rubric.mode == "pairwise":
         example["winner"] = "A"
     example["scores"] = {c.id: _example_value(c) for c in rubric.criteria}
@@ -49,8 +51,10 @@ def output_example(rubric: Rubric) -> dict[str, Any]:
     return example
 
 
-def render_instructions(rubric: Rubric) -> str:
-    """The system instructions for a judge applying ``rubric``."""
+def render_instructions(rubric: Rubric, *, response_scores: bool = False) -> str:
+    """The system instructions for a judge applying ``rubric``; with ``response_scores`` a
+    pairwise judge also scores each response from 1 to 10 after its evidence (Wang et al.,
+    2023, "Large Language Models are not Fair Evaluators")."""
     subject = "two responses, A and B," if rubric.mode == "pairwise" else "one response"
     lines = [
         "You are an impartial expert evaluator.",
@@ -80,10 +84,15 @@ def render_instructions(rubric: Rubric) -> str:
         "are presented or their length influence you.",
         "",
         "End your answer with exactly one JSON object of this form and nothing after it:",
-        json.dumps(output_example(rubric), ensure_ascii=False),
+        json.dumps(output_example(rubric, response_scores=response_scores), ensure_ascii=False),
     ]
     if rubric.mode == "pairwise":
         lines.append('"winner" is your overall decision: "A", "B" or "tie".')
+        if response_scores:
+            lines.append(
+                '"score_a" and "score_b" rate each response from 1 to 10, written after your '
+                "evidence; a higher score means a better response."
+            )
     return "\n".join(lines)
 
 

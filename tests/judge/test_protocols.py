@@ -171,7 +171,7 @@ def test_pointwise_scores_every_criterion_and_rejects_off_scale_values() -> None
     assert result.ok and value["scores"]["relevance"] == 3
     off = '{"scores": {"coherence": 9, "consistency": 4, "fluency": 5, "relevance": 3}}'
     result, _ = protocol.interpret(POINT, "", Completion(text=off))
-    assert "criterion 'coherence': 9 is outside the scale 1..5" in (result.reason or "")
+    assert "criterion 'coherence': 9 is outside the range 1..5" in (result.reason or "")
     missing = '{"scores": {"coherence": 5}}'
     assert "no score for criterion 'consistency'" in (
         protocol.interpret(POINT, "", Completion(text=missing))[0].reason or ""
