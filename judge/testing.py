@@ -78,6 +78,10 @@ class ScriptedJudge:
 
     position_bias: float = 0.0
     seed: int = 0
+    first_bonus: float = 0.0
+    """Asked to score each response (score_a, score_b), the judge adds this to whichever is
+    shown first, and its vote follows its scores: a score-level position bias that balanced
+    position calibration (averaging each response's score over both orders) cancels."""
     quality: Mapping[str, float] | Callable[[str], float] = marker_quality
     rng: random.Random = field(init=False)
 
@@ -165,7 +169,15 @@ class ScriptedJudge:
         if request.kind == "rubric_generation":
             return self._rubric(user), None
         if request.kind == "pairwise":
-            winner = self.decide(blocks["RESPONSE A"], blocks.get("RESPONSE B", ""))
+            first, second = blocks["RESPONSE A"], blocks.get("RESPONSE B", "")
+            if '"score_a"' in system:
+                score_a = self.quality_of(first) + self.first_bonus
+                score_b = self.quality_of(second)
+                winner = "A" if score_a > score_b else "B" if score_b > score_a else "tie"
+                answer = {"evidence": "Scored each response.", "score_a": score_a,
+                          "score_b": score_b, "winner": winner}  # fmt: skip
+                return json.dumps(answer), winner
+            winner = self.decide(first, second)
             return json.dumps(
                 {"evidence": "Compared both responses on each criterion.", "winner": winner}
             ), winner

@@ -59,6 +59,24 @@ def llmbar_replay(result_json: str | Path, *, prefix: str) -> list[dict[str, Any
     return out
 
 
+def llmbar_rating(
+    dataset_json: str | Path, result_json: str | Path, *, prefix: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """LLMBar's ``Rating`` strategies score each output on its own: pointwise items
+    ``{prefix}-{index:04d}-{1|2}`` (the instruction and one output) and replay records holding
+    the judge's raw score text for each (never the recorded winner)."""
+    rows = json.loads(Path(dataset_json).read_text(encoding="utf-8"))
+    results = json.loads(Path(result_json).read_text(encoding="utf-8"))
+    items, replay = [], []
+    for i, (row, result) in enumerate(zip(rows, results, strict=True)):
+        final = [r for r in result["results"] if isinstance(r, dict)][-1]
+        for side in ("1", "2"):
+            item_id = f"{prefix}-{i:04d}-{side}"
+            items.append({"id": item_id, "prompt": row["input"], "response": row[f"output_{side}"]})
+            replay.append({"item_id": item_id, "text": final[f"score_{side}"][0]})
+    return items, replay
+
+
 def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
     with Path(path).open("w", encoding="utf-8") as handle:
         for row in rows:

@@ -117,3 +117,87 @@ def test_faireval_chatgpt_position_bias(tmp_path: Path) -> None:
     assert (
         calibration.preference_fairness(by_order) > 0.7
     )  # ChatGPT mostly picks what it sees first
+
+
+def rating_files() -> list[Path]:
+    root = SHARED / "llmbar" / "Dataset"
+    return sorted(root.rglob("Rating*/result.json")) if root.exists() else []
+
+
+RATING_RUBRIC = {
+    "id": "llmbar-rating",
+    "mode": "pointwise",
+    "task": "Rate how well the output follows the instruction.",
+    "criteria": [
+        {
+            "id": "rating",
+            "description": "How well the output follows the instruction.",
+            "scale": {
+                "type": "likert",
+                "low": 0,
+                "high": 10,
+                "anchors": {i: str(i) for i in range(11)},
+            },
+        }
+    ],
+}
+
+
+def test_every_rating_file_is_covered() -> None:
+    shared("llmbar", "Dataset")
+    assert len(rating_files()) == 35
+
+
+@pytest.mark.parametrize("result", rating_files(), ids=lambda p: "/".join(p.parts[-6:-2]))
+def test_rating_strategies_reproduce_statistics_json(result: Path, tmp_path: Path) -> None:
+    """Each output's raw score text is read by judgecal's own parser (an answer that is one
+    number) through the replay backend; a pair's winner is the higher score, a tie going to
+    output 2 without swap and to output 1 with swap, as upstream. Per-order accuracy equals
+    ``statistics.json`` exactly; outputs judgecal cannot parse (an empty, content-filtered
+    completion) are unscored, and upstream's recorded winner for those items is what accounts
+    for the difference, item by item."""
+    from judgecal.datasets import llmbar_rating
+    from rubrics import rubric_from_dict
+
+    stats = json.loads((result.parent / "statistics.json").read_text())
+    dataset = result.parents[3] / "dataset.json"
+    items, replay = llmbar_rating(dataset, result, prefix="x")
+    gold = {
+        row["item_id"]: {"A": "1", "B": "2"}[row["value"]]
+        for row in llmbar_labels(dataset, prefix="x", annotator="gold")
+    }
+    path = tmp_path / "replay.jsonl"
+    write_jsonl(path, replay)
+    with Store() as store:
+        runner = Runner(
+            store,
+            ReplayBackend(path),
+            rubric_from_dict(RATING_RUBRIC),
+            JudgeSpec(samples=1, temperature=0, parser="number"),
+        )
+
+        async def go() -> None:
+            await runner.run([Item(**row) for row in items], dataset="rating", run_id="r")
+            await runner.aclose()
+
+        asyncio.run(go())
+        scores = {
+            v.item_id: (v.criteria or {}).get("rating")
+            for v in store.runs.verdicts("r")
+            if v.status == "scored"
+        }
+    upstream = json.loads(result.read_text())
+    for swap, key in ((False, "correct_False"), (True, "correct_True")):
+        k, n = _counts(stats[key])
+        assert n == len(gold)
+        correct = 0
+        for pair, label in gold.items():
+            s1, s2 = scores.get(f"{pair}-1"), scores.get(f"{pair}-2")
+            if s1 is None or s2 is None:
+                index = int(pair.split("-")[1])
+                final = [r for r in upstream[index]["results"] if isinstance(r, dict)][-1]
+                winner = final[f"swap = {swap}"]["winner"]
+            else:
+                winner = "1" if s1 > s2 else "2" if s2 > s1 else ("1" if swap else "2")
+            correct += winner == label
+        assert correct == k, (key, correct, k)
