@@ -40,13 +40,12 @@ from calibration.ppi import ppi_mean
 from calibration.routing import route, routing_report
 from calibration.selective import cascade, evaluate_selective, fixed_sequence_threshold
 from human_labels import OVERALL, AgreementError
+from human_labels.agreement import CEILING_FLOOR
 from judge import ConfigError, RunData, Verdict
 from rubrics import BinaryScale, LikertScale
 
 Signal = Literal["confidence", "consistency", "logprob"]
 
-CEILING_FLOOR = 0.2
-"""A human–human agreement below this is too low to express the judge as a share of it."""
 
 SIGNALS: dict[str, Callable[[Verdict], float]] = {
     "confidence": lambda v: (v.confidence or 0.0) if v.status == "scored" else 0.0,
@@ -246,6 +245,8 @@ class CascadeResult(_Section):
     share_decided_by_judge: float
     share_escalated: float
     n_without_fallback: int
+    n_compared: int = 0
+    """Test items with a cascade verdict: the one denominator of the three agreements."""
     agreement: float | None
     fallback_alone_agreement: float | None
     judge_alone_agreement: float | None
@@ -500,7 +501,13 @@ def _pairwise(
     by_order = winners_by_order(calls)
     consistency = position_consistency(by_order)
     conflicts = single_order_conflicts(by_order, winners)
-    audit.position = Position(
+    both_orders = len({c.order for c in calls if c.order}) == 2
+    if not both_orders:
+        audit.notes.append(
+            "one presentation order only: position consistency, fairness and order conflicts "
+            "cannot be measured (judge in both orders to see them)"
+        )
+    audit.position = None if not both_orders else Position(
         **clean(
             {
                 "consistency": consistency["position_consistency"],
@@ -582,14 +589,19 @@ def _pairwise(
         test_primary = {i: winners.get(i) for i in test_ids}
         result = cascade(test_primary, confidence, chosen.threshold, fallback)
         combined = result.pop("verdicts")
+        # One denominator for all three: the test items the cascade could decide.
+        common = sorted(combined)
+
+        def rate(verdicts: Mapping[str, Any]) -> float | None:
+            return float(np.mean([verdicts.get(i) == gold[i] for i in common])) if common else None
+
         audit.selective.cascade = CascadeResult(
             fallback_run=config.fallback_run,
             **result,
-            agreement=float(np.mean([combined[i] == gold[i] for i in combined]))
-            if combined
-            else None,
-            fallback_alone_agreement=float(np.mean([fallback.get(i) == gold[i] for i in test_ids])),
-            judge_alone_agreement=float(np.mean([winners.get(i) == gold[i] for i in test_ids])),
+            n_compared=len(common),
+            agreement=rate(combined),
+            fallback_alone_agreement=rate(fallback),
+            judge_alone_agreement=rate(winners),
         )
 
     # PPI: P(response A wins) from the judge on every item and humans on a random share.
@@ -619,6 +631,12 @@ def _pairwise(
             all_labels_estimate=float(np.mean([human_value[g] for g in gold.values()])),
         )
 
+    if not any((v.bpde_entropy or 0) > 0 for v in verdicts):
+        audit.notes.append(
+            "routing needs divided verdicts (samples or orders that disagree); every verdict "
+            "here is unanimous, so there is nothing to rank"
+        )
+        return
     routed = route(verdicts, beta=config.beta)
     audit.routing = Routing(beta=config.beta, **clean(routing_report(winners, gold, gold, routed)))
 

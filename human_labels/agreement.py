@@ -104,6 +104,10 @@ def statistics_for(kind: Kind) -> dict[str, Callable[[Any, Any], float]]:
     }
 
 
+CEILING_FLOOR = 0.2
+"""Below this human–human agreement a share of the ceiling means nothing (and explodes as the
+ceiling nears 0): it is left out, and reports say why."""
+
 LOWER_IS_BETTER = {"mae"}
 """Statistics where smaller is better: a fraction of the human ceiling means nothing there."""
 
@@ -123,7 +127,7 @@ class AgreementRow:
             self.statistic in LOWER_IS_BETTER
             or self.estimate is None
             or self.ceiling is None
-            or self.ceiling.value <= 0
+            or self.ceiling.value < CEILING_FLOOR
         ):
             return None
         return self.estimate.value / self.ceiling.value

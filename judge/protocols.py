@@ -274,6 +274,25 @@ class PairwiseProtocol(Protocol):
         if self.config.aggregation == "scores" and not scored:
             base.reason = "aggregation 'scores' needs score_a/score_b in the answers; none had them"
             return base
+        logprob_prefs = [
+            c.logprobs["preference_a"]
+            for c in parsed
+            if isinstance(c.logprobs, dict) and c.logprobs.get("preference_a") is not None
+        ]
+        if self.config.score_from == "logprobs" and logprob_prefs:
+            # G-Eval for pairs: P(A) from the verdict token's probabilities, averaged over
+            # both orders and samples; calls without logprobs count with their vote.
+            preference = statistics.fmean(
+                [*logprob_prefs]
+                + [
+                    PREFERENCE[c.value]
+                    for c in parsed
+                    if not (
+                        isinstance(c.logprobs, dict) and c.logprobs.get("preference_a") is not None
+                    )
+                ]
+            )
+            mean_winner = winner_from_preference(preference)
         if self.config.aggregation == "conservative":
             winner = per_order["ab"] if len(per_order) == 2 and not conflict else "tie"
         elif self.config.aggregation == "scores":
@@ -302,11 +321,6 @@ class PairwiseProtocol(Protocol):
         ]
         if strengths:
             base.details["strength"] = statistics.fmean(strengths)
-        logprob_prefs = [
-            c.logprobs["preference_a"]
-            for c in parsed
-            if isinstance(c.logprobs, dict) and c.logprobs.get("preference_a") is not None
-        ]
         if logprob_prefs:
             base.details["logprob_preference_a"] = statistics.fmean(logprob_prefs)
         criteria = _pairwise_criteria(parsed)
@@ -460,6 +474,19 @@ class PointwiseProtocol(Protocol):
                 return scale.coerce_mean(raw)
         return scale.coerce(raw)
 
+    def _weighted(self, call: CallRecord) -> dict[str, Any]:
+        """The call's scores, with the one-number score replaced by its probability-weighted
+        expectation (G-Eval) when the spec asks for it and the call has logprobs."""
+        value: dict[str, Any] = call.value
+        expected = call.logprobs.get("expected_score") if isinstance(call.logprobs, dict) else None
+        if self.config.score_from != "logprobs" or expected is None:
+            return value
+        if self.rubric.holistic_scale is not None and "overall" in value:
+            return {**value, "overall": expected}
+        if len(self.rubric.criteria) == 1:
+            return {**value, "scores": {self.rubric.criteria[0].id: expected}}
+        return value
+
     def logprob_summary(self, order: Order, completion: Completion) -> dict[str, Any] | None:
         rubric = self.rubric
         scale = rubric.holistic_scale
@@ -482,22 +509,19 @@ class PointwiseProtocol(Protocol):
             base.reason = _failure_reason(final)
             return base
         rubric = self.rubric
+        values_of = [self._weighted(call) for call in parsed]
         criteria: dict[str, float] = {}
         for criterion in rubric.criteria:
-            values = [
-                c.value["scores"][criterion.id] for c in parsed if criterion.id in c.value["scores"]
-            ]
+            values = [v["scores"][criterion.id] for v in values_of if criterion.id in v["scores"]]
             if values:
                 criteria[criterion.id] = statistics.fmean(values)
         per_sample: list[float] = []
         try:
-            for call in parsed:
-                if rubric.holistic_scale is not None and "overall" in call.value:
-                    per_sample.append(
-                        aggregate_holistic(call.value["overall"], rubric.holistic_scale)
-                    )
+            for value in values_of:
+                if rubric.holistic_scale is not None and "overall" in value:
+                    per_sample.append(aggregate_holistic(value["overall"], rubric.holistic_scale))
                 else:
-                    per_sample.append(aggregate_scores(rubric, call.value["scores"]))
+                    per_sample.append(aggregate_scores(rubric, value["scores"]))
         except AggregationError as exc:
             base.reason = f"cannot aggregate: {exc}"
             return base
@@ -513,6 +537,8 @@ class PointwiseProtocol(Protocol):
         ]
         if logprob_scores:
             base.details["logprob_score"] = statistics.fmean(logprob_scores)
+        if self.config.score_from == "logprobs":
+            base.details["score_from"] = f"logprobs in {len(logprob_scores)} of {len(parsed)} calls"
         if len(parsed) < len(final):
             base.reason = f"{len(final) - len(parsed)} of {len(final)} calls unparseable"
         return base

@@ -50,6 +50,8 @@ class ProtocolSettings(BaseModel):
     """Stop after the first sample of each order when those already agree."""
     logprobs: bool = False
     """Ask for token logprobs and report a probability-weighted score where the model allows."""
+    score_from: Literal["parsed", "logprobs"] = "parsed"
+    """parsed: the score the judge wrote; logprobs: the probability-weighted score from the verdict token's logprobs (G-Eval), per call where the backend returned them (needs logprobs: true), else the written one."""
     top_logprobs: int = Field(5, ge=0, le=20)
     """How many alternatives per token to request with logprobs."""
     max_tokens: int = Field(1024, ge=1, le=32768)

@@ -174,9 +174,9 @@ class ScriptedJudge:
                 score_a = self.quality_of(first) + self.first_bonus
                 score_b = self.quality_of(second)
                 winner = "A" if score_a > score_b else "B" if score_b > score_a else "tie"
-                answer = {"evidence": "Scored each response.", "score_a": score_a,
+                scored = {"evidence": "Scored each response.", "score_a": score_a,
                           "score_b": score_b, "winner": winner}  # fmt: skip
-                return json.dumps(answer), winner
+                return json.dumps(scored), winner
             winner = self.decide(first, second)
             return json.dumps(
                 {"evidence": "Compared both responses on each criterion.", "winner": winner}
@@ -528,7 +528,9 @@ def _token_logprobs(
         return [{"token": text, "logprob": 0.0, "bytes": None, "top_logprobs": []}]
     quoted = f'"{token}"'
     at = text.rfind(quoted)
-    if at < 0:
+    if at < 0 and token.isdigit():  # a number in the JSON answer: `"criterion": 4`
+        at = text.rfind(f": {token}") + 1
+    if at < 1:
         return [{"token": text, "logprob": 0.0, "bytes": None, "top_logprobs": []}]
     alternatives = (
         ["A", "B", "tie"] if token in ("A", "B", "tie") else [str(v) for v in range(1, 6)]

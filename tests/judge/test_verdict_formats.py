@@ -184,3 +184,41 @@ def test_score_averaging_over_both_orders_beats_votes(monkeypatch: pytest.Monkey
                 assert {"score_a", "score_b"} <= set(v.details)
     assert accuracy["mean"] == 0.0  # every item: the orders disagree, a tie
     assert accuracy["scores"] == 1.0
+
+
+def test_logprob_weighted_scores_are_the_score_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """G-Eval: the expectation over the score token's probabilities (0.6 on the written 4,
+    0.1 on each other level of 1..5 → 3.8) is the criterion's score, not the argmax 4."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    one = rubric_from_dict(
+        {
+            "id": "quality",
+            "mode": "pointwise",
+            "task": "Rate.",
+            "criteria": [
+                {"id": "quality", "description": "Quality.",
+                 "scale": {"type": "likert", "low": 1, "high": 5,
+                           "anchors": {1: "bad", 2: "poor", 3: "ok", 4: "good", 5: "great"}}}
+            ],
+        }
+    )  # fmt: skip
+    items = [Item(id="i", prompt="q", response="quality=4 fine")]
+    scores = {}
+    with FakeProvider(logprob_confidence=0.6) as provider, Store() as store:
+        for score_from in ("parsed", "logprobs"):
+            spec = JudgeSpec(
+                samples=1, logprobs=True, score_from=score_from, limits=RunnerConfig(cache=False)
+            )
+            runner = Runner(
+                store, make_backend("openai/m", rubric=one, base_url=provider.base_url), one, spec
+            )
+
+            async def go(runner: Runner = runner, run_id: str = score_from) -> None:
+                await runner.run(items, dataset="d", run_id=run_id)
+                await runner.aclose()
+
+            asyncio.run(go())
+            (verdict,) = store.runs.verdicts(score_from)
+            scores[score_from] = verdict.criteria["quality"]
+    assert scores["parsed"] == 4
+    assert scores["logprobs"] == pytest.approx(0.6 * 4 + 0.1 * (1 + 2 + 3 + 5))
