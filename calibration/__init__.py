@@ -1,35 +1,92 @@
 """Calibration: the audit (agreement, bias probes, calibrated confidence, selective judging,
 routing, PPI) and distillation of a local judge. Everything is computed from a loaded
-:class:`~judge.RunData` or arrays; nothing here opens a store by path."""
+:class:`~judge.RunData` or arrays; nothing here opens a store by path.
 
-from calibration.agreement import gold_labels, judge_agreement, label_scales
-from calibration.audit import Audit, AuditConfig, build_audit, trust_verdict
-from calibration.bias import length_bias, self_preference
-from calibration.calibrators import (
-    IsotonicCalibrator,
-    PlattCalibrator,
-    calibration_report,
-    expected_calibration_error,
-    reliability_curve,
-)
-from calibration.position import (
-    accuracy_by_order,
-    balanced_accuracy,
-    conflict_rate,
-    position_consistency,
-    preference_fairness,
-    repetition_stability,
-    single_order_conflicts,
-    winners_by_order,
-)
-from calibration.ppi import ppi_mean
-from calibration.routing import combine, export_for_labelling, route, routing_report
-from calibration.selective import (
-    SelectiveResult,
-    cascade,
-    evaluate_selective,
-    fixed_sequence_threshold,
-)
+Names load on first use (PEP 562), so importing a light part of the package (its
+errors, its records) does not import its heavy dependencies."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from calibration.agreement import gold_labels, judge_agreement, label_scales
+    from calibration.audit import Audit, AuditConfig, build_audit, trust_verdict
+    from calibration.bias import length_bias, self_preference
+    from calibration.calibrators import (
+        IsotonicCalibrator,
+        PlattCalibrator,
+        calibration_report,
+        expected_calibration_error,
+        reliability_curve,
+    )
+    from calibration.position import (
+        accuracy_by_order,
+        balanced_accuracy,
+        conflict_rate,
+        position_consistency,
+        preference_fairness,
+        repetition_stability,
+        single_order_conflicts,
+        winners_by_order,
+    )
+    from calibration.ppi import ppi_mean
+    from calibration.routing import combine, export_for_labelling, route, routing_report
+    from calibration.selective import (
+        SelectiveResult,
+        cascade,
+        evaluate_selective,
+        fixed_sequence_threshold,
+    )
+
+_LAZY: dict[str, str] = {
+    "Audit": "calibration.audit",
+    "AuditConfig": "calibration.audit",
+    "IsotonicCalibrator": "calibration.calibrators",
+    "PlattCalibrator": "calibration.calibrators",
+    "SelectiveResult": "calibration.selective",
+    "accuracy_by_order": "calibration.position",
+    "balanced_accuracy": "calibration.position",
+    "build_audit": "calibration.audit",
+    "calibration_report": "calibration.calibrators",
+    "cascade": "calibration.selective",
+    "combine": "calibration.routing",
+    "conflict_rate": "calibration.position",
+    "evaluate_selective": "calibration.selective",
+    "expected_calibration_error": "calibration.calibrators",
+    "export_for_labelling": "calibration.routing",
+    "fixed_sequence_threshold": "calibration.selective",
+    "gold_labels": "calibration.agreement",
+    "judge_agreement": "calibration.agreement",
+    "label_scales": "calibration.agreement",
+    "length_bias": "calibration.bias",
+    "position_consistency": "calibration.position",
+    "ppi_mean": "calibration.ppi",
+    "preference_fairness": "calibration.position",
+    "reliability_curve": "calibration.calibrators",
+    "repetition_stability": "calibration.position",
+    "route": "calibration.routing",
+    "routing_report": "calibration.routing",
+    "self_preference": "calibration.bias",
+    "single_order_conflicts": "calibration.position",
+    "trust_verdict": "calibration.audit",
+    "winners_by_order": "calibration.position",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "Audit",

@@ -507,18 +507,22 @@ def _pairwise(
             "one presentation order only: position consistency, fairness and order conflicts "
             "cannot be measured (judge in both orders to see them)"
         )
-    audit.position = None if not both_orders else Position(
-        **clean(
-            {
-                "consistency": consistency["position_consistency"],
-                "n": consistency["n"],
-                "n_parsed_both": consistency["n_parsed_both"],
-                "n_consistent": consistency.get("n_consistent", 0),
-                "preference_fairness": preference_fairness(by_order),
-                "conflicts_before": conflicts["before"],
-                "conflicts_after": conflicts["after"],
-                "repetition_stability": repetition_stability(calls),
-            }
+    audit.position = (
+        None
+        if not both_orders
+        else Position(
+            **clean(
+                {
+                    "consistency": consistency["position_consistency"],
+                    "n": consistency["n"],
+                    "n_parsed_both": consistency["n_parsed_both"],
+                    "n_consistent": consistency.get("n_consistent", 0),
+                    "preference_fairness": preference_fairness(by_order),
+                    "conflicts_before": conflicts["before"],
+                    "conflicts_after": conflicts["after"],
+                    "repetition_stability": repetition_stability(calls),
+                }
+            )
         )
     )
     audit.length_bias = LengthBias(**clean(length_bias(items, winners, gold or None)))

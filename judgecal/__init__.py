@@ -1,17 +1,55 @@
-"""judgecal: tell whether an LLM judge can be trusted, make it more trustworthy, serve it."""
+"""judgecal: tell whether an LLM judge can be trusted, make it more trustworthy, serve it.
 
-from judge import JudgeSpec, RunnerConfig, __version__
-from judgecal.api import (
-    agreement,
-    audit,
-    distill,
-    human_alpha,
-    import_labels,
-    open_store,
-    resume_run,
-    run_judge,
-)
-from judgecal.errors import USER_ERRORS
+Names load on first use (PEP 562), so importing a light part of the package (its
+errors, its records) does not import its heavy dependencies."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from judge import JudgeSpec, RunnerConfig, __version__
+    from judgecal.api import (
+        agreement,
+        audit,
+        distill,
+        human_alpha,
+        import_labels,
+        open_store,
+        resume_run,
+        run_judge,
+    )
+    from judgecal.errors import USER_ERRORS
+
+_LAZY: dict[str, str] = {
+    "JudgeSpec": "judge",
+    "RunnerConfig": "judge",
+    "USER_ERRORS": "judgecal.errors",
+    "__version__": "judge",
+    "agreement": "judgecal.api",
+    "audit": "judgecal.api",
+    "distill": "judgecal.api",
+    "human_alpha": "judgecal.api",
+    "import_labels": "judgecal.api",
+    "open_store": "judgecal.api",
+    "resume_run": "judgecal.api",
+    "run_judge": "judgecal.api",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "USER_ERRORS",

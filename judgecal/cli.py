@@ -11,7 +11,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from judge.backends import endpoint_for
 from judge.errors import ConfigError
 from judgecal import api
 from judgecal.errors import USER_ERRORS
@@ -359,7 +358,7 @@ def _reward(args: argparse.Namespace) -> Any:
         db=args.db,
         rubric=args.rubric,
         scoring=args.scoring,
-        base_url=endpoint_for(args.model, _endpoints(args)),
+        base_url=_endpoint_for(args.model, _endpoints(args)),
         normalize=getattr(args, "normalize", "none"),
     )
 
@@ -428,6 +427,12 @@ def _run_server(app: Any, args: argparse.Namespace) -> None:
         timeout_keep_alive=75,
         http=http_protocol(),
     )
+
+
+def _endpoint_for(model: str, endpoints: dict[str, str]) -> str | None:
+    from judge.backends import endpoint_for
+
+    return endpoint_for(model, endpoints)
 
 
 def _endpoints(args: argparse.Namespace) -> dict[str, str]:

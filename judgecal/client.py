@@ -6,15 +6,8 @@ from typing import Any
 
 import httpx
 
+from judgecal.errors import JudgecalHTTPError
 from judgecal.schemas import JudgeResponse, RubricOut, RunStatus
-
-
-class JudgecalHTTPError(Exception):
-    """The service answered with an error (its type and message are kept)."""
-
-    def __init__(self, status: int, kind: str, message: str) -> None:
-        super().__init__(f"{status} {kind}: {message}")
-        self.status, self.kind, self.message = status, kind, message
 
 
 class JudgecalClient:
