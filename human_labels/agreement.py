@@ -395,6 +395,14 @@ def _alpha_row(
             if a in labels[i]:
                 humans[c, u] = code(labels[i][a])
     judge_row = np.asarray([code(judge[i]) for i in items])
+    note = ""
+    if level == "ordinal" and numeric:
+        distinct = np.unique(humans[~np.isnan(humans)])
+        if np.all(distinct == np.rint(distinct)) and not np.all(judge_row == np.rint(judge_row)):
+            # Ordinal α ranks values; a judge's mean over samples falls between the humans'
+            # levels, so it is read on their grid: rounded to the nearest level.
+            judge_row = np.rint(judge_row)
+            note = "judge scores rounded to the nearest level"
 
     # Every replicate of the ceiling and of the judge-in-each-annotator's-place α comes from
     # one weighted coincidence sum (alpha_replicates), with the same resampled units for both.
@@ -408,15 +416,17 @@ def _alpha_row(
             [weights, np.apply_along_axis(np.bincount, 1, draws, minlength=n_units)]
         )
     replaced = []
-    for c in range(humans.shape[0]):
-        version = humans.copy()
-        present = ~np.isnan(version[c])
-        version[c, present] = judge_row[present]
-        replaced.append(alpha_replicates(version, level, weights))
+    try:
+        for c in range(humans.shape[0]):
+            version = humans.copy()
+            present = ~np.isnan(version[c])
+            version[c, present] = judge_row[present]
+            replaced.append(alpha_replicates(version, level, weights))
+        ceiling_values = alpha_replicates(humans, level, weights)
+    except AgreementError as exc:
+        return AgreementRow(f"alpha_{level}", "replace_one", None, None, note=str(exc))
     judge_est, note_j = _replicate_estimate(np.mean(replaced, axis=0), n_units, n_boot)
-    ceiling_est, note_c = _replicate_estimate(
-        alpha_replicates(humans, level, weights), n_units, n_boot
-    )
+    ceiling_est, note_c = _replicate_estimate(ceiling_values, n_units, n_boot)
     return AgreementRow(
-        f"alpha_{level}", "replace_one", judge_est, ceiling_est, note=note_j or note_c
+        f"alpha_{level}", "replace_one", judge_est, ceiling_est, note=note_j or note_c or note
     )

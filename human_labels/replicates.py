@@ -11,6 +11,7 @@ bootstrap every criterion of a 20,000-label dataset in seconds.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -19,13 +20,17 @@ from scipy import sparse
 
 Replicated = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
-MAX_KENDALL_CELLS = 2500
-"""Kendall's τ is computed from each replicate's contingency table up to this many cells;
-beyond that (continuous scores) the caller falls back to one replicate at a time."""
+MAX_KENDALL_CELLS = 400_000
+"""Kendall's τ is computed from each replicate's contingency table (reference levels × judge
+values) up to this many cells; beyond that the caller falls back to one replicate at a time."""
+CHUNK_CELLS = 4_000_000
+"""Replicates are tabled in chunks of at most this many cells, bounding memory."""
 
 
+@functools.lru_cache(maxsize=8)
 def replicate_weights(n: int, n_boot: int, random_state: int) -> np.ndarray:
-    """(1 + n_boot) × n draw counts: the data, then ``n_boot`` resamples (seeded)."""
+    """(1 + n_boot) × n draw counts: the data, then ``n_boot`` resamples (seeded). Cached:
+    every statistic over the same items shares one set of replicates (read-only)."""
     rng = np.random.default_rng(random_state)
     rows: list[np.ndarray] = [np.ones(n)]
     if n_boot:
@@ -33,7 +38,9 @@ def replicate_weights(n: int, n_boot: int, random_state: int) -> np.ndarray:
         offsets = (np.arange(n_boot) * n)[:, None]
         counts = np.bincount((draws + offsets).ravel(), minlength=n_boot * n)
         rows.append(counts.reshape(n_boot, n))
-    return np.vstack(rows).astype(np.float64)
+    weights = np.vstack(rows).astype(np.float64)
+    weights.setflags(write=False)
+    return weights
 
 
 def _codes(*arrays: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -153,8 +160,10 @@ def _pearson(weights: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _midranks(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
     """replicates × items: each item's average rank among the replicate's drawn values."""
     distinct, codes = np.unique(values, return_inverse=True)
-    counts = np.zeros((weights.shape[0], distinct.size))
-    np.add.at(counts.T, codes, weights.T)
+    onehot = sparse.csr_matrix(
+        (np.ones(codes.size), (np.arange(codes.size), codes)), shape=(codes.size, distinct.size)
+    )
+    counts = np.asarray((onehot.T @ weights.T).T)
     ranks = np.cumsum(counts, axis=1) - (counts - 1.0) / 2.0
     return ranks[:, codes]
 
@@ -168,16 +177,28 @@ def _kendall(weights: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     x, y = a.astype(float), b.astype(float)
     ux, ix = np.unique(x, return_inverse=True)
     uy, iy = np.unique(y, return_inverse=True)
-    if ux.size * uy.size > MAX_KENDALL_CELLS:
+    cells = ux.size * uy.size
+    if cells > MAX_KENDALL_CELLS:
         raise ValueError("too many distinct values for the tabled Kendall's tau")
-    table = _table(weights, ix, iy, ux.size, uy.size)
-    # Pairs below-right of each cell: concordant; below-left: discordant.
-    below = np.cumsum(np.cumsum(table[:, ::-1, ::-1], axis=1), axis=2)[:, ::-1, ::-1]
-    below_right = np.zeros_like(table)
-    below_right[:, :-1, :-1] = below[:, 1:, 1:]
-    left = np.cumsum(np.cumsum(table[:, ::-1, :], axis=1), axis=2)[:, ::-1, :]
-    below_left = np.zeros_like(table)
-    below_left[:, :-1, 1:] = left[:, 1:, :-1]
+    step = max(1, CHUNK_CELLS // cells)
+    return np.concatenate(
+        [
+            _kendall_of_tables(_table(weights[r : r + step], ix, iy, ux.size, uy.size))
+            for r in range(0, weights.shape[0], step)
+        ]
+    )
+
+
+def _kendall_of_tables(table: np.ndarray) -> np.ndarray:
+    """τ-b of each replicate's contingency table (rows: one variable's sorted values)."""
+    # Rows below each cell: their column totals accumulated left to right give, for every
+    # cell, the pairs below-left (discordant); the rest of the rows below is below-right or
+    # in the same column (tied on the second variable, neither).
+    rows_below = np.cumsum(table[:, ::-1, :], axis=1)[:, ::-1, :]
+    rows_below = np.concatenate([rows_below[:, 1:, :], np.zeros_like(table[:, :1, :])], axis=1)
+    left_of = np.cumsum(rows_below, axis=2) - rows_below  # columns strictly left
+    below_left = left_of
+    below_right = rows_below.sum(axis=2, keepdims=True) - left_of - rows_below
     concordant = (table * below_right).sum(axis=(1, 2))
     discordant = (table * below_left).sum(axis=(1, 2))
     n = table.sum(axis=(1, 2))
