@@ -207,6 +207,42 @@ def agreement(
     return judge_agreement(data, criterion, n_boot=n_boot, random_state=random_state)
 
 
+def sliced_agreements(
+    store: Store,
+    run_id: str,
+    by: str,
+    *,
+    criterion: str | None = None,
+    n_boot: int = 1000,
+    random_state: int = 0,
+) -> list[dict[str, Any]]:
+    """Every agreement statistic per group of items sharing ``meta.<by>`` (each labelled
+    criterion, or ``criterion``)."""
+    from calibration.agreement import labelled_criteria
+    from calibration.slices import sliced_agreement
+
+    data = load_run_data(store, run_id, with_calls=False)
+    criteria = [criterion] if criterion else labelled_criteria(data)
+    return [
+        row
+        for c in criteria
+        for row in sliced_agreement(data, by, c, n_boot=n_boot, random_state=random_state)
+    ]
+
+
+def level_correlations(
+    store: Store, run_id: str, *, system: str = "model", criterion: str | None = None
+) -> list[dict[str, Any]]:
+    """Sample- and system-level correlations per labelled criterion (see
+    :func:`calibration.slices.level_correlations`)."""
+    from calibration.agreement import labelled_criteria
+    from calibration.slices import level_correlations as levels
+
+    data = load_run_data(store, run_id, with_calls=False)
+    criteria = [criterion] if criterion else labelled_criteria(data)
+    return [levels(data, c, system=system) for c in criteria]
+
+
 def agreements(
     store: Store, run_id: str, *, n_boot: int = 1000, random_state: int = 0
 ) -> list[dict[str, Any]]:

@@ -246,6 +246,8 @@ def cmd_labels_alpha(args: argparse.Namespace) -> int:
 
 
 def cmd_agree(args: argparse.Namespace) -> int:
+    if args.by or args.levels:
+        return _agree_by(args)
     with api.open_store(args.db, read_only=True) as store:
         if args.criterion:
             results = [
@@ -266,6 +268,48 @@ def cmd_agree(args: argparse.Namespace) -> int:
         if number:
             print()
         _print_agreement(result)
+    return 0
+
+
+def _agree_by(args: argparse.Namespace) -> int:
+    with api.open_store(args.db, read_only=True) as store:
+        sliced = (
+            api.sliced_agreements(
+                store,
+                args.run,
+                args.by,
+                criterion=args.criterion,
+                n_boot=args.n_boot,
+                random_state=args.seed,
+            )
+            if args.by
+            else []
+        )
+        levels = (
+            api.level_correlations(store, args.run, system=args.levels, criterion=args.criterion)
+            if args.levels
+            else []
+        )
+    if args.json:
+        _print_json({"slices": sliced, "levels": levels})
+        return 0
+    for number, result in enumerate(sliced):
+        if number:
+            print()
+        print(f"{result['slice']} = {result['value']} ({result['n_items']} items)")
+        if "error" in result:
+            print(f"  {result['error']}")
+        else:
+            _print_agreement(result)
+    for level in levels:
+        sample, system = level["sample_level"], level["system_level"]
+        print(
+            f"{level['criterion']}: sample level (per prompt, n={sample['n_prompts']}) "
+            f"Pearson {_fmt(sample['pearson'])}, Spearman {_fmt(sample['spearman'])}, "
+            f"Kendall {_fmt(sample['kendall_tau'])}; system level (n={system['n_systems']}) "
+            f"Pearson {_fmt(system['pearson'])}, Spearman {_fmt(system['spearman'])}, "
+            f"Kendall {_fmt(system['kendall_tau'])}"
+        )
     return 0
 
 
@@ -819,7 +863,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("agree", help="agreement of a run with the human labels")
     p.add_argument("--run", required=True)
     p.add_argument("--db", required=True)
-    p.add_argument("--criterion")
+    p.add_argument("--criterion", help="one criterion (default: every labelled criterion)")
+    p.add_argument(
+        "--by", metavar="meta.FIELD", help="every statistic per group of items sharing meta.FIELD"
+    )
+    p.add_argument(
+        "--levels",
+        metavar="FIELD",
+        help="sample- and system-level correlation, meta.FIELD naming each response's system",
+    )
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")

@@ -173,8 +173,14 @@ def hanna_example(
     for story in stories:
         item_id = story["item_id"]
         name = f"story {story['item_id'].split('-', 1)[1]} written by {story['model']}"
+        index = int(item_id.rsplit("-", 1)[1])
         items.append(
-            {"id": item_id, "prompt": f"WritingPrompts prompt for {name}", "response": name}
+            {
+                "id": item_id,
+                "prompt": f"WritingPrompts prompt {index}",
+                "response": name,
+                "meta": {"model": story["model"], "prompt_index": index},
+            }
         )
         for criterion, by_rater in story["ratings"].items():
             for rater, value in by_rater.items():

@@ -136,3 +136,46 @@ def test_averaged_human_scores_import_as_means(
     write_jsonl(off, [{**rows[0], "value": 5.5}])
     assert main(["labels", "import", str(off), "--db", str(db), "--value-type", "mean"]) == 2
     assert "outside the range 1..5" in capsys.readouterr().err
+
+
+def test_slices_and_levels(hanna_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`agree --by meta.model` gives every statistic per story generator; `--levels model`
+    gives sample-level (per prompt, averaged) and system-level (per generator mean)
+    correlations, the latter equal to a direct computation."""
+    import json
+
+    import numpy as np
+
+    argv = ["agree", "--run", "chatgpt", "--db", str(hanna_db), "--criterion", "relevance"]
+    assert main([*argv, "--by", "meta.model", "--levels", "model", "--n-boot", "50", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    slices = result["slices"]
+    assert len(slices) == 11 and all(s["slice"] == "meta.model" for s in slices)
+    assert sum(s["n_items"] for s in slices) == 1056
+    for s in slices:
+        spearman = next(
+            r for r in s["rows"] if r["statistic"] == "spearman" and r["reference"] == "mean"
+        )
+        assert (
+            spearman["n"] <= s["n_items"]
+            and spearman["ci_low"] <= spearman["value"] <= spearman["ci_high"]
+        )
+    (level,) = result["levels"]
+    assert level["sample_level"]["n_prompts"] == 96 and level["system_level"]["n_systems"] == 11
+    with api.open_store(hanna_db, read_only=True) as store:
+        data = load_run_data(store, "chatgpt", with_calls=False)
+    judge = {v.item_id: v.criteria["relevance"] for v in data.verdicts if v.status == "scored"}
+    human: dict[str, list[float]] = {}
+    for label in data.labels_for("relevance"):
+        human.setdefault(label.item_id, []).append(label.value_num)
+    systems: dict[str, list[tuple[float, float]]] = {}
+    for item in data.items:
+        if item.id in judge:
+            systems.setdefault(item.meta["model"], []).append(
+                (judge[item.id], float(np.mean(human[item.id])))
+            )
+    means = np.array(
+        [[np.mean([j for j, _ in v]), np.mean([h for _, h in v])] for v in systems.values()]
+    )
+    expected = float(np.corrcoef(means[:, 0], means[:, 1])[0, 1])
+    assert level["system_level"]["pearson"] == pytest.approx(expected)
