@@ -77,17 +77,12 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
+def __getattr__(name: str) -> Any:  # PEP 562 (rubrics.lazy is not ours to import here)
+    value = getattr(importlib.import_module(_LAZY[name]), name) if name in _LAZY else None
+    if value is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
 
 
 __all__ = [
