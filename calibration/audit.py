@@ -97,6 +97,35 @@ class AuditConfig(_Section):
     """A stronger judge's run on the same items: the cascade sends it what this judge abstains on."""
 
 
+class CallOut(_Section):
+    order: str
+    sample: int
+    attempt: int
+    status: str
+    text: str | None
+    """The judge's raw output (cut at :data:`DRILL_TEXT_CHARS`)."""
+    parsed: Any = None
+    reason: str | None = None
+
+
+class DrillItem(_Section):
+    """One item as a reader checks a claim: what was judged, every call's raw output and
+    parsed value, the verdict and the humans' labels."""
+
+    item_id: str
+    flags: list[str]
+    """``disagrees`` (with the humans), ``conflict`` (the orders disagree), ``unscored``."""
+    prompt: str
+    responses: dict[str, str]
+    verdict: dict[str, Any]
+    humans: dict[str, Any]
+    calls: list[CallOut]
+
+
+DRILL_TEXT_CHARS = 4000
+DRILL_PER_FLAG = 100
+
+
 class RunInfo(_Section):
     run_id: str
     dataset: str
@@ -114,6 +143,12 @@ class RunInfo(_Section):
     cost_usd: float | None
     tokens_in: int
     tokens_out: int
+    created_at: str | None = None
+    finished_at: str | None = None
+    judge_spec: dict[str, Any] = Field(default_factory=dict)
+    """The stored judge spec: model, protocol settings, limits."""
+    rubric_text: str = ""
+    """The rubric exactly as judged (canonical JSON)."""
 
 
 class OrderAccuracy(_Section):
@@ -309,6 +344,9 @@ class Audit(_Section):
     """Every labelled criterion (pointwise: each criterion, the overall rating and the
     aggregate score)."""
     scores: list[ScoreCriterion] = Field(default_factory=list)
+    drilldown: list[DrillItem] = Field(default_factory=list)
+    """Items to check by hand: disagreements with the humans, order conflicts, unscored
+    (at most :data:`DRILL_PER_FLAG` of each)."""
     always_longer_accuracy: float | None = None
     confusion: Confusion | None = None
     calibration: Calibration | None = None
@@ -337,6 +375,10 @@ def run_info(data: RunData) -> RunInfo:
         cost_usd=None if unknown_cost else sum(c.cost_usd or 0 for c in calls),
         tokens_in=sum(c.tokens_in or 0 for c in calls),
         tokens_out=sum(c.tokens_out or 0 for c in calls),
+        created_at=data.run.created_at.isoformat() if data.run.created_at else None,
+        finished_at=data.run.finished_at.isoformat() if data.run.finished_at else None,
+        judge_spec=dict(data.run.spec.get("judge") or {}),
+        rubric_text=data.rubric.canonical_json(),
     )
 
 
@@ -354,8 +396,94 @@ def build_audit(
         _pointwise(audit, data, config)
     else:
         _pairwise(audit, data, config, fallback)
+    audit.drilldown = drilldown(data)
     audit.verdict = trust_verdict(audit)
     return audit
+
+
+def drilldown(data: RunData, per_flag: int = DRILL_PER_FLAG) -> list[DrillItem]:
+    """The items a reader should look at, with everything needed to check them."""
+    rubric = data.rubric
+    criteria = labelled_criteria(data)
+    flags: dict[str, list[str]] = {}
+    for verdict in data.verdicts:
+        if verdict.status != "scored":
+            flags.setdefault(verdict.item_id, []).append("unscored")
+        if verdict.position_conflict:
+            flags.setdefault(verdict.item_id, []).append("conflict")
+    for criterion in criteria:
+        judge = judge_values(data.verdicts, rubric, criterion)
+        for item_id, by in criterion_labels(data, criterion).items():
+            if item_id not in judge or not by:
+                continue
+            values = list(by.values())
+            if isinstance(judge[item_id], str):
+                disagree = judge[item_id] != max(set(values), key=values.count)
+            else:
+                disagree = abs(float(judge[item_id]) - float(np.mean(values))) >= (
+                    0.25 if criterion == AGGREGATE else 1.0
+                )
+            if disagree and "disagrees" not in flags.get(item_id, []):
+                flags.setdefault(item_id, []).append("disagrees")
+    chosen: list[str] = []
+    for flag in ("disagrees", "conflict", "unscored"):
+        chosen += [i for i in sorted(flags) if flag in flags[i] and i not in chosen][:per_flag]
+    verdicts = {v.item_id: v for v in data.verdicts}
+    calls: dict[str, list[Any]] = {}
+    for call in data.calls:
+        calls.setdefault(call.item_id, []).append(call)
+    labels: dict[str, dict[str, Any]] = {}
+    for label in data.labels:
+        labels.setdefault(label.item_id, {}).setdefault(criterion_name(label.criterion), {})[
+            label.annotator
+        ] = label.value
+    out = []
+    for item_id in chosen:
+        item = data.items_by_id.get(item_id)
+        if item is None:
+            continue
+        v = verdicts.get(item_id)
+        responses = {
+            k: getattr(item, k)
+            for k in ("response", "response_a", "response_b", "reference")
+            if getattr(item, k)
+        }
+        out.append(
+            DrillItem(
+                item_id=item_id,
+                flags=flags[item_id],
+                prompt=item.prompt[:DRILL_TEXT_CHARS],
+                responses={k: t[:DRILL_TEXT_CHARS] for k, t in responses.items()},
+                verdict=clean(
+                    {}
+                    if v is None
+                    else {
+                        "status": v.status,
+                        "winner": v.winner,
+                        "score": v.score,
+                        "criteria": v.criteria,
+                        "confidence": v.confidence,
+                        "reason": v.reason,
+                    }
+                ),
+                humans=labels.get(item_id, {}),
+                calls=[
+                    CallOut(
+                        order=c.order,
+                        sample=c.sample,
+                        attempt=c.attempt,
+                        status=c.parse_status,
+                        text=None if c.raw_text is None else c.raw_text[:DRILL_TEXT_CHARS],
+                        parsed=clean(c.parsed),
+                        reason=c.parse_reason or c.error,
+                    )
+                    for c in sorted(
+                        calls.get(item_id, []), key=lambda c: (c.order, c.sample, c.attempt)
+                    )
+                ],
+            )
+        )
+    return out
 
 
 def _agreement(

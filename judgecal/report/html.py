@@ -10,6 +10,7 @@ from typing import Any
 from calibration import Audit
 from calibration.audit import Agreement
 from human_labels.agreement import LOWER_IS_BETTER
+from judgecal.report.glossary import GLOSSARY
 from judgecal.report.svg import confusion_table, hbar_chart, reliability_diagram
 
 
@@ -117,6 +118,17 @@ def render_html(audit: Audit) -> str:
         sections.append(
             f'<h2>Routing to humans</h2><p id="routing">The {routing.n_routed} items with the most divided verdicts (top {routing.beta:.0%} by position-diversity entropy) go to humans: accuracy {_cell(routing.judge_accuracy)} for the judge alone, {_cell(routing.combined_accuracy)} with humans on those items.</p>'
         )
+    sections += _not_applicable(audit)
+    if audit.drilldown:
+        sections.append(_drilldown_section(audit))
+    sections.append(_metadata_section(audit))
+    sections.append(
+        '<h2>Glossary</h2><dl id="glossary">'
+        + "".join(
+            f"<dt>{escape(term)}</dt><dd>{escape(text)}</dd>" for term, text in GLOSSARY.items()
+        )
+        + "</dl>"
+    )
     body = "\n".join(sections)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>judgecal audit · {escape(run.run_id)}</title>
@@ -126,11 +138,79 @@ h1 {{ font-size: 1.5em; }} .meta {{ color: #666; }}
 section#verdict {{ border-left: 6px solid #888; padding: 0.5em 1em; background: #f6f6f6; }}
 .trust-high {{ border-color: #27ae60 !important; }} .trust-moderate {{ border-color: #e67e22 !important; }} .trust-low {{ border-color: #c0392b !important; }}
 table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
-.chart {{ display: block; margin: 1em 0; }}
+.chart {{ display: block; margin: 1em 0; max-width: 100%; height: auto; }}
+.na {{ color: #666; font-style: italic; }} pre {{ white-space: pre-wrap; background: #f6f6f6; padding: 4px; text-align: left; }}
+details {{ margin: 0.3em 0; }} dt {{ font-weight: bold; }} dd {{ margin: 0 0 0.5em 1em; }}
 </style></head><body>
 {body}
 <script type="application/json" id="audit-data">{_script_json(audit.model_dump(mode="json"))}</script>
 </body></html>"""
+
+
+def _not_applicable(audit: Audit) -> list[str]:
+    """One line per section that does not apply to this run, saying why."""
+    pairwise = audit.run.protocol == "pairwise"
+    reasons = {
+        "Position bias": None if audit.position or not pairwise else "one presentation order only",
+        "Calibration": None if audit.calibration else "needs human labels on scored items",
+        "Selective judging": None if audit.selective or not pairwise else "needs human labels",
+        "Routing to humans": None
+        if audit.routing or not pairwise
+        else "no divided verdicts, or no labels",
+    }
+    if not pairwise:
+        reasons["Position bias, selective judging, routing"] = "pairwise judges only"
+    return [
+        f'<p class="na">{escape(name)}: does not apply ({escape(why)}).</p>'
+        for name, why in reasons.items()
+        if why
+    ]
+
+
+def _drilldown_section(audit: Audit) -> str:
+    """Items to check by hand, grouped by flag (the groups are the filters: no scripts)."""
+    parts = ['<h2>Check the claims: items</h2><div id="drilldown">']
+    for flag, title in (
+        ("disagrees", "Judge and humans disagree"),
+        ("conflict", "The presentation orders disagree"),
+        ("unscored", "Unscored"),
+    ):
+        items = [d for d in audit.drilldown if flag in d.flags]
+        if not items:
+            continue
+        parts.append(
+            f'<section class="drill" id="drill-{flag}"><h3>{escape(title)} ({len(items)})</h3>'
+        )
+        for d in items:
+            responses = "".join(
+                f"<p><b>{escape(k)}</b></p><pre>{escape(v)}</pre>" for k, v in d.responses.items()
+            )
+            calls = "".join(
+                f"<tr><td>{escape(c.order or '—')}</td><td>{c.sample}</td><td>{c.attempt}</td><td>{escape(c.status)}</td>"
+                f"<td><pre>{escape(c.text or '')}</pre></td><td>{escape(json.dumps(c.parsed, ensure_ascii=False, default=str))}</td><td>{escape(c.reason or '')}</td></tr>"
+                for c in d.calls
+            )
+            parts.append(
+                f"<details><summary>{escape(d.item_id)} · verdict {escape(json.dumps(d.verdict.get('winner') if d.verdict.get('winner') is not None else d.verdict.get('criteria'), default=str))}"
+                f" · humans {escape(json.dumps(d.humans, default=str)[:200])}</summary>"
+                f"<p><b>prompt</b></p><pre>{escape(d.prompt)}</pre>{responses}"
+                f'<table class="calls"><tr><th>order</th><th>sample</th><th>attempt</th><th>status</th><th>judge output</th><th>parsed</th><th>reason</th></tr>{calls}</table></details>'
+            )
+        parts.append("</section>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _metadata_section(audit: Audit) -> str:
+    run = audit.run
+    return (
+        '<h2>Run</h2><div id="run-metadata">'
+        f"<p>run {escape(run.run_id)} · {escape(run.status)} · created {escape(run.created_at or '—')} · finished {escape(run.finished_at or '—')}"
+        f" · {run.n_calls} calls · {run.tokens_in:,} tokens in, {run.tokens_out:,} out · cost {_money(run.cost_usd)}</p>"
+        f"<details><summary>judge spec {escape(run.judge_spec_hash[:12])}</summary><pre>{escape(json.dumps(run.judge_spec, indent=2, default=str))}</pre></details>"
+        f"<details><summary>rubric {escape(run.rubric)}</summary><pre>{escape(json.dumps(json.loads(run.rubric_text), indent=2, ensure_ascii=False)) if run.rubric_text else ''}</pre></details>"
+        "</div>"
+    )
 
 
 def _agreement_section(audit: Audit, agreement: Agreement) -> str:

@@ -1,20 +1,37 @@
-"""Small, dependency-free SVG charts for the audit report (inline, no scripts)."""
+"""Charts for the audit report as inline SVG (no scripts): bar charts drawn with matplotlib,
+a reliability diagram and a confusion table written directly."""
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from html import escape
+from typing import Any
 
-WIDTH, HEIGHT = 640, 300
-PAD_L, PAD_R, PAD_T, PAD_B = 250, 30, 20, 40
+import numpy as np
 
 
-def _fmt(value: float) -> str:
-    return (
-        "n/a"
-        if value is None or (isinstance(value, float) and math.isnan(value))
-        else f"{value:.3f}"
+def _matplotlib() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "judgecal", "font.size": 9})
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _inline_svg(figure: Any, chart_id: str, title: str) -> str:
+    """The figure as an inline ``<svg>`` with our id, class and accessible title."""
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg") :]
+    return svg.replace(
+        "<svg ",
+        f'<svg id="{chart_id}" class="chart" role="img" aria-label="{escape(title)}" ',
+        1,
     )
 
 
@@ -27,59 +44,47 @@ def hbar_chart(
     high: float = 1.0,
     marks: Sequence[tuple[str, float]] = (),
 ) -> str:
-    """Horizontal bars with optional intervals: rows of (label, value, ci_low, ci_high);
-    ``marks`` draws dashed reference lines (e.g. the human ceiling, chance)."""
-    height = PAD_T + PAD_B + 28 * max(1, len(rows))
-    span = PAD_L, WIDTH - PAD_R
-
-    def x(v: float) -> float:
-        v = min(high, max(low, v))
-        return span[0] + (v - low) / (high - low) * (span[1] - span[0])
-
-    parts = [
-        f'<svg id="{chart_id}" class="chart" role="img" aria-label="{escape(title)}" '
-        f'viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
-        f"<title>{escape(title)}</title>",
-        f'<line x1="{span[0]}" y1="{PAD_T}" x2="{span[0]}" y2="{height - PAD_B}" stroke="#888"/>',
+    """Horizontal bars with optional 95% intervals: rows of (label, value, ci_low, ci_high),
+    drawn with matplotlib. Bars start at 0 (a magnitude), so a negative value extends left
+    of the zero line; the axis spans ``low``..``high`` widened to every value shown, with
+    ticks at round values. ``marks`` draws dashed reference lines (a baseline, indifference).
+    Undefined values are listed as "n/a"."""
+    plt = _matplotlib()
+    labels = [label for label, *_ in rows]
+    values = [np.nan if v is None else float(v) for _, v, _, _ in rows]
+    shown = [v for v in values if not math.isnan(v)]
+    shown += [
+        float(c) for _, _, lo, hi in rows for c in (lo, hi) if c is not None and not math.isnan(c)
     ]
-    for tick in range(6):
-        v = low + (high - low) * tick / 5
-        parts.append(
-            f'<text x="{x(v):.1f}" y="{height - PAD_B + 16}" font-size="11" text-anchor="middle">{v:.1f}</text>'
-        )
-    for i, (label, value, ci_low, ci_high) in enumerate(rows):
-        y = PAD_T + 28 * i
-        parts.append(
-            f'<text x="{span[0] - 6}" y="{y + 15}" font-size="12" text-anchor="end">{escape(label)}</text>'
-        )
+    left = min([low, 0.0, *shown])
+    right = max([high, *shown])
+    figure, axes = plt.subplots(figsize=(6.4, 0.32 * max(2, len(rows)) + 0.8))
+    positions = np.arange(len(rows))[::-1]
+    axes.barh(positions, np.nan_to_num(values), color="#4a78b5", height=0.6)
+    for y, (_, value, ci_low, ci_high) in zip(positions, rows, strict=True):
         if value is None or math.isnan(value):
-            parts.append(
-                f'<text x="{span[0] + 4}" y="{y + 15}" font-size="11" fill="#888">n/a</text>'
-            )
+            axes.text(0, y, " n/a", va="center", color="#888")
             continue
-        parts.append(
-            f'<rect x="{span[0]}" y="{y + 4}" width="{max(0.0, x(value) - span[0]):.1f}" height="16" fill="#4a78b5"><title>{escape(label)}: {_fmt(value)}</title></rect>'
-        )
         if (
             ci_low is not None
             and ci_high is not None
-            and not (math.isnan(ci_low) or math.isnan(ci_high))
+            and not math.isnan(ci_low)
+            and not math.isnan(ci_high)
         ):
-            parts.append(
-                f'<line x1="{x(ci_low):.1f}" y1="{y + 12}" x2="{x(ci_high):.1f}" y2="{y + 12}" stroke="#111" stroke-width="2"/>'
-            )
-        parts.append(
-            f'<text x="{min(x(value) + 4, WIDTH - 4):.1f}" y="{y + 15}" font-size="11">{_fmt(value)}</text>'
-        )
+            axes.plot([ci_low, ci_high], [y, y], color="#111", linewidth=1.5)
+        axes.text(value, y, f" {value:.3f}", va="center", fontsize=8)
     for label, value in marks:
-        parts.append(
-            f'<line x1="{x(value):.1f}" y1="{PAD_T}" x2="{x(value):.1f}" y2="{height - PAD_B}" stroke="#c0392b" stroke-dasharray="4 3"/>'
-        )
-        parts.append(
-            f'<text x="{x(value):.1f}" y="{PAD_T - 6 if PAD_T > 12 else 10}" font-size="10" fill="#c0392b" text-anchor="middle">{escape(label)}</text>'
-        )
-    parts.append("</svg>")
-    return "\n".join(parts)
+        axes.axvline(value, color="#c0392b", linestyle="--", linewidth=1)
+        axes.text(value, positions.max() + 0.6, label, color="#c0392b", ha="center", fontsize=8)
+    axes.axvline(0, color="#555", linewidth=0.8)
+    axes.set_xlim(left - 0.02, right + 0.12)
+    axes.set_yticks(positions, labels)
+    axes.set_title(title, fontsize=9, loc="left")
+    for side in ("top", "right"):
+        axes.spines[side].set_visible(False)
+    svg = _inline_svg(figure, chart_id, title)
+    plt.close(figure)
+    return svg
 
 
 def reliability_diagram(

@@ -168,7 +168,7 @@ def test_html_report_opens_in_headless_chromium_with_every_figure(
             assert page.locator(selector).count() == 1, selector
             assert page.locator(selector).is_visible(), selector
         for chart in ("agreement-chart", "position-chart", "length-chart"):
-            assert page.locator(f"svg#{chart} rect").count() >= 2, chart
+            assert page.locator(f"svg#{chart} path").count() >= 2, chart
         assert page.locator("svg#reliability-diagram circle").count() >= 2
         data = json.loads(page.locator("#audit-data").text_content() or "{}")
         assert data["run"]["run_id"] == "gpt4"
@@ -285,3 +285,31 @@ def test_route_command_exports_files(
     with Path(result["csv"]).open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["item_id"] for r in rows] == result["routed"]
+
+
+def test_the_report_lets_a_reader_check_every_claim(demo_db: Path, tmp_path: Path) -> None:
+    """Issue 12: a glossary naming every statistic shown, a drill-down of the items behind
+    the numbers (raw judge output per call, parsed value, human labels), run metadata, and
+    charts drawn from zero with matplotlib."""
+    from judgecal.report.glossary import GLOSSARY
+    from judgecal.report.svg import hbar_chart
+
+    audit = audit_at("gpt4", db=demo_db, n_boot=50)
+    shown = {r.statistic for a in audit.agreements for r in a.rows}
+    assert shown <= set(GLOSSARY), shown - set(GLOSSARY)
+    disagree = [d for d in audit.drilldown if "disagrees" in d.flags]
+    conflict = [d for d in audit.drilldown if "conflict" in d.flags]
+    assert len(disagree) == 51 and conflict  # 149/200 right: 51 wrong (ties included)
+    first = disagree[0]
+    assert {c.order for c in first.calls} == {"ab", "ba"} and all(c.text for c in first.calls)
+    assert first.humans["overall"] and first.verdict["status"] == "scored"
+    assert audit.run.rubric_text and audit.run.judge_spec["samples"] == 1
+    write_audit(audit, tmp_path / "out")
+    html = (tmp_path / "out" / "report.html").read_text()
+    for anchor in ('id="drilldown"', 'id="drill-disagrees"', 'id="run-metadata"', 'id="glossary"'):
+        assert anchor in html
+    # A small negative κ is drawn left of zero, not as a bar from the axis' left edge.
+    svg = hbar_chart(
+        "c", [("kappa", -0.05, -0.2, 0.1), ("accuracy", 0.7, 0.6, 0.8)], title="t", low=0
+    )
+    assert svg.startswith('<svg id="c" class="chart"') and "-0.050" in svg and "0.700" in svg
