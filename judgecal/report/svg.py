@@ -9,8 +9,6 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-import numpy as np
-
 
 def _matplotlib() -> Any:
     import matplotlib
@@ -51,7 +49,7 @@ def hbar_chart(
     Undefined values are listed as "n/a"."""
     plt = _matplotlib()
     labels = [label for label, *_ in rows]
-    values = [np.nan if v is None else float(v) for _, v, _, _ in rows]
+    values = [math.nan if v is None else float(v) for _, v, _, _ in rows]
     shown = [v for v in values if not math.isnan(v)]
     shown += [
         float(c) for _, _, lo, hi in rows for c in (lo, hi) if c is not None and not math.isnan(c)
@@ -59,8 +57,9 @@ def hbar_chart(
     left = min([low, 0.0, *shown])
     right = max([high, *shown])
     figure, axes = plt.subplots(figsize=(6.4, 0.32 * max(2, len(rows)) + 0.8))
-    positions = np.arange(len(rows))[::-1]
-    axes.barh(positions, np.nan_to_num(values), color="#4a78b5", height=0.6)
+    positions = list(range(len(rows)))[::-1]
+    bars = [0.0 if math.isnan(v) else v for v in values]
+    axes.barh(positions, bars, color="#4a78b5", height=0.6)
     for y, (_, value, ci_low, ci_high) in zip(positions, rows, strict=True):
         if value is None or math.isnan(value):
             axes.text(0, y, " n/a", va="center", color="#888")
@@ -75,7 +74,7 @@ def hbar_chart(
         axes.text(value, y, f" {value:.3f}", va="center", fontsize=8)
     for label, value in marks:
         axes.axvline(value, color="#c0392b", linestyle="--", linewidth=1)
-        axes.text(value, positions.max() + 0.6, label, color="#c0392b", ha="center", fontsize=8)
+        axes.text(value, len(rows) - 0.4, label, color="#c0392b", ha="center", fontsize=8)
     axes.axvline(0, color="#555", linewidth=0.8)
     axes.set_xlim(left - 0.02, right + 0.12)
     axes.set_yticks(positions, labels)
