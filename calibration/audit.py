@@ -9,7 +9,7 @@ face package.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -392,19 +392,22 @@ def build_audit(
     winner) when ``config.fallback_run`` is set."""
     config = config or AuditConfig()
     audit = Audit(run=run_info(data), settings=config)
+    criteria = labelled_criteria(data)
     if data.run.protocol != "pairwise":
-        _pointwise(audit, data, config)
+        _pointwise(audit, data, config, criteria)
     else:
-        _pairwise(audit, data, config, fallback)
-    audit.drilldown = drilldown(data)
+        _pairwise(audit, data, config, fallback, criteria)
+    audit.drilldown = drilldown(data, criteria)
     audit.verdict = trust_verdict(audit)
     return audit
 
 
-def drilldown(data: RunData, per_flag: int = DRILL_PER_FLAG) -> list[DrillItem]:
+def drilldown(
+    data: RunData, criteria: Sequence[str] | None = None, per_flag: int = DRILL_PER_FLAG
+) -> list[DrillItem]:
     """The items a reader should look at, with everything needed to check them."""
     rubric = data.rubric
-    criteria = labelled_criteria(data)
+    criteria = labelled_criteria(data) if criteria is None else criteria
     flags: dict[str, list[str]] = {}
     for verdict in data.verdicts:
         if verdict.status != "scored":
@@ -502,9 +505,20 @@ def _agreement(
     return Agreement(**clean(raw), **clean(baseline))
 
 
-def _pointwise(audit: Audit, data: RunData, config: AuditConfig) -> None:
+def _pointwise(audit: Audit, data: RunData, config: AuditConfig, criteria: Sequence[str]) -> None:
     rubric = data.rubric
-    criteria = labelled_criteria(data)
+    seen: dict[str, tuple[dict[str, Any], dict[str, float]]] = {}
+
+    def judged(criterion: str) -> tuple[dict[str, Any], dict[str, float]]:
+        """The judge's values and the humans' mean per item on ``criterion``, read once."""
+        if criterion not in seen:
+            labels = criterion_labels(data, criterion)
+            seen[criterion] = (
+                judge_values(data.verdicts, rubric, criterion),
+                {i: float(np.mean(list(by.values()))) for i, by in labels.items() if by},
+            )
+        return seen[criterion]
+
     if not criteria:
         audit.notes.append(
             "no human labels: import them with `judgecal labels import` for agreement"
@@ -522,9 +536,7 @@ def _pointwise(audit: Audit, data: RunData, config: AuditConfig) -> None:
         scale = label_scales(rubric).get(criterion)
         if not isinstance(scale, LikertScale | BinaryScale):
             continue
-        judge = judge_values(data.verdicts, rubric, criterion)
-        labels = criterion_labels(data, criterion)
-        humans = {i: float(np.mean(list(by.values()))) for i, by in labels.items() if by}
+        judge, humans = judged(criterion)
         levels = [float(v) for v in scale.values]
         shared = [i for i in judge if i in humans]
 
@@ -554,9 +566,8 @@ def _pointwise(audit: Audit, data: RunData, config: AuditConfig) -> None:
     # Calibration of the judge's confidence (agreement among its samples) against being on
     # the humans' level for the headline criterion.
     criterion = next(c for c in criteria if criterion_name(c) == headline.criterion)
-    judge = judge_values(data.verdicts, rubric, criterion)
-    labels = criterion_labels(data, criterion)
-    truth = {i: float(np.mean(list(by.values()))) for i, by in labels.items() if by and i in judge}
+    judge, humans = judged(criterion)
+    truth = {i: mean for i, mean in humans.items() if i in judge}
     tolerance = 0.5 if criterion != AGGREGATE else 0.1
     agrees = {i: abs(float(judge[i]) - truth[i]) <= tolerance for i in truth}
     confidence = {v.item_id: SIGNALS["confidence"](v) for v in data.verdicts}
@@ -622,6 +633,7 @@ def _pairwise(
     data: RunData,
     config: AuditConfig,
     fallback: Mapping[str, str | None] | None,
+    criteria: Sequence[str],
 ) -> None:
     verdicts, calls, items = data.verdicts, data.calls, data.items
     gold = gold_labels(data.labels)
@@ -675,7 +687,7 @@ def _pairwise(
     )
     audit.agreement = _agreement(data, config)
     audit.agreements = [a for a in (audit.agreement,) if a is not None]
-    for criterion in labelled_criteria(data):
+    for criterion in criteria:
         if criterion != OVERALL:
             extra = _agreement(data, config, criterion, audit.notes)
             if extra is not None:
