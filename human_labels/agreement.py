@@ -20,7 +20,7 @@ import numpy as np
 from human_labels.alpha import Level, alpha_replicates
 from human_labels.errors import AgreementError
 from human_labels.intervals import Estimate, bootstrap
-from human_labels.replicates import REPLICATED, over_groups, replicate_weights, summarize
+from human_labels.replicates import REPLICATED, over_groups, replicate_weights
 from human_labels.stats import (
     accuracy_score,
     cohen_kappa,
@@ -200,18 +200,9 @@ def _estimate(
         except (ValueError, TypeError):
             values = None  # e.g. Kendall's τ on continuous scores: one replicate at a time
         if values is not None:
-            if np.isnan(values[0]):
-                return None, f"{name} is undefined on these labels"
-            summary = summarize(values)
-            return Estimate(
-                summary["value"],
-                summary["low"] if boot["n_boot"] else float("nan"),
-                summary["high"] if boot["n_boot"] else float("nan"),
-                n,
-                0.95,
-                boot["n_boot"],
-                summary["n_failed"],
-            ), ""
+            return _replicate_estimate(
+                values, n, boot["n_boot"], f"{name} is undefined on these labels"
+            )
     if groups is None:
         return _safe(partial(bootstrap, statistic, reference, candidate, **boot))
     assert fallback is not None
@@ -358,12 +349,13 @@ def _encode(values: list[Any]) -> tuple[dict[Any, float], bool]:
 
 
 def _replicate_estimate(
-    values: np.ndarray, n: int, n_boot: int, level: float = 0.95
+    values: np.ndarray, n: int, n_boot: int, undefined: str, level: float = 0.95
 ) -> tuple[Estimate | None, str]:
     """An estimate from ``values[0]`` (the data) and its percentile interval over the rest
-    (the bootstrap replicates; undefined ones counted and left out)."""
+    (the bootstrap replicates; undefined ones counted and left out). Undefined on the data,
+    or on every replicate, it is no estimate and a note, as :func:`bootstrap` reports it."""
     if np.isnan(values[0]):
-        return None, "alpha is undefined on these labels (no variation or no pairable unit)"
+        return None, undefined
     if n_boot == 0:
         return Estimate(float(values[0]), float("nan"), float("nan"), n, level, 0, 0), ""
     replicates = values[1:][~np.isnan(values[1:])]
@@ -408,13 +400,7 @@ def _alpha_row(
     # one weighted coincidence sum (alpha_replicates), with the same resampled units for both.
     n_units = len(items)
     n_boot = boot["n_boot"]
-    rng = np.random.default_rng(boot["random_state"])
-    weights = np.ones((1, n_units))
-    if n_boot:
-        draws = rng.integers(0, n_units, size=(n_boot, n_units))
-        weights = np.vstack(
-            [weights, np.apply_along_axis(np.bincount, 1, draws, minlength=n_units)]
-        )
+    weights = replicate_weights(n_units, n_boot, boot["random_state"])
     replaced = []
     try:
         for c in range(humans.shape[0]):
@@ -425,8 +411,9 @@ def _alpha_row(
         ceiling_values = alpha_replicates(humans, level, weights)
     except AgreementError as exc:
         return AgreementRow(f"alpha_{level}", "replace_one", None, None, note=str(exc))
-    judge_est, note_j = _replicate_estimate(np.mean(replaced, axis=0), n_units, n_boot)
-    ceiling_est, note_c = _replicate_estimate(ceiling_values, n_units, n_boot)
+    undefined = "alpha is undefined on these labels (no variation or no pairable unit)"
+    judge_est, note_j = _replicate_estimate(np.mean(replaced, axis=0), n_units, n_boot, undefined)
+    ceiling_est, note_c = _replicate_estimate(ceiling_values, n_units, n_boot, undefined)
     return AgreementRow(
         f"alpha_{level}", "replace_one", judge_est, ceiling_est, note=note_j or note_c or note
     )

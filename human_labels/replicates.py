@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -240,18 +239,3 @@ def over_groups(
         fn(weights[:, groups == g], a[groups == g], b[groups == g]) for g in np.unique(groups)
     ]
     return np.mean(values, axis=0)
-
-
-def summarize(values: np.ndarray, level: float = 0.95) -> dict[str, Any]:
-    """``value`` (row 0), the percentile interval over the replicates and how many failed."""
-    replicates = values[1:][~np.isnan(values[1:])]
-    tail = (1 - level) / 2 * 100
-    low, high = (
-        np.percentile(replicates, [tail, 100 - tail]) if replicates.size else (np.nan, np.nan)
-    )
-    return {
-        "value": float(values[0]),
-        "low": float(low),
-        "high": float(high),
-        "n_failed": int(values.size - 1 - replicates.size),
-    }
