@@ -8,7 +8,6 @@ face package.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -27,6 +26,7 @@ from calibration.agreement import (
 )
 from calibration.bias import length_bias, score_length_bias, self_preference
 from calibration.calibrators import IsotonicCalibrator, PlattCalibrator, calibration_report
+from calibration.jsonable import clean
 from calibration.position import (
     accuracy_by_order,
     balanced_accuracy,
@@ -59,17 +59,6 @@ SIGNAL_TEXT = {
     "consistency": "both presentation orders agree",
     "logprob": "|P(A) − 0.5|·2 from token logprobs",
 }
-
-
-def clean(value: Any) -> Any:
-    """NaN → None, recursively (JSON has no NaN; the report shows "—")."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    return value
 
 
 class _Section(BaseModel):

@@ -17,18 +17,9 @@ from judgecal.errors import USER_ERRORS
 
 
 def _print_json(data: Any) -> None:
-    print(json.dumps(_no_nan(data), indent=2, default=str))
+    from calibration.jsonable import clean
 
-
-def _no_nan(value: Any) -> Any:
-    """JSON has no NaN: undefined numbers print as null."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _no_nan(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_no_nan(v) for v in value]
-    return value
+    print(json.dumps(clean(data), indent=2, default=str))
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
