@@ -12,15 +12,20 @@ from tests.conftest import EXAMPLES, audit_at, run_judge_at
 REPLAY = EXAMPLES / "mtbench"
 
 
-def test_a_single_order_run_has_no_position_section(demo_db: Path) -> None:
+def _chatgpt(db: Path, run_id: str, judge: JudgeSpec | None = None) -> None:
+    """ChatGPT's recorded MT-Bench judgments as run ``run_id`` beside the demo's GPT-4."""
     run_judge_at(
         rubric="pairwise_helpfulness",
         items=REPLAY / "items.jsonl",
         model=f"replay/{REPLAY / 'chatgpt.replay.jsonl'}",
-        db=demo_db,
-        run_id="single",
-        judge=JudgeSpec(both_orders=False, samples=1),
+        db=db,
+        run_id=run_id,
+        judge=judge,
     )
+
+
+def test_a_single_order_run_has_no_position_section(demo_db: Path) -> None:
+    _chatgpt(demo_db, "single", JudgeSpec(both_orders=False, samples=1))
     audit = audit_at("single", db=demo_db, n_boot=50)
     assert audit.position is None
     assert any("one presentation order only" in note for note in audit.notes)
@@ -29,13 +34,7 @@ def test_a_single_order_run_has_no_position_section(demo_db: Path) -> None:
 
 
 def test_the_cascade_agreements_share_one_denominator(demo_db: Path) -> None:
-    run_judge_at(
-        rubric="pairwise_helpfulness",
-        items=REPLAY / "items.jsonl",
-        model=f"replay/{REPLAY / 'chatgpt.replay.jsonl'}",
-        db=demo_db,
-        run_id="chatgpt",
-    )
+    _chatgpt(demo_db, "chatgpt")
     audit = audit_at("chatgpt", db=demo_db, n_boot=50, fallback_run="gpt4", alpha=0.2)
     cascade = audit.selective.cascade if audit.selective else None
     assert cascade is not None and audit.calibration is not None

@@ -98,19 +98,23 @@ def test_pointwise_formats(text: str, formats: tuple[str, ...], expected: float)
     assert result.ok and result.value == expected, result.reason
 
 
+ONE_CRITERION = rubric_from_dict(
+    {
+        "id": "quality",
+        "mode": "pointwise",
+        "task": "Rate.",
+        "criteria": [
+            {"id": "quality", "description": "Quality.",
+             "scale": {"type": "likert", "low": 1, "high": 5,
+                       "anchors": {1: "bad", 2: "poor", 3: "ok", 4: "good", 5: "great"}}}
+        ],
+    }
+)  # fmt: skip
+"""A pointwise rubric of one 1..5 criterion: one number is the whole answer."""
+
+
 def test_a_user_pattern_and_fractional_scores_reach_the_verdict() -> None:
-    one = rubric_from_dict(
-        {
-            "id": "quality",
-            "mode": "pointwise",
-            "task": "Rate.",
-            "criteria": [
-                {"id": "quality", "description": "Quality.",
-                 "scale": {"type": "likert", "low": 1, "high": 5,
-                           "anchors": {1: "bad", 2: "poor", 3: "ok", 4: "good", 5: "great"}}}
-            ],
-        }
-    )  # fmt: skip
+    one = ONE_CRITERION
     item = Item(id="1", prompt="q", response="r")
     spec = JudgeSpec(verdict_pattern=r"GRADE=(?P<score>\d(?:\.\d)?)")
     protocol = PointwiseProtocol(one, spec, "m")
@@ -190,18 +194,7 @@ def test_logprob_weighted_scores_are_the_score_when_asked(monkeypatch: pytest.Mo
     """G-Eval: the expectation over the score token's probabilities (0.6 on the written 4,
     0.1 on each other level of 1..5 → 3.8) is the criterion's score, not the argmax 4."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    one = rubric_from_dict(
-        {
-            "id": "quality",
-            "mode": "pointwise",
-            "task": "Rate.",
-            "criteria": [
-                {"id": "quality", "description": "Quality.",
-                 "scale": {"type": "likert", "low": 1, "high": 5,
-                           "anchors": {1: "bad", 2: "poor", 3: "ok", 4: "good", 5: "great"}}}
-            ],
-        }
-    )  # fmt: skip
+    one = ONE_CRITERION
     items = [Item(id="i", prompt="q", response="quality=4 fine")]
     scores = {}
     with FakeProvider(logprob_confidence=0.6) as provider, Store() as store:
