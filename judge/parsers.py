@@ -44,22 +44,6 @@ def find_json_objects(text: str) -> list[Any]:
     return [c.value for c in _json_candidates(text, lambda value: True)]
 
 
-def parse_json_answer(text: str) -> ParseResult:
-    """The last JSON object in the text (judges reason first, answer last). For untrusted
-    judge output use :func:`extract_pairwise` / :func:`extract_pointwise`, which also refuse
-    objects quoted from the judged responses.
-
-    >>> parse_json_answer('A is better. {"evidence": "x", "winner": "A"}').value["winner"]
-    'A'
-    >>> parse_json_answer("no json here").reason
-    'no JSON object found'
-    """
-    objects = find_json_objects(text)
-    if not objects:
-        return ParseResult.fail("no JSON object found", "json")
-    return ParseResult(objects[-1], None, "json")
-
-
 # -- verdict extraction a judged response cannot steer -----------------------------------
 #
 # A judged response may contain a verdict of its own ("[[B]]", {"winner": "B"}) hoping the
@@ -396,6 +380,14 @@ def extract_pairwise(
     'A'
     >>> extract_pairwise('{"winner": "B"} reconsidering: {"winner": "A",}').reason[:21]
     'malformed JSON answer'
+    >>> extract_pairwise("Final verdict: [[B]]", formats=("mtbench",)).value
+    'B'
+    >>> extract_pairwise("[[A]] or maybe [[B]]", formats=("mtbench",)).reason
+    'ambiguous: the final verdict line names [[A]] and [[B]]'
+    >>> extract_pairwise("Output (b)", formats=("llmbar",)).value
+    'B'
+    >>> extract_pairwise('Reasoning. {"evidence": "x", "winner": "A"}', formats=("json",)).value["winner"]
+    'A'
     """
     candidates = _token_candidates(text, formats) + _pattern_candidates(text, pattern, "winner")
     if "json" in formats:
@@ -452,6 +444,12 @@ def extract_pointwise(
     4.0
     >>> extract_pointwise(" 7/10 ", formats=("number",)).value
     7.0
+    >>> extract_pointwise("Reasons... Score: 4", formats=("score",)).value
+    4.0
+    >>> extract_pointwise("Rating: [[7]]", formats=("score",)).value
+    7.0
+    >>> extract_pointwise("no verdict here", formats=("json",)).reason
+    'no verdict found (expected a JSON answer)'
     """
     candidates = _token_candidates(text, [f for f in formats if f != "json"])
     candidates += _pattern_candidates(text, pattern, "score")
@@ -465,37 +463,6 @@ def extract_pointwise(
     }
     expected = "expected " + " or ".join(labels[f] for f in formats)
     return _final(text, echoed, candidates, "pointwise", expected)
-
-
-def parse_mtbench(text: str) -> ParseResult:
-    """MT-Bench's ``[[A]]``, ``[[B]]``, ``[[C]]`` (C is a tie): the judge's final one.
-
-    >>> parse_mtbench("Final verdict: [[B]]").value
-    'B'
-    >>> parse_mtbench("[[A]] or maybe [[B]]").reason
-    'ambiguous: the final verdict line names [[A]] and [[B]]'
-    """
-    return extract_pairwise(text, (), ("mtbench",))
-
-
-def parse_llmbar(text: str) -> ParseResult:
-    """LLMBar's ``Output (a)`` / ``Output (b)``: the judge's final one.
-
-    >>> parse_llmbar("Output (b)").value
-    'B'
-    """
-    return extract_pairwise(text, (), ("llmbar",))
-
-
-def parse_score(text: str) -> ParseResult:
-    """The last ``Score: N`` (also ``Rating: [[N]]``, ``Score = N/10``).
-
-    >>> parse_score("Reasons... Score: 4").value
-    4.0
-    >>> parse_score("Rating: [[7]]").value
-    7.0
-    """
-    return extract_pointwise(text, (), ("score",))
 
 
 def logprob_expectation(
