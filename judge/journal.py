@@ -32,7 +32,7 @@ class Journal:
     @classmethod
     def for_run(cls, db_path: str, run_id: str) -> Journal | None:
         """The run's journal beside a database file; ``None`` for an in-memory database."""
-        if db_path in ("", ":memory:") or db_path.startswith(":memory:"):
+        if not db_path or db_path.startswith(":memory:"):
             return None
         name = hashlib.sha256(run_id.encode("utf-8")).hexdigest()[:32] + ".jsonl"
         return cls(Path(db_path + ".journal") / name)
