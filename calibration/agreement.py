@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Sequence
-from dataclasses import asdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -94,15 +97,19 @@ def judge_values(verdicts: Sequence[Verdict], rubric: Rubric, criterion: str) ->
     return values
 
 
-def judge_agreement(
-    data: RunData,
-    criterion: str | None = None,
-    *,
-    n_boot: int = 1000,
-    random_state: int = 0,
-) -> dict[str, Any]:
-    """The judge against the run's labels on one criterion, with CIs, the human ceiling and a
-    trivial baseline. Raises :class:`AgreementError` when there is nothing to compare."""
+@dataclass(frozen=True)
+class _Comparison:
+    """One criterion's judge values and labels, ready for :func:`compare_with_humans` (plain
+    data: it crosses to worker processes)."""
+
+    criterion: str
+    values: dict[str, Any]
+    labels: dict[str, dict[str, Any]]
+    kind: Kind
+    extra: dict[str, Any]
+
+
+def _comparison(data: RunData, criterion: str | None) -> _Comparison:
     rubric = data.rubric
     criterion = criterion or OVERALL
     if criterion not in (OVERALL, AGGREGATE) and criterion not in {c.id for c in rubric.criteria}:
@@ -127,18 +134,7 @@ def judge_agreement(
             f"{len(labels)} items have human labels on {criterion_name(criterion)}, but the "
             f"judge scored none of its {len(data.verdicts)} items there"
         )
-    report: AgreementReport = compare_with_humans(
-        values,
-        labels,
-        kind=kind,
-        n_boot=n_boot,
-        random_state=random_state,
-        # Judge means over samples are not on the grid: interval α always; ordinal α too
-        # for a Likert scale (ranks).
-        alpha_level=["interval", "ordinal"] if kind == "ordinal" else None,
-    )
-    out = report.as_dict()
-    out.update(
+    extra: dict[str, Any] = dict(
         run_id=data.run_id,
         criterion=criterion_name(criterion),
         n_verdicts=len(data.verdicts),
@@ -147,8 +143,99 @@ def judge_agreement(
         baseline=majority_baseline(labels, kind),
     )
     if isinstance(scale, LikertScale):
-        out["scale"] = {"low": scale.low, "high": scale.high}
-    return out
+        extra["scale"] = {"low": scale.low, "high": scale.high}
+    return _Comparison(criterion, values, labels, kind, extra)
+
+
+def _compare(job: _Comparison, n_boot: int, random_state: int) -> dict[str, Any]:
+    report: AgreementReport = compare_with_humans(
+        job.values,
+        job.labels,
+        kind=job.kind,
+        n_boot=n_boot,
+        random_state=random_state,
+        # Judge means over samples are not on the grid: interval α always; ordinal α too
+        # for a Likert scale (ranks).
+        alpha_level=["interval", "ordinal"] if job.kind == "ordinal" else None,
+    )
+    return {**report.as_dict(), **job.extra}
+
+
+def judge_agreement(
+    data: RunData,
+    criterion: str | None = None,
+    *,
+    n_boot: int = 1000,
+    random_state: int = 0,
+) -> dict[str, Any]:
+    """The judge against the run's labels on one criterion, with CIs, the human ceiling and a
+    trivial baseline. Raises :class:`AgreementError` when there is nothing to compare."""
+    return _compare(_comparison(data, criterion), n_boot, random_state)
+
+
+PARALLEL_WORK = 5_000_000
+"""Labels × replicates across criteria above which :func:`judge_agreements` spreads the
+criteria over worker processes (below it, starting them costs more than it saves)."""
+
+
+def judge_agreements(
+    data: RunData,
+    criteria: Sequence[str],
+    *,
+    n_boot: int = 1000,
+    random_state: int = 0,
+    workers: int | None = None,
+) -> list[dict[str, Any] | AgreementError]:
+    """:func:`judge_agreement` for each criterion (its result, or the error saying why there is
+    none), in the same order. Large jobs run one criterion per worker process (``workers``:
+    default one per CPU), each with one BLAS thread; the results are the same as in one
+    process, since every criterion's replicates are drawn from the same seed."""
+    jobs: list[_Comparison | AgreementError] = []
+    for criterion in criteria:
+        try:
+            jobs.append(_comparison(data, criterion))
+        except AgreementError as exc:
+            jobs.append(exc)
+    ready = [j for j in jobs if isinstance(j, _Comparison)]
+    work = sum(
+        len(j.labels) * max(1, len({a for by in j.labels.values() for a in by})) for j in ready
+    )
+    workers = min(len(ready), workers or os.cpu_count() or 1)
+    done: dict[str, dict[str, Any] | AgreementError] = {}
+    if (
+        workers > 1
+        and work * max(n_boot, 1) >= PARALLEL_WORK
+        and "fork" in multiprocessing.get_all_start_methods()
+    ):
+        # Forked, not spawned: a spawned worker re-runs the caller's main module, which breaks
+        # any script without an `if __name__ == "__main__"` guard. The workers run NumPy
+        # only and exit without finalizers, so the parent's open store is never touched.
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_blas_thread) as pool:
+            futures = {
+                j.criterion: pool.submit(_compare_or_error, j, n_boot, random_state) for j in ready
+            }
+            done = {criterion: future.result() for criterion, future in futures.items()}
+    else:
+        done = {j.criterion: _compare_or_error(j, n_boot, random_state) for j in ready}
+    return [j if isinstance(j, AgreementError) else done[j.criterion] for j in jobs]
+
+
+def _compare_or_error(
+    job: _Comparison, n_boot: int, random_state: int
+) -> dict[str, Any] | AgreementError:
+    try:
+        return _compare(job, n_boot, random_state)
+    except AgreementError as exc:
+        return exc
+
+
+def _one_blas_thread() -> None:
+    # Two processes each running a multi-threaded BLAS on two cores run several times slower
+    # than one (measured: bench/agreement_bootstrap.py).
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
 
 
 def criterion_labels(data: RunData, criterion: str) -> dict[str, dict[str, Any]]:

@@ -19,7 +19,7 @@ from calibration.agreement import (
     criterion_labels,
     criterion_name,
     gold_labels,
-    judge_agreement,
+    judge_agreements,
     judge_values,
     label_scales,
     labelled_criteria,
@@ -478,20 +478,24 @@ def drilldown(
     return out
 
 
-def _agreement(
-    data: RunData, config: AuditConfig, criterion: str = OVERALL, notes: list[str] | None = None
-) -> Agreement | None:
-    try:
-        raw = judge_agreement(
-            data, criterion, n_boot=config.n_boot, random_state=config.random_state
-        )
-    except AgreementError as exc:
-        if notes is not None:
-            notes.append(str(exc))
-        return None
-    baseline = raw.pop("baseline", {})
-    raw.pop("run_id", None)
-    return Agreement(**clean(raw), **clean(baseline))
+def _agreements(
+    data: RunData, config: AuditConfig, criteria: Sequence[str], notes: list[str] | None = None
+) -> list[Agreement | None]:
+    """Each criterion's agreement (computed together: large runs spread the criteria over
+    processes), ``None`` with the reason added to ``notes`` where there is none."""
+    out: list[Agreement | None] = []
+    for raw in judge_agreements(
+        data, criteria, n_boot=config.n_boot, random_state=config.random_state
+    ):
+        if isinstance(raw, AgreementError):
+            if notes is not None:
+                notes.append(str(raw))
+            out.append(None)
+            continue
+        baseline = raw.pop("baseline", {})
+        raw.pop("run_id", None)
+        out.append(Agreement(**clean(raw), **clean(baseline)))
+    return out
 
 
 def _pointwise(audit: Audit, data: RunData, config: AuditConfig, criteria: Sequence[str]) -> None:
@@ -512,10 +516,9 @@ def _pointwise(audit: Audit, data: RunData, config: AuditConfig, criteria: Seque
         audit.notes.append(
             "no human labels: import them with `judgecal labels import` for agreement"
         )
-    for criterion in criteria:
-        agreement = _agreement(data, config, criterion, audit.notes)
-        if agreement is not None:
-            audit.agreements.append(agreement)
+    audit.agreements = [
+        a for a in _agreements(data, config, criteria, audit.notes) if a is not None
+    ]
     audit.agreement = audit.agreements[0] if audit.agreements else None
     by_name = {a.criterion: a for a in audit.agreements}
     for criterion in [
@@ -674,13 +677,11 @@ def _pairwise(
         balanced=BalancedAccuracy(**clean(balanced_accuracy(winners, gold))),
         gold_labels=len(gold),
     )
-    audit.agreement = _agreement(data, config)
-    audit.agreements = [a for a in (audit.agreement,) if a is not None]
-    for criterion in criteria:
-        if criterion != OVERALL:
-            extra = _agreement(data, config, criterion, audit.notes)
-            if extra is not None:
-                audit.agreements.append(extra)
+    overall, *extra = _agreements(
+        data, config, [OVERALL, *(c for c in criteria if c != OVERALL)], audit.notes
+    )
+    audit.agreement = overall
+    audit.agreements = [a for a in (overall, *extra) if a is not None]
     longer = {
         item.id: ("A" if len(item.response_a or "") > len(item.response_b or "") else "B")
         for item in items

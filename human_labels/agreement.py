@@ -20,7 +20,7 @@ import numpy as np
 from human_labels.alpha import Level, alpha_replicates
 from human_labels.errors import AgreementError
 from human_labels.intervals import Estimate, bootstrap
-from human_labels.replicates import REPLICATED, over_groups, replicate_weights
+from human_labels.replicates import REPLICATED, item_weights, over_groups, replicate_weights
 from human_labels.stats import (
     accuracy_score,
     cohen_kappa,
@@ -71,7 +71,7 @@ def consensus(values: Sequence[Any], kind: Kind) -> Any | None:
         return None
     if kind == "categorical":
         return majority(values)
-    return float(np.mean(np.asarray(values, dtype=float)))
+    return sum(float(v) for v in values) / len(values)
 
 
 def statistics_for(kind: Kind) -> dict[str, Callable[[Any, Any], float]]:
@@ -191,7 +191,7 @@ def _estimate(
         return None, "no items to compare"
     if fn is not None:
         try:
-            weights = replicate_weights(n, boot["n_boot"], boot["random_state"])
+            weights = item_weights(n, boot["n_boot"], boot["random_state"])
             values = (
                 fn(weights, reference, candidate)
                 if groups is None
@@ -258,26 +258,30 @@ def compare_with_humans(
     ref_items = [(i, consensus(list(labels[i].values()), kind)) for i in items]
     ref_items = [(i, v) for i, v in ref_items if v is not None]
 
-    ref = np.asarray([v for _, v in ref_items], dtype=object)
-    pred = np.asarray([judge[i] for i, _ in ref_items], dtype=object)
+    # Scores travel as floats (converted once, not by every statistic); labels as objects.
+    dtype = object if kind == "categorical" else float
+    ref = np.asarray([v for _, v in ref_items], dtype=dtype)
+    pred = np.asarray([judge[i] for i, _ in ref_items], dtype=dtype)
+    # Built once and shared by every statistic: each annotator's pairs, the pooled
+    # leave-one-out pairs.
+    by_annotator = {}
+    for annotator in annotators:
+        pairs = [
+            (by[annotator], judge[i]) for i, by in labels.items() if annotator in by and i in judge
+        ]
+        if pairs:
+            by_annotator[annotator] = tuple(
+                np.asarray([p[k] for p in pairs], dtype=dtype) for k in (0, 1)
+            )
+    pooled = _leave_one_out_pairs(judge, labels, annotators, kind) if len(annotators) > 1 else None
     for name, statistic in statistics_for(kind).items():
         estimate, note = _estimate(name, statistic, ref, pred, boot)
         report.rows.append(AgreementRow(name, reference_name, estimate, note=note))
         if len(annotators) < 2:
             continue  # no ceiling, and "each annotator" is the row above
-        report.rows.append(
-            _leave_one_out_row(name, statistic, judge, labels, annotators, kind, boot)
-        )
-        for annotator in annotators:
-            pairs = [
-                (by[annotator], judge[i])
-                for i, by in labels.items()
-                if annotator in by and i in judge
-            ]
-            if not pairs:
-                continue
-            theirs = np.asarray([p[0] for p in pairs], dtype=object)
-            ours = np.asarray([p[1] for p in pairs], dtype=object)
+        assert pooled is not None
+        report.rows.append(_leave_one_out_row(name, statistic, pooled, annotators, boot))
+        for annotator, (theirs, ours) in by_annotator.items():
             estimate, note = _estimate(name, statistic, theirs, ours, boot)
             report.rows.append(AgreementRow(name, annotator, estimate, note=note))
 
@@ -307,18 +311,16 @@ def _mean_over_annotators(
     return float(np.mean(values))
 
 
-def _leave_one_out_row(
-    name: str,
-    statistic: Callable[[Any, Any], float],
-    judge: Mapping[str, Any],
-    labels: LabelTable,
-    annotators: list[str],
-    kind: Kind,
-    boot: dict[str, int],
-) -> AgreementRow:
-    """Annotator i against the consensus of the others (the ceiling), and the judge in i's
-    place, each averaged over annotators. Pairs are pooled and tagged with their annotator so
-    that every bootstrap replicate recomputes the same average."""
+LeaveOneOut = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""Pooled leave-one-out pairs: annotator index, the annotator's label, the judge's, and the
+consensus of the other annotators."""
+
+
+def _leave_one_out_pairs(
+    judge: Mapping[str, Any], labels: LabelTable, annotators: list[str], kind: Kind
+) -> LeaveOneOut:
+    """Every annotator's leave-one-out pairs, pooled and tagged with the annotator, so that
+    every bootstrap replicate recomputes the same average over annotators."""
     tags: list[int] = []
     own: list[Any] = []
     judged: list[Any] = []
@@ -329,8 +331,25 @@ def _leave_one_out_row(
         own += a_own
         judged += a_judged
         others += a_others
-    tag_arr = np.asarray(tags, dtype=np.int64)
-    own_arr, judged_arr, others_arr = (np.asarray(x, dtype=object) for x in (own, judged, others))
+    dtype = object if kind == "categorical" else float
+    return (
+        np.asarray(tags, dtype=np.int64),
+        np.asarray(own, dtype=dtype),
+        np.asarray(judged, dtype=dtype),
+        np.asarray(others, dtype=dtype),
+    )
+
+
+def _leave_one_out_row(
+    name: str,
+    statistic: Callable[[Any, Any], float],
+    pooled: LeaveOneOut,
+    annotators: list[str],
+    boot: dict[str, int],
+) -> AgreementRow:
+    """Annotator i against the consensus of the others (the ceiling), and the judge in i's
+    place, each averaged over annotators."""
+    tag_arr, own_arr, judged_arr, others_arr = pooled
     mean_stat = partial(_mean_over_annotators, statistic, annotators)
     judge_loo, note_j = _estimate(
         name, statistic, others_arr, judged_arr, boot, groups=tag_arr, fallback=mean_stat

@@ -2,9 +2,9 @@
 
 A bootstrap replicate draws items with replacement; here it is a row of counts (how often each
 item was drawn), so a statistic over B replicates is a few matrix products over those counts
-instead of B calls. Every function takes ``weights`` (replicates × items, row 0 all ones: the
-data itself) and the two label arrays, and returns one value per row (NaN where the statistic
-is undefined on that replicate). Each equals its one-at-a-time counterpart in
+instead of B calls. Every function takes ``weights`` (items × replicates, column 0 all ones:
+the data itself; see :func:`item_weights`) and the two label arrays, and returns one value per
+replicate (NaN where the statistic is undefined on that replicate). Each equals its one-at-a-time counterpart in
 :mod:`human_labels.stats` on the resampled items (tested); the speed is what lets an audit
 bootstrap every criterion of a 20,000-label dataset in seconds.
 """
@@ -19,11 +19,11 @@ from scipy import sparse
 
 Replicated = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
-MAX_KENDALL_CELLS = 400_000
-"""Kendall's τ is computed from each replicate's contingency table (reference levels × judge
-values) up to this many cells; beyond that the caller falls back to one replicate at a time."""
+DENSE_GROUPS = 64
+"""Up to this many groups, per-replicate group totals are a dense matrix product."""
 CHUNK_CELLS = 4_000_000
-"""Replicates are tabled in chunks of at most this many cells, bounding memory."""
+"""The rank statistics keep (distinct values × replicates) state; with many distinct values
+on both sides they work through the replicates in chunks of at most this many cells."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -31,13 +31,22 @@ def replicate_weights(n: int, n_boot: int, random_state: int) -> np.ndarray:
     """(1 + n_boot) × n draw counts: the data, then ``n_boot`` resamples (seeded). Cached:
     every statistic over the same items shares one set of replicates (read-only)."""
     rng = np.random.default_rng(random_state)
-    rows: list[np.ndarray] = [np.ones(n)]
-    if n_boot:
-        draws = rng.integers(0, n, size=(n_boot, n))
-        offsets = (np.arange(n_boot) * n)[:, None]
-        counts = np.bincount((draws + offsets).ravel(), minlength=n_boot * n)
-        rows.append(counts.reshape(n_boot, n))
-    weights = np.vstack(rows).astype(np.float64)
+    weights = np.empty((1 + n_boot, n))
+    weights[0] = 1.0
+    # Row by row: the same draws as one (n_boot, n) call, and each row's counting stays in
+    # cache (one bincount over every replicate at once is several times slower).
+    for r in range(1, n_boot + 1):
+        weights[r] = np.bincount(rng.integers(0, n, size=n), minlength=n)
+    weights.setflags(write=False)
+    return weights
+
+
+@functools.lru_cache(maxsize=8)
+def item_weights(n: int, n_boot: int, random_state: int) -> np.ndarray:
+    """:func:`replicate_weights` laid out items × replicates (C order), the layout every
+    statistic here takes: an item's draws are one contiguous row, so gathering, slicing and
+    summing items run at memory speed."""
+    weights = np.ascontiguousarray(replicate_weights(n, n_boot, random_state).T)
     weights.setflags(write=False)
     return weights
 
@@ -48,15 +57,24 @@ def _codes(*arrays: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     return labels, [np.searchsorted(labels, np.asarray(a).astype(str)) for a in arrays]
 
 
+def _group_totals(weights: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """groups × replicates: the weight each replicate draws from each group of items."""
+    if n_groups <= DENSE_GROUPS:  # a dense matrix product is several times faster here
+        onehot = np.zeros((n_groups, codes.size))
+        onehot[codes, np.arange(codes.size)] = 1.0
+        return onehot @ weights
+    by_group = sparse.csr_matrix(
+        (np.ones(codes.size), (codes, np.arange(codes.size))), shape=(n_groups, codes.size)
+    )
+    return np.asarray(by_group @ weights)
+
+
 def _table(
     weights: np.ndarray, rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int
 ) -> np.ndarray:
     """Per replicate, the n_rows × n_cols table of weighted (row, col) counts."""
-    cells = rows * n_cols + cols
-    onehot = sparse.csr_matrix(
-        (np.ones(rows.size), (np.arange(rows.size), cells)), shape=(rows.size, n_rows * n_cols)
-    )
-    return np.asarray((onehot.T @ weights.T).T).reshape(-1, n_rows, n_cols)
+    totals = _group_totals(weights, rows * n_cols + cols, n_rows * n_cols)
+    return np.ascontiguousarray(totals.T).reshape(-1, n_rows, n_cols)
 
 
 def _kappa(table: np.ndarray, penalty: np.ndarray) -> np.ndarray:
@@ -81,22 +99,29 @@ def _categorical_kappa(weights: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.
     return out
 
 
+def _distance(levels: int, power: int) -> np.ndarray:
+    steps = np.arange(levels)
+    return np.abs(steps[:, None] - steps[None, :]).astype(float) ** power
+
+
 def _weighted_kappa(power: int) -> Replicated:
     def kappa(weights: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         x, y = np.rint(a.astype(float)), np.rint(b.astype(float))
         values = np.unique(np.concatenate([x, y]))
         ix, iy = np.searchsorted(values, x), np.searchsorted(values, y)
         table = _table(weights, ix, iy, values.size, values.size)
-        # Levels absent from a replicate drop out of its label set (as they would one at a time).
+        # Levels absent from a replicate drop out of its label set (as they would one at a
+        # time); replicates holding every level, nearly all of them, share one computation.
         present = (table.sum(axis=2) + table.sum(axis=1)) > 0
-        out = np.full(weights.shape[0], np.nan)
-        for r in range(weights.shape[0]):
+        out = np.full(table.shape[0], np.nan)
+        full = present.all(axis=1)
+        if values.size >= 2 and full.any():
+            out[full] = _kappa(table[full], _distance(values.size, power))
+        for r in np.nonzero(~full)[0]:
             keep = np.nonzero(present[r])[0]
-            if keep.size < 2:
-                continue
-            sub = table[r][np.ix_(keep, keep)][None]
-            distance = np.abs(np.arange(keep.size)[:, None] - np.arange(keep.size)[None, :])
-            out[r] = _kappa(sub, distance.astype(float) ** power)[0]
+            if keep.size >= 2:
+                sub = table[r][np.ix_(keep, keep)][None]
+                out[r] = _kappa(sub, _distance(keep.size, power))[0]
         return out
 
     return kappa
@@ -104,16 +129,16 @@ def _weighted_kappa(power: int) -> Replicated:
 
 def _accuracy(weights: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     agree = (np.asarray(a).astype(str) == np.asarray(b).astype(str)).astype(float)
-    return (weights @ agree) / weights.sum(axis=1)
+    return (agree @ weights) / weights.sum(axis=0)
 
 
 def _accuracy_excl_ties(weights: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     keep = np.asarray(a).astype(str) != "tie"
-    w = weights[:, keep]
+    w = weights[keep]
     agree = (np.asarray(a)[keep].astype(str) == np.asarray(b)[keep].astype(str)).astype(float)
-    total = w.sum(axis=1)
+    total = w.sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = (w @ agree) / total
+        out = (agree @ w) / total
     out[total == 0] = np.nan
     return out
 
@@ -131,89 +156,68 @@ def _macro_f1(weights: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (f1 * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1)
 
 
-def _pearson_of(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Weighted Pearson per replicate; ``x`` and ``y`` are items or replicates × items."""
-    total = weights.sum(axis=1)
-
-    def mean(values: np.ndarray) -> np.ndarray:
-        return (
-            (weights * values).sum(axis=1) / total if values.ndim == 2 else weights @ values / total
-        )
-
-    mx, my = mean(x), mean(y)
-    dx = (x if x.ndim == 2 else x[None, :]) - mx[:, None]
-    dy = (y if y.ndim == 2 else y[None, :]) - my[:, None]
-    sxy = (weights * dx * dy).sum(axis=1)
-    sxx = (weights * dx * dx).sum(axis=1)
-    syy = (weights * dy * dy).sum(axis=1)
+def _correlation(
+    sxy: np.ndarray, sxx: np.ndarray, syy: np.ndarray, total: np.ndarray
+) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         out = sxy / np.sqrt(sxx * syy)
-    out[~((sxx > 1e-12 * np.maximum(1.0, total)) & (syy > 1e-12 * np.maximum(1.0, total)))] = np.nan
+    floor = 1e-12 * np.maximum(1.0, total)
+    out[~((sxx > floor) & (syy > floor))] = np.nan
     return out
 
 
 def _pearson(weights: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return _pearson_of(weights, a.astype(float), b.astype(float))
-
-
-def _midranks(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """replicates × items: each item's average rank among the replicate's drawn values."""
-    distinct, codes = np.unique(values, return_inverse=True)
-    onehot = sparse.csr_matrix(
-        (np.ones(codes.size), (np.arange(codes.size), codes)), shape=(codes.size, distinct.size)
+    # One matrix product gives every replicate's weighted moments; centring on the data's
+    # means first keeps the moment differences exact to rounding.
+    x, y = a.astype(float), b.astype(float)
+    x, y = x - x.mean(), y - y.mean()
+    total = weights.sum(axis=0)
+    s_x, s_y, s_xx, s_yy, s_xy = np.vstack([x, y, x * x, y * y, x * y]) @ weights
+    mx, my = s_x / total, s_y / total
+    return _correlation(
+        s_xy - total * mx * my, s_xx - total * mx * mx, s_yy - total * my * my, total
     )
-    counts = np.asarray((onehot.T @ weights.T).T)
-    ranks = np.cumsum(counts, axis=1) - (counts - 1.0) / 2.0
-    return ranks[:, codes]
+
+
+def _rank_statistics(
+    weights: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ρ, τ-b) per replicate from one compiled pass (:mod:`human_labels.ranks`); both are
+    symmetric, so the variable with fewer distinct values is tabulated."""
+    from human_labels.ranks import rank_statistics
+
+    x, y = a.astype(float), b.astype(float)
+    if np.unique(x).size > np.unique(y).size:
+        x, y = y, x
+    distinct, levels = np.unique(x, return_inverse=True)
+    runs = np.unique(y, return_inverse=True)[1]
+    order = np.argsort(runs, kind="stable")
+    step = max(1, CHUNK_CELLS // (distinct.size + 1))  # bounds the per-level state
+    rhos, taus = [], []
+    for r in range(0, weights.shape[1], step):
+        chunk = weights if step >= weights.shape[1] else weights[:, r : r + step]
+        rho, tau = rank_statistics(
+            np.ascontiguousarray(chunk, dtype=np.float64),
+            levels.astype(np.int64),
+            int(distinct.size),
+            order.astype(np.int64),
+            runs[order].astype(np.int64),
+        )
+        rhos.append(rho)
+        taus.append(tau)
+    return np.concatenate(rhos), np.concatenate(taus)
 
 
 def _spearman(weights: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x, y = a.astype(float), b.astype(float)
-    return _pearson_of(weights, _midranks(weights, x), _midranks(weights, y))
+    return _rank_statistics(weights, a, b)[0]
 
 
 def _kendall(weights: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x, y = a.astype(float), b.astype(float)
-    ux, ix = np.unique(x, return_inverse=True)
-    uy, iy = np.unique(y, return_inverse=True)
-    cells = ux.size * uy.size
-    if cells > MAX_KENDALL_CELLS:
-        raise ValueError("too many distinct values for the tabled Kendall's tau")
-    step = max(1, CHUNK_CELLS // cells)
-    return np.concatenate(
-        [
-            _kendall_of_tables(_table(weights[r : r + step], ix, iy, ux.size, uy.size))
-            for r in range(0, weights.shape[0], step)
-        ]
-    )
-
-
-def _kendall_of_tables(table: np.ndarray) -> np.ndarray:
-    """τ-b of each replicate's contingency table (rows: one variable's sorted values)."""
-    # Rows below each cell: their column totals accumulated left to right give, for every
-    # cell, the pairs below-left (discordant); the rest of the rows below is below-right or
-    # in the same column (tied on the second variable, neither).
-    rows_below = np.cumsum(table[:, ::-1, :], axis=1)[:, ::-1, :]
-    rows_below = np.concatenate([rows_below[:, 1:, :], np.zeros_like(table[:, :1, :])], axis=1)
-    left_of = np.cumsum(rows_below, axis=2) - rows_below  # columns strictly left
-    below_left = left_of
-    below_right = rows_below.sum(axis=2, keepdims=True) - left_of - rows_below
-    concordant = (table * below_right).sum(axis=(1, 2))
-    discordant = (table * below_left).sum(axis=(1, 2))
-    n = table.sum(axis=(1, 2))
-    pairs = n * (n - 1) / 2
-    rows, cols = table.sum(axis=2), table.sum(axis=1)
-    tied_x = (rows * (rows - 1) / 2).sum(axis=1)
-    tied_y = (cols * (cols - 1) / 2).sum(axis=1)
-    denominator = np.sqrt((pairs - tied_x) * (pairs - tied_y))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = (concordant - discordant) / denominator
-    out[~(denominator > 0)] = np.nan
-    return out
+    return _rank_statistics(weights, a, b)[1]
 
 
 def _mae(weights: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (weights @ np.abs(a.astype(float) - b.astype(float))) / weights.sum(axis=1)
+    return (np.abs(a.astype(float) - b.astype(float)) @ weights) / weights.sum(axis=0)
 
 
 REPLICATED: dict[str, Replicated] = {
@@ -234,8 +238,14 @@ def over_groups(
     fn: Replicated, weights: np.ndarray, groups: np.ndarray, a: np.ndarray, b: np.ndarray
 ) -> np.ndarray:
     """The mean over groups (annotators) of ``fn`` on each group's items; NaN for a replicate
-    where any group's value is undefined."""
-    values = [
-        fn(weights[:, groups == g], a[groups == g], b[groups == g]) for g in np.unique(groups)
-    ]
+    where any group's value is undefined. Groups stored contiguously (as the leave-one-out
+    pairs are) are read as column ranges, without copying the replicates."""
+    values = []
+    for g in np.unique(groups):
+        where = np.nonzero(groups == g)[0]
+        if where[-1] - where[0] + 1 == where.size:
+            part = slice(int(where[0]), int(where[-1]) + 1)
+            values.append(fn(weights[part], a[part], b[part]))
+        else:
+            values.append(fn(weights[where], a[where], b[where]))
     return np.mean(values, axis=0)

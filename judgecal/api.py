@@ -248,8 +248,7 @@ def agreements(
 ) -> list[dict[str, Any]]:
     """:func:`agreement` for every criterion the labels cover (overall, each criterion, and
     the aggregate score where annotators labelled every criterion)."""
-    from calibration import judge_agreement
-    from calibration.agreement import labelled_criteria
+    from calibration.agreement import judge_agreements, labelled_criteria
     from human_labels import AgreementError
 
     data = load_run_data(store, run_id, with_calls=False)
@@ -258,7 +257,11 @@ def agreements(
         raise AgreementError(
             f"no human labels for dataset {data.run.dataset!r}; import them with `judgecal labels import`"
         )
-    return [judge_agreement(data, c, n_boot=n_boot, random_state=random_state) for c in criteria]
+    results = judge_agreements(data, criteria, n_boot=n_boot, random_state=random_state)
+    for result in results:
+        if isinstance(result, AgreementError):
+            raise result
+    return [r for r in results if not isinstance(r, AgreementError)]
 
 
 def human_alpha(

@@ -179,3 +179,23 @@ def test_slices_and_levels(hanna_db: Path, capsys: pytest.CaptureFixture[str]) -
     )
     expected = float(np.corrcoef(means[:, 0], means[:, 1])[0, 1])
     assert level["system_level"]["pearson"] == pytest.approx(expected)
+
+
+def test_criteria_in_worker_processes_give_the_same_numbers(
+    hanna_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large jobs spread the criteria over processes; the numbers are the ones a single
+    process computes (each criterion's replicates come from the same seed)."""
+    from calibration import agreement
+
+    with api.open_store(hanna_db, read_only=True) as store:
+        data = load_run_data(store, "chatgpt", with_calls=False)
+    criteria = [*agreement.labelled_criteria(data), "no-such-criterion"]
+    serial = agreement.judge_agreements(data, criteria, n_boot=50, workers=1)
+    monkeypatch.setattr(agreement, "PARALLEL_WORK", 0)
+    parallel = agreement.judge_agreements(data, criteria, n_boot=50, workers=2)
+    assert [type(r) for r in parallel] == [type(r) for r in serial]
+    assert isinstance(parallel[-1], agreement.AgreementError)
+    assert "no criterion 'no-such-criterion'" in str(parallel[-1])
+    assert parallel[:-1] == serial[:-1]
+    assert len(serial) == 8 and serial[0]["rows"][0]["ci_low"] is not None

@@ -8,12 +8,12 @@ import pytest
 
 from human_labels.agreement import statistics_for
 from human_labels.alpha import LEVELS, alpha_replicates, krippendorff_alpha
-from human_labels.replicates import REPLICATED, over_groups, replicate_weights
+from human_labels.replicates import REPLICATED, item_weights, over_groups, replicate_weights
 
 
 def one_at_a_time(fn, weights, a, b):
     out = []
-    for row in weights:
+    for row in weights.T:  # items × replicates: one column per replicate
         idx = np.repeat(np.arange(a.size), row.astype(int))
         try:
             out.append(fn(a[idx], b[idx]))
@@ -28,11 +28,69 @@ def test_scores_statistics_equal_one_at_a_time(seed: int) -> None:
     n = 40
     human = rng.integers(1, 6, size=n).astype(float)
     judge = np.clip(human + rng.integers(-2, 3, size=n) + rng.random(n) / 3, 1, 5)
-    weights = replicate_weights(n, 25, seed)
+    weights = item_weights(n, 25, seed)
     for name, fn in statistics_for("ordinal").items():
         fast = REPLICATED[name](weights, human.astype(object), judge.astype(object))
         slow = one_at_a_time(fn, weights, human.astype(object), judge.astype(object))
         np.testing.assert_allclose(fast, slow, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("judge_kind", "chunk"),
+    [
+        ("continuous", None),
+        ("few_values", None),
+        ("mixed_ties", None),
+        ("levels", None),
+        ("both_continuous", 40),  # many distinct values on both sides: chunked replicates
+    ],
+)
+def test_rank_statistics_equal_scipy(
+    judge_kind: str, chunk: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compiled Spearman and Kendall's τ-b against SciPy on resampled items: continuous
+    scores, long runs of ties, a mix, and two continuous variables."""
+    from scipy import stats as scipy_stats
+
+    from human_labels import replicates
+
+    if chunk is not None:
+        monkeypatch.setattr(replicates, "CHUNK_CELLS", chunk * 301)
+    rng = np.random.default_rng(7)
+    n = 300
+    human = rng.integers(1, 6, size=n).astype(float)
+    noise = rng.normal(0, 0.9, size=n)
+    judge = {
+        "continuous": human + noise,  # every value distinct
+        "few_values": np.rint(np.clip(human + noise, 1, 5)),  # long runs of ties
+        "mixed_ties": np.where(rng.random(n) < 0.5, np.rint(human + noise), human + noise),
+        "levels": np.round(human + noise, 1),
+        "both_continuous": human + noise,
+    }[judge_kind]
+    if judge_kind == "both_continuous":
+        human = human + rng.normal(0, 0.5, size=n)
+    weights = item_weights(n, 30, 11)
+
+    def kendall(a, b):
+        return scipy_stats.kendalltau(a, b).statistic
+
+    def spearman(a, b):
+        return scipy_stats.spearmanr(a, b).statistic
+
+    for name, reference in (("kendall_tau", kendall), ("spearman", spearman)):
+        fast = REPLICATED[name](weights, human.astype(object), judge.astype(object))
+        slow = one_at_a_time(reference, weights, human, judge)
+        np.testing.assert_allclose(fast, slow, atol=1e-10, err_msg=name)
+        # τ and ρ are symmetric: the judge as the variable with fewer values gives the same
+        swapped = REPLICATED[name](weights, judge.astype(object), human.astype(object))
+        np.testing.assert_allclose(swapped, slow, atol=1e-10, err_msg=name)
+
+
+def test_rank_statistics_undefined_without_variation() -> None:
+    weights = item_weights(20, 5, 0)
+    constant, varied = np.full(20, 3.0), np.arange(20.0)
+    for name in ("spearman", "kendall_tau"):
+        assert np.isnan(REPLICATED[name](weights, constant, varied)).all()
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -42,7 +100,7 @@ def test_categorical_statistics_equal_one_at_a_time(seed: int) -> None:
     labels = np.array(["A", "B", "tie"])
     human = labels[rng.integers(0, 3, size=n)]
     judge = np.where(rng.random(n) < 0.6, human, labels[rng.integers(0, 3, size=n)])
-    weights = replicate_weights(n, 25, seed)
+    weights = item_weights(n, 25, seed)
     for name, fn in statistics_for("categorical").items():
         fast = REPLICATED[name](weights, human.astype(object), judge.astype(object))
         slow = one_at_a_time(fn, weights, human.astype(object), judge.astype(object))
@@ -51,7 +109,7 @@ def test_categorical_statistics_equal_one_at_a_time(seed: int) -> None:
     fast = over_groups(REPLICATED["accuracy"], weights, groups, human, judge)
     slow = np.mean(
         [
-            REPLICATED["accuracy"](weights[:, groups == g], human[groups == g], judge[groups == g])
+            REPLICATED["accuracy"](weights[groups == g], human[groups == g], judge[groups == g])
             for g in range(3)
         ],
         axis=0,
