@@ -211,6 +211,95 @@ def cmd_labels_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from judgecal.importers import IMPORTERS, ImportFileError, write_imported
+
+    options: dict[str, Any] = {}
+    if args.format in ("fastchat", "arena-hard", "alpaca-eval", "inspect"):
+        options["with_verdict"] = args.with_verdict
+    if args.format == "arena-hard" and args.baseline:
+        options["baseline"] = args.baseline
+    if args.format == "alpaca-eval":
+        options["labels"] = args.labels
+    if args.format == "inspect" and args.scorer:
+        options["scorer"] = args.scorer
+    if args.format == "generic":
+        mapping = {}
+        for pair in args.map or []:
+            field, sep, column = pair.partition("=")
+            if not sep or not field or not column:
+                raise ImportFileError(f"--map takes FIELD=COLUMN, got {pair!r}")
+            mapping[field] = column
+        options["mapping"] = mapping
+    elif args.map:
+        raise ImportFileError("--map applies to the generic format only")
+    imported = IMPORTERS[args.format](args.path, **options)
+    files = write_imported(imported, args.out)
+    result: dict[str, Any] = {
+        "format": args.format,
+        "mode": imported.mode,
+        "out": args.out,
+        "items": len(imported.items),
+        "labels": len(imported.labels),
+        "judges": {j: len(r) for j, r in imported.replay.items()},
+        "files": files,
+        "parser": imported.parser,
+        "notes": imported.notes,
+    }
+    items_path = f"{args.out}/{files['items']}"
+    if args.db:
+        dataset = args.dataset or api.default_dataset_name(items_path)
+        result["dataset"] = dataset
+        result["runs"] = []
+        if args.rubric:
+            for judge, name in files["replay"].items():
+                argv = [
+                    "run", "--rubric", args.rubric, "--items", items_path, "--db", args.db,
+                    "--dataset", dataset, "--model", f"replay/{args.out}/{name}", "--run-id", judge,
+                ]  # fmt: skip
+                if imported.parser:
+                    argv += ["--parser", imported.parser]
+                if main(argv) != 0:
+                    raise ImportFileError(f"replaying {judge} into {args.db} failed (above)")
+                result["runs"].append(judge)
+        else:
+            from judge.items import load_items
+
+            with api.open_store(args.db) as store:
+                store.runs.put_items(dataset, load_items(items_path))
+        if "labels" in files:
+            with api.open_store(args.db) as store:
+                result["labels_import"] = api.import_labels(
+                    store, f"{args.out}/{files['labels']}", dataset=dataset, rubric=args.rubric
+                )
+    if args.json:
+        _print_json(result)
+        return 0
+    judges = ", ".join(f"{j} ({n} records)" for j, n in result["judges"].items()) or "none"
+    print(
+        f"imported {result['items']} {imported.mode} items, {result['labels']} labels and the "
+        f"judgments of {judges} into {args.out}/"
+    )
+    for note in imported.notes[:10]:
+        print(f"  note: {note}")
+    if len(imported.notes) > 10:
+        print(f"  … and {len(imported.notes) - 10} more notes (--json lists them)")
+    if args.db:
+        print(
+            f"stored in {args.db} as dataset {result['dataset']!r}; runs: {result['runs'] or 'none'}"
+        )
+    else:
+        parser_flag = f" --parser {imported.parser}" if imported.parser else ""
+        for judge, name in files["replay"].items():
+            print(
+                f"next: judgecal run --rubric RUBRIC --items {items_path} --model "
+                f"replay/{args.out}/{name} --run-id {judge}{parser_flag} --db DB"
+            )
+        if "labels" in files:
+            print(f"      judgecal labels import {args.out}/{files['labels']} --db DB")
+    return 0
+
+
 def cmd_labels_alpha(args: argparse.Namespace) -> int:
     with api.open_store(args.db, read_only=True) as store:
         result = api.human_alpha(
@@ -839,6 +928,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_labels_import)
+
+    p = sub.add_parser(
+        "import",
+        help="import judge outputs and labels from FastChat, Arena-Hard, alpaca_eval, Inspect, or any table",
+    )
+    p.add_argument(
+        "format", choices=["fastchat", "arena-hard", "alpaca-eval", "inspect", "generic"]
+    )
+    p.add_argument("path", help="the judgment file (an Inspect .eval/.json log for inspect)")
+    p.add_argument(
+        "--out", required=True, help="folder for items.jsonl, labels.jsonl, *.replay.jsonl"
+    )
+    p.add_argument("--db", help="also store the items and labels in this database")
+    p.add_argument("--dataset", help="dataset name in the database (default: from --out)")
+    p.add_argument(
+        "--rubric", help="with --db: replay each judge's outputs into a run under this rubric"
+    )
+    p.add_argument(
+        "--with-verdict",
+        action="store_true",
+        help="keep the file's own decision beside the raw text (for texts no parser reads)",
+    )
+    p.add_argument("--baseline", help="arena-hard: the baseline model (v0.1 files omit it)")
+    p.add_argument(
+        "--labels", action="store_true", help="alpaca-eval: the preferences are human labels"
+    )
+    p.add_argument("--scorer", help="inspect: the model-graded scorer (default: the first)")
+    p.add_argument(
+        "--map",
+        action="append",
+        metavar="FIELD=COLUMN",
+        help="generic: the column of a field (item_id, prompt, response, response_a, "
+        "response_b, judgment, judge, order, sample, label, annotator, criterion)",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_import)
 
     p = labels.add_parser("alpha", help="Krippendorff's alpha among the human annotators")
     p.add_argument("--db", required=True)
