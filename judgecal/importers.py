@@ -152,7 +152,7 @@ def _fastchat_prompt(user_prompt: str) -> tuple[str, list[str]] | None:
         if answers[1] is None:
             return None
         return question.group(1), [a for a in answers if a is not None]
-    # Multi-turn: the conversations are the judged text.
+    # Multi-turn: each conversation is parsed back into its turns.
     convs = [
         _between(
             user_prompt,
@@ -161,14 +161,36 @@ def _fastchat_prompt(user_prompt: str) -> tuple[str, list[str]] | None:
         )
         for x in ("A", "B")
     ]
-    if convs[0] is not None and convs[1] is not None:
-        return "", [c.strip() for c in convs if c is not None]
-    single = _between(
-        user_prompt,
-        "<|The Start of Assistant's Conversation with User|>",
-        "<|The End of Assistant's Conversation with User|>",
-    )
-    return ("", [single.strip()]) if single is not None else None
+    if convs[0] is None:
+        convs = [
+            _between(
+                user_prompt,
+                "<|The Start of Assistant's Conversation with User|>",
+                "<|The End of Assistant's Conversation with User|>",
+            )
+        ]
+    elif convs[1] is None:
+        return None
+    if convs[0] is None:
+        return None
+    turns = [_TURN.findall(c) for c in convs if c is not None]
+    parsed = [
+        _conversation(
+            [
+                {"role": "user" if who == "User" else "assistant", "content": text.strip("\n")}
+                for who, text in t
+            ],
+            "judge prompt",
+        )
+        for t in turns
+        if t
+    ]
+    if len(parsed) != len(turns) or len({p for p, _ in parsed}) != 1:
+        return None
+    return parsed[0][0], [answer for _, answer in parsed]
+
+
+_TURN = re.compile(r"### (User|Assistant(?: [AB])?):\n(.*?)(?=\n\n### (?:User|Assistant)|\Z)", re.S)
 
 
 def _conversation(messages: Any, where: str) -> tuple[str, str]:

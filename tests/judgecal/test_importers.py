@@ -393,3 +393,66 @@ def test_bad_files_get_one_clear_error_and_write_nothing(
     assert main(["import", "generic", str(table), "--out", str(out), "--map", "verdict=raw"]) == 2
     assert "unknown fields ['verdict']" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_fastchat_multi_turn_judge_and_human_files_describe_the_same_item(tmp_path: Path) -> None:
+    from judgecal.importers import import_fastchat
+
+    def conv(x: str, first: str, second: str) -> str:
+        return (
+            f"<|The Start of Assistant {x}'s Conversation with User|>\n\n### User:\nHi\n\n"
+            f"### Assistant {x}:\n{first}\n\n### User:\nBye\n\n### Assistant {x}:\n{second}\n\n"
+            f"<|The End of Assistant {x}'s Conversation with User|>"
+        )
+
+    judged = write_jsonl(
+        tmp_path / "multi.jsonl",
+        [
+            {
+                "question_id": 90,
+                "model_1": "b-model",
+                "model_2": "a-model",
+                "judge": ["gpt-4", "pair-v2-multi-turn"],
+                "g1_user_prompt": conv("A", "Yo", "Later") + "\n\n\n" + conv("B", "Hello", "Ciao"),
+                "g1_judgment": "[[B]]",
+                "g2_judgment": "[[A]]",
+                "g1_winner": "model_2",
+                "g2_winner": "model_2",
+                "turn": 2,
+            }
+        ],
+    )
+    human = write_jsonl(
+        tmp_path / "human.jsonl",
+        [
+            {
+                "question_id": 90,
+                "model_a": "a-model",
+                "model_b": "b-model",
+                "winner": "model_a",
+                "judge": "author_2",
+                "turn": 2,
+                "conversation_a": [
+                    {"role": "user", "content": "Hi"},
+                    {"role": "assistant", "content": "Hello"},
+                    {"role": "user", "content": "Bye"},
+                    {"role": "assistant", "content": "Ciao"},
+                ],
+                "conversation_b": [
+                    {"role": "user", "content": "Hi"},
+                    {"role": "assistant", "content": "Yo"},
+                    {"role": "user", "content": "Bye"},
+                    {"role": "assistant", "content": "Later"},
+                ],
+            }
+        ],
+    )
+    from_judge, from_humans = import_fastchat(judged), import_fastchat(human)
+    key = "mtbench-90-t2-a-model-vs-b-model"
+    strip = {"meta"}
+    assert {k: v for k, v in from_judge.items[key].items() if k not in strip} == {
+        k: v for k, v in from_humans.items[key].items() if k not in strip
+    }
+    assert from_judge.items[key]["response_a"].endswith("Ciao")
+    assert [r["order"] for r in from_judge.replay["gpt-4-pair-v2-multi-turn"]] == ["ba", "ab"]
+    assert from_humans.labels == [{"item_id": key, "annotator": "author_2", "value": "A"}]
