@@ -55,9 +55,12 @@ def criterion_name(criterion: str) -> str:
     return {OVERALL: "overall", AGGREGATE: "aggregate score"}.get(criterion, criterion)
 
 
-def aggregate_labels(labels: Sequence[LabelRecord], rubric: Rubric) -> dict[str, dict[str, float]]:
+def aggregate_labels(
+    labels: Sequence[LabelRecord], rubric: Rubric, *, first_only: bool = False
+) -> dict[str, dict[str, float]]:
     """item id → annotator → the rubric aggregate of that annotator's labels, where the
-    annotator labelled every criterion of the item."""
+    annotator labelled every criterion of the item (``first_only``: stop at the first one,
+    to ask whether there is any)."""
     by: dict[tuple[str, str], dict[str, float]] = {}
     ids = {c.id for c in rubric.criteria}
     for label in labels:
@@ -70,6 +73,8 @@ def aggregate_labels(labels: Sequence[LabelRecord], rubric: Rubric) -> dict[str,
                 out.setdefault(item_id, {})[annotator] = aggregate_scores(rubric, scores)
             except AggregationError:
                 continue
+            if first_only:
+                break
     return out
 
 
@@ -260,7 +265,9 @@ def labelled_criteria(data: RunData) -> list[str]:
     present = {label.criterion for label in data.labels}
     out = [OVERALL] if OVERALL in present else []
     out += [c.id for c in data.rubric.criteria if c.id in present]
-    if data.rubric.mode == "pointwise" and aggregate_labels(data.labels, data.rubric):
+    if data.rubric.mode == "pointwise" and aggregate_labels(
+        data.labels, data.rubric, first_only=True
+    ):
         out.append(AGGREGATE)
     return out
 
@@ -269,7 +276,7 @@ def majority_baseline(labels: dict[str, dict[str, Any]], kind: str) -> dict[str,
     """The trivial baseline: always answer the most common consensus label (categorical), or
     the mean consensus score, with its mean absolute error (scores)."""
     if kind != "categorical":
-        means = [float(np.mean(list(by.values()))) for by in labels.values() if by]
+        means = [sum(map(float, by.values())) / len(by) for by in labels.values() if by]
         if not means:
             return {}
         center = float(np.mean(means))

@@ -12,9 +12,16 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats as sps
 
 from human_labels.errors import AgreementError
+
+
+def _sps() -> Any:
+    """SciPy's stats module, imported on first use (0.5 s that most commands never need)."""
+    from scipy import stats
+
+    return stats
+
 
 TieHandling = Literal["as_class", "drop"]
 
@@ -201,7 +208,10 @@ def spearman_score(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     0.8
     """
     return _correlation(
-        lambda x, y: _pearson(sps.rankdata(x), sps.rankdata(y)), y_true, y_pred, "Spearman's rho"
+        lambda x, y: _pearson(_sps().rankdata(x), _sps().rankdata(y)),
+        y_true,
+        y_pred,
+        "Spearman's rho",
     )
 
 
@@ -209,7 +219,7 @@ def kendall_tau_score(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Kendall's τ-b (tie-corrected). Range −1..1, chance 0; undefined when either side is
     constant."""
     return _correlation(
-        lambda x, y: sps.kendalltau(x, y, variant="b"), y_true, y_pred, "Kendall's tau"
+        lambda x, y: _sps().kendalltau(x, y, variant="b"), y_true, y_pred, "Kendall's tau"
     )
 
 

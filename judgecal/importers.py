@@ -771,7 +771,10 @@ def write_imported(imported: Imported, out_dir: str | Path) -> dict[str, Any]:
         load_items(items_path)
         files["items"] = "items.jsonl"
         if imported.labels:
+            from human_labels import load_labels
+
             _write_jsonl(staged / "labels.jsonl", imported.labels)
+            load_labels(staged / "labels.jsonl", item_ids=set(imported.items))
             files["labels"] = "labels.jsonl"
         files["replay"] = {}
         for judge, records in imported.replay.items():
