@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from human_labels import (
     OVERALL,
@@ -207,22 +209,37 @@ def judge_agreements(
     )
     workers = min(len(ready), workers or os.cpu_count() or 1)
     done: dict[str, dict[str, Any] | AgreementError] = {}
-    if (
-        workers > 1
-        and work * max(n_boot, 1) >= PARALLEL_WORK
-        and "fork" in multiprocessing.get_all_start_methods()
-    ):
-        # Forked, not spawned: a spawned worker re-runs the caller's main module, which breaks
-        # any script without an `if __name__ == "__main__"` guard. The workers run NumPy
-        # only and exit without finalizers, so the parent's open store is never touched.
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_blas_thread) as pool:
-            futures = {
-                j.criterion: pool.submit(_compare_or_error, j, n_boot, random_state) for j in ready
-            }
-            done = {criterion: future.result() for criterion, future in futures.items()}
-    else:
-        done = {j.criterion: _compare_or_error(j, n_boot, random_state) for j in ready}
+    large = work * max(n_boot, 1) >= PARALLEL_WORK
+    # A progress bar on long work, on a terminal only (TQDM_DISABLE=1 turns it off).
+    bar = tqdm(
+        total=len(ready),
+        desc="agreement",
+        unit="criterion",
+        disable=not (large and sys.stderr.isatty()) or bool(os.environ.get("TQDM_DISABLE")),
+        leave=False,
+        file=sys.stderr,
+    )
+    with bar:
+        if workers > 1 and large and "fork" in multiprocessing.get_all_start_methods():
+            # Forked, not spawned: a spawned worker re-runs the caller's main module, which
+            # breaks any script without an `if __name__ == "__main__"` guard. The workers run
+            # NumPy only and exit without finalizers, so the parent's open store is never
+            # touched.
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(
+                workers, mp_context=context, initializer=_one_blas_thread
+            ) as pool:
+                futures = {
+                    pool.submit(_compare_or_error, j, n_boot, random_state): j.criterion
+                    for j in ready
+                }
+                for future in as_completed(futures):
+                    done[futures[future]] = future.result()
+                    bar.update()
+        else:
+            for j in ready:
+                done[j.criterion] = _compare_or_error(j, n_boot, random_state)
+                bar.update()
     return [j if isinstance(j, AgreementError) else done[j.criterion] for j in jobs]
 
 

@@ -199,3 +199,31 @@ def test_criteria_in_worker_processes_give_the_same_numbers(
     assert "no criterion 'no-such-criterion'" in str(parallel[-1])
     assert parallel[:-1] == serial[:-1]
     assert len(serial) == 8 and serial[0]["rows"][0]["ci_low"] is not None
+
+
+def test_long_agreement_work_shows_progress_on_a_terminal(
+    hanna_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import sys
+
+    from calibration import agreement
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    with api.open_store(hanna_db, read_only=True) as store:
+        data = load_run_data(store, "chatgpt", with_calls=False)
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.setattr(agreement, "PARALLEL_WORK", 0)
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    agreement.judge_agreements(data, ["relevance", "coherence"], n_boot=20, workers=1)
+    shown = screen.getvalue()  # the bar is cleared when done (leave=False)
+    assert "agreement:   0%" in shown and "1/2" in shown
+    quiet = Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    agreement.judge_agreements(data, ["relevance"], n_boot=20, workers=1)
+    assert quiet.getvalue() == ""
