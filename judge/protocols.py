@@ -456,6 +456,9 @@ class PointwiseProtocol(Protocol):
             except ValueError as exc:
                 return ParseResult.fail(f"criterion {criterion.id!r}: {exc}", parser), None
         out: dict[str, Any] = {"scores": scores}
+        evidence = value.get("evidence")
+        if isinstance(evidence, str) and evidence.strip():
+            out["evidence"] = evidence.strip()  # kept for the verdict's explanation
         if rubric.holistic_scale is not None and "overall" in value:
             try:
                 out["overall"] = self._coerce(rubric.holistic_scale, value["overall"], parser)
@@ -528,6 +531,9 @@ class PointwiseProtocol(Protocol):
         base.status = "scored"
         base.score = statistics.fmean(per_sample)
         base.criteria = criteria
+        evidence = [str(v["evidence"]) for v in values_of if v.get("evidence")]
+        if evidence:
+            base.details["evidence"] = evidence  # the judge's reasons, one per sample
         spread = statistics.pstdev(per_sample) if len(per_sample) > 1 else 0.0
         base.confidence = max(0.0, 1.0 - 2.0 * spread)
         logprob_scores = [

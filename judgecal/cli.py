@@ -570,11 +570,31 @@ def _endpoints(args: argparse.Namespace) -> dict[str, str]:
     return {family: url for family, url in pairs.items() if url}
 
 
+def _number_or_null(text: str) -> float | None:
+    if text.strip().lower() in ("null", "none"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or null, got {text!r}") from None
+
+
 def cmd_rewards_serve(args: argparse.Namespace) -> int:
     from judgecal.service import Service, create_app
 
     service = Service(
-        args.db, endpoints=_endpoints(args), reward_model=args.model, require_keys=False
+        args.db,
+        endpoints=_endpoints(args),
+        reward_model=args.model,
+        reward_options={
+            "rubric": args.rubric,
+            "scoring": args.scoring,
+            "normalize": args.normalize,
+            "window_s": args.window_s,
+            "group_size": args.group_size,
+        },
+        reward_unscored=args.unscored,
+        require_keys=False,
     )
     print(
         f"serving POST /v1/rewards on http://{args.host}:{args.port} (no API key: bind to loopback only)"
@@ -1053,6 +1073,22 @@ def build_parser() -> argparse.ArgumentParser:
             p.set_defaults(func=cmd_rewards_probe)
         else:
             p.add_argument("--normalize", choices=["none", "group"], default="none")
+            p.add_argument(
+                "--unscored",
+                type=_number_or_null,
+                default=0.0,
+                help="reward of a rollout the judge could not score: a number, or null "
+                "(OpenRLHF needs a number; default 0)",
+            )
+            p.add_argument(
+                "--window-s",
+                type=float,
+                default=0.05,
+                help="one-rollout requests arriving within this window are scored as one batch",
+            )
+            p.add_argument(
+                "--group-size", type=int, help="score a prompt's group as soon as this many arrive"
+            )
             p.add_argument("--host", default="127.0.0.1")
             p.add_argument("--port", type=int, default=8000)
             p.set_defaults(func=cmd_rewards_serve)

@@ -71,6 +71,8 @@ class VerdictOut(BaseModel):
     confidence: float | None = None
     position_conflict: bool | None = None
     reason: str | None = None
+    evidence: list[str] | None = None
+    """The judge's written reasons, one per sample (pointwise)."""
 
 
 class JudgeResponse(BaseModel):

@@ -34,7 +34,7 @@ from judge.backends import Backend, BackendInfo, backend_info, endpoint_for, usa
 from judge.errors import StoreError
 from judge.protocols import Protocol, make_protocol
 from judgecal import api
-from judgecal.adapters.openrlhf import score_requests
+from judgecal.adapters.openrlhf import references, split_queries
 from judgecal.errors import USER_ERRORS
 from judgecal.schemas import (
     CompareRequest,
@@ -46,7 +46,7 @@ from judgecal.schemas import (
     RunStatus,
     VerdictOut,
 )
-from rewards import RubricReward
+from rewards import RewardBatch, RubricReward
 from rubrics import Rubric, library_names, load_rubric, rubric_from_dict, rubric_from_yaml
 
 MAX_BODY_BYTES = 8_000_000
@@ -64,23 +64,35 @@ LOCAL_OWNER = "local"
 
 
 class RewardRequest(BaseModel):
-    """OpenRLHF's remote reward model request."""
+    """Rewards for rollouts: OpenRLHF's remote reward model request (``query`` = prompt +
+    response), or judgecal's own (``responses`` beside the prompts)."""
 
     model_config = ConfigDict(extra="ignore")
 
-    query: list[str] = Field(max_length=MAX_REWARD_BATCH)
-    """Prompt + response for each rollout."""
+    query: list[str] | None = Field(default=None, max_length=MAX_REWARD_BATCH)
+    """Prompt + response for each rollout (OpenRLHF)."""
     prompts: list[str] = Field(max_length=MAX_REWARD_BATCH)
-    """The prompt of each rollout (a prefix of its query)."""
-    labels: list[str | None] | None = Field(default=None, max_length=MAX_REWARD_BATCH)
-    """Optional reference answers."""
+    """The prompt of each rollout (an exact prefix of its query)."""
+    responses: list[str] | None = Field(default=None, max_length=MAX_REWARD_BATCH)
+    """The response of each rollout, instead of ``query``."""
+    labels: list[str | float | int | None] | None = Field(default=None, max_length=MAX_REWARD_BATCH)
+    """Optional reference answers (text or numbers)."""
+    unscored: float | None = None
+    """The reward of a rollout the judge could not score; ``null`` asks for null (TRL masks
+    it). Unset: the service's value (0.0 unless started otherwise)."""
+    step: int | None = Field(default=None, ge=0)
+    """The trainer's step: rubrics are frozen per step."""
 
     @model_validator(mode="after")
     def _same_length(self) -> RewardRequest:
-        if len(self.query) != len(self.prompts) or (
-            self.labels is not None and len(self.labels) != len(self.query)
+        if (self.query is None) == (self.responses is None):
+            raise ValueError("send either query (prompt + response) or responses")
+        rollouts = self.query if self.query is not None else self.responses
+        assert rollouts is not None
+        if len(rollouts) != len(self.prompts) or (
+            self.labels is not None and len(self.labels) != len(self.prompts)
         ):
-            raise ValueError("query, prompts and labels must have the same length")
+            raise ValueError("prompts, query/responses and labels must have the same length")
         return self
 
 
@@ -94,9 +106,14 @@ class NewKey(BaseModel):
 
 class RewardResponse(BaseModel):
     rewards: list[float | None]
-    """One reward in [0, 1] per rollout (``null`` where the judge could not score)."""
+    """One reward in [0, 1] per rollout; where the judge could not score, the request's (or
+    the service's) ``unscored`` value, never a silent default."""
     run_ids: list[str]
     """The DuckDB runs that hold every call and verdict behind these rewards."""
+    unscored: int = 0
+    """Rollouts that got the unscored value (their reasons are in the ``rewards`` table)."""
+    generation_failures: int = 0
+    """Prompts whose rubric generation failed even after a re-ask."""
 
 
 class ServiceError(Exception):
@@ -119,6 +136,8 @@ class Service:
         endpoints: Mapping[str, str] | None = None,
         allowed_models: Sequence[str] | None = None,
         reward_model: str | None = None,
+        reward_options: dict[str, Any] | None = None,
+        reward_unscored: float | None = 0.0,
         require_keys: bool = True,
         max_concurrency: int = 64,
         timeout_s: float = 120.0,
@@ -158,6 +177,9 @@ class Service:
         self.closed = False
         self.jobs: dict[str, RunStatus] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self.reward_unscored = reward_unscored
+        """What ``POST /v1/rewards`` answers for a rollout the judge could not score, unless
+        the request says: a number by default, since OpenRLHF cannot take ``null``."""
         self.limits = RunnerConfig(max_concurrency=max_concurrency, timeout_s=timeout_s)
         self.reward = (
             RubricReward(
@@ -166,6 +188,7 @@ class Service:
                 store=self.store,
                 executor=self.writer,
                 judge=JudgeSpec(limits=self.limits),
+                **(reward_options or {}),
             )
             if reward_model
             else None
@@ -360,6 +383,7 @@ class Service:
                 confidence=verdicts[item.id].confidence,
                 position_conflict=verdicts[item.id].position_conflict,
                 reason=verdicts[item.id].reason,
+                evidence=(verdicts[item.id].details or {}).get("evidence"),
             )
             for item in items
         ]
@@ -674,11 +698,31 @@ def create_app(service: Service) -> Any:
                 "rewards_not_configured",
                 "start the service with --reward-model to serve rewards",
             )
+        unscored = body.unscored if "unscored" in body.model_fields_set else service.reward_unscored
         try:
-            batch = await score_requests(service.reward, body.query, body.prompts, body.labels)
+            responses = (
+                body.responses
+                if body.responses is not None
+                else split_queries(body.query or [], body.prompts)
+            )
+            refs = references(body.labels, len(body.prompts))
+            if len(responses) == 1:
+                # One rollout per request (OpenRLHF, verl through the service): coalesced
+                # with the requests arriving alongside, so its group is contrasted whole.
+                value = await service.reward.ascore_rollout(
+                    body.prompts[0], responses[0], refs[0], step=body.step
+                )
+                batch = RewardBatch(rewards=[value], unscored=int(value is None))
+            else:
+                batch = await service.reward.ascore(body.prompts, responses, refs, step=body.step)
         except USER_ERRORS as exc:
             raise user_error(exc) from None
-        return RewardResponse(rewards=batch.rewards, run_ids=batch.run_ids)
+        return RewardResponse(
+            rewards=[unscored if r is None else r for r in batch.rewards],
+            run_ids=batch.run_ids,
+            unscored=batch.unscored,
+            generation_failures=batch.generation_failures,
+        )
 
     @app.post("/v1/runs", response_model=RunStatus, status_code=202)
     async def start_run(body: RunRequest, owner: str = Depends(authorized)) -> RunStatus:

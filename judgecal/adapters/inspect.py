@@ -1,7 +1,9 @@
 """An Inspect AI scorer that grades with judgecal: ``scorer=judgecal_scorer(client, ...)``.
 
 The sample's input is the prompt, the model's completion the response, and the target the
-reference; the score is the rubric score in [0, 1] with the judge's verdict attached.
+reference; the score is the rubric score in [0, 1]. Its explanation names the judge and the
+exact rubric (``id@version#hash``) and carries the judge's written evidence; its metadata
+holds the same fields, so the eval log records which rubric and judge produced every score.
 """
 
 from __future__ import annotations
@@ -40,13 +42,19 @@ def judgecal_scorer(
                     answer=state.output.completion,
                     metadata={"run_id": result.run_id, "status": verdict.status},
                 )
+            met = ", ".join(f"{c} {v:g}" for c, v in (verdict.criteria or {}).items())
+            reasons = "\n\n".join(verdict.evidence or []) or "(the judge gave no evidence)"
             return Score(
                 value=verdict.score,
                 answer=state.output.completion,
-                explanation=f"{result.rubric}: criteria {verdict.criteria}",
+                explanation=f"Judge {model} with rubric {result.rubric}.\n"
+                f"Criteria: {met}.\nEvidence:\n{reasons}",
                 metadata={
                     "run_id": result.run_id,
+                    "rubric": result.rubric,
+                    "judge_model": model,
                     "criteria": verdict.criteria,
+                    "evidence": verdict.evidence,
                     "confidence": verdict.confidence,
                 },
             )

@@ -48,21 +48,20 @@ def test_generated_rubric_is_validated_deduplicated_pruned_and_cached(
         assert first.rewards == pytest.approx([0.0, 5 / 8, 1.0, 1.0] * 2)
         assert first.generated == 2 and first.pruned == 2
         generation_calls = sum(1 for body in provider.log if "grading rubrics" in json.dumps(body))
-        second = reward.score(PROMPTS, COMPLETIONS)
-        assert second.rewards == first.rewards
-        # The cached (pruned) rubric is reused: no new generation call. Its text differs from
-        # the first batch's, so scoring is asked once more; after that, all from the cache.
-        assert (
-            sum(1 for body in provider.log if "grading rubrics" in json.dumps(body))
-            == generation_calls
-            == 2
-        )
         sent = sum(provider.requests.values())
+        second = reward.score(PROMPTS, COMPLETIONS)
         third = reward.score(PROMPTS, COMPLETIONS)
-        assert third.rewards == first.rewards
-        assert sum(provider.requests.values()) == sent
+        assert second.rewards == third.rewards == first.rewards
+        # The cached rubric is reused as it was (no generation), the same responses are scored
+        # from the request cache: repeating a batch costs no call and changes no reward.
+        assert generation_calls == 2 and sum(provider.requests.values()) == sent
+        assert second.generated == third.generated == 0
         stored = reward.store.rubric_cache.get(next(iter({k for k in reward_keys(reward)})))
-    assert stored is not None and "same_format" not in stored[0]
+        # The cache keeps the whole rubric; each reward row names the pruned version it used.
+        hashes = {r.rubric_hash for r in first.records}
+        bodies = [reward.store.runs.rubric_body(h) for h in hashes if h]
+    assert stored is not None and "same_format" in stored[0]
+    assert len(bodies) == 2 and all("same_format" not in b for b in bodies)
     with RubricReward("openai/gpt-4.1-mini", base_url=provider.base_url, db=db) as reopened:
         counts = reopened.store.table_counts()
         runs = reopened.store.runs.all()
@@ -139,13 +138,18 @@ def test_unscored_responses_are_none_unless_configured() -> None:
         with RubricReward(
             "openai/gpt-4.1-mini", base_url=fake.base_url, rubric="answer_correctness"
         ) as reward:
-            assert reward(["q"], ["a"]) == [None]
-            with pytest.raises(RewardError, match="could not score"):
-                score_one(reward, "demo", "a", "b", {"prompt": "q"})
-        with RubricReward(
-            "openai/gpt-4.1-mini", base_url=fake.base_url, rubric="answer_correctness", unscored=0.0
-        ) as reward:
+            assert reward(["q"], ["a"]) == [None]  # TRL masks it
+            # verl needs a number: 0.0 when nothing is configured, never an exception
             assert score_one(reward, "demo", "a", "b", {"prompt": "q"}) == 0.0
+            rows = reward.store.con.execute(
+                "SELECT status, reason FROM rewards ORDER BY created_at"
+            ).fetchall()
+        assert [status for status, _ in rows] == ["unscored", "unscored"]
+        assert all(reason and "no verdict" in reason for _, reason in rows)
+        with RubricReward(
+            "openai/gpt-4.1-mini", base_url=fake.base_url, rubric="answer_correctness", unscored=0.25
+        ) as reward:
+            assert score_one(reward, "demo", "a", "b", {"prompt": "q"}) == 0.25
 
 
 def test_verl_compute_score(

@@ -464,6 +464,8 @@ print(json.dumps({
     "error": str(log.error) if log.error else None,
     "scores": [sample.scores["judgecal"].value for sample in log.samples],
     "mean": log.results.scores[0].metrics["mean"].value,
+    "explanation": log.samples[0].scores["judgecal"].explanation,
+    "metadata": log.samples[0].scores["judgecal"].metadata,
 }))
 """
 
@@ -491,6 +493,12 @@ def test_inspect_scorer_against_inspects_mock_model(server: dict, tmp_path: Path
     # The mock judge answers with the rubric's example: every criterion met, the pitfall too.
     assert result["scores"] == pytest.approx([7 / 9, 7 / 9])
     assert result["mean"] == pytest.approx(7 / 9)
+    # The eval log records which judge and rubric produced the score, and the judge's reasons.
+    metadata = result["metadata"]
+    assert metadata["judge_model"] == "mock/example"
+    assert metadata["rubric"].startswith("answer_correctness@")
+    assert metadata["evidence"] and metadata["evidence"][0] in result["explanation"]
+    assert result["explanation"].startswith("Judge mock/example with rubric answer_correctness@")
 
 
 def test_provider_keys_stay_with_their_provider(
