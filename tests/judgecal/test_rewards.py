@@ -16,7 +16,7 @@ from judge.dynamic import criteria_from_answer, merge_criteria, near_duplicate
 from judge.testing import FakeProvider, ScriptedJudge
 from judgecal.adapters.verl import compute_score, score_one
 from judgecal.cli import main
-from rewards import RewardError, RubricReward
+from rewards import RubricReward
 from rewards.probes import run_probes
 from rubrics import Criterion
 
@@ -147,7 +147,10 @@ def test_unscored_responses_are_none_unless_configured() -> None:
         assert [status for status, _ in rows] == ["unscored", "unscored"]
         assert all(reason and "no verdict" in reason for _, reason in rows)
         with RubricReward(
-            "openai/gpt-4.1-mini", base_url=fake.base_url, rubric="answer_correctness", unscored=0.25
+            "openai/gpt-4.1-mini",
+            base_url=fake.base_url,
+            rubric="answer_correctness",
+            unscored=0.25,
         ) as reward:
             assert score_one(reward, "demo", "a", "b", {"prompt": "q"}) == 0.25
 
