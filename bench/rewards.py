@@ -1,14 +1,19 @@
 """Reward throughput: 1,024 prompts × groups of 8 rollouts through the loopback fake provider
 (50 ms latency), with dynamic rubrics generated per prompt.
 
-Three epochs, each in trainer-sized batches (64 prompts × 8 rollouts per reward call):
+Three epochs, each in trainer-sized batches (64 prompts × 8 rollouts):
 1. new prompts: one generation call per prompt, then one scoring call per rollout;
 2. the same prompts with new rollouts: rubrics come from the cache (no generation);
-3. the epoch-2 rollouts again: every scoring call is a cache hit. (Epoch 1 scores with the
-   rubrics as generated; after it, criteria that no rollout distinguished are pruned, so
-   epoch 2 asks with the final rubric text.)
-Reports rewards per second, calls per reward and cache hit rate per epoch, and the ideal time
-(calls × latency / concurrency) for comparison.
+3. the epoch-2 rollouts again: every scoring call is a cache hit.
+Each group's last rollout repeats its first one's text, so every group checks that identical
+responses get identical rewards.
+
+Two arrival modes run in the same process, each on its own store: ``batch`` (one reward call
+per trainer batch, as TRL and verl's batch manager make it) and ``per-rollout`` (every rollout
+its own call, from as many threads as the batch has rollouts, as verl's reward loop and
+OpenRLHF make them; coalesced by the reward's window). Reports rewards per second, calls per
+reward, cache hit rate and mismatched duplicates per epoch, the ideal time (calls × latency /
+concurrency), and the per-rollout path's calls per reward as a ratio of the batch path's.
 
     python bench/rewards.py [--prompts 1024] [--group 8] [--latency 0.05] [--concurrency 64]
 """
@@ -21,6 +26,7 @@ import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,30 +46,38 @@ def main() -> None:
     parser.add_argument("--batch-prompts", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--window", type=float, default=0.1, help="per-rollout coalescing window")
     args = parser.parse_args()
 
     prompts = [
         f"Question {i}: explain idea number {i} in two sentences." for i in range(args.prompts)
     ]
-    results = []
+    modes: dict[str, list[dict]] = {}
     with (
         provider_process(args.latency, cwd=str(ROOT)) as base_url,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        reward = RubricReward(
-            "openai/gpt-4.1-mini",
-            base_url=base_url,
-            db=Path(tmp) / "rewards.duckdb",
-            extend=False,
-            judge=JudgeSpec(
-                samples=1,
-                temperature=0.0,
-                limits=RunnerConfig(max_concurrency=args.concurrency),
-            ),
-        )
-        with reward:
-            for epoch, salt in ((1, "a"), (2, "b"), (3, "b")):
-                results.append(run_epoch(reward, prompts, args, epoch, salt))
+        for mode in ("batch", "per-rollout"):
+            reward = RubricReward(
+                "openai/gpt-4.1-mini",
+                base_url=base_url,
+                db=Path(tmp) / f"rewards-{mode}.duckdb",
+                window_s=args.window,
+                judge=JudgeSpec(
+                    samples=1,
+                    temperature=0.0,
+                    limits=RunnerConfig(max_concurrency=args.concurrency),
+                ),
+            )
+            with reward:
+                modes[mode] = [
+                    run_epoch(reward, prompts, args, epoch, salt, mode)
+                    for epoch, salt in ((1, "a"), (2, "b"), (3, "b"))
+                ]
+    ratio = [
+        round(r["calls_per_reward"] / b["calls_per_reward"], 4)
+        for r, b in zip(modes["per-rollout"], modes["batch"], strict=True)
+    ]
     print(
         json.dumps(
             {
@@ -72,7 +86,10 @@ def main() -> None:
                 "group": args.group,
                 "latency_s": args.latency,
                 "concurrency": args.concurrency,
-                "epochs": results,
+                "window_s": args.window,
+                "modes": modes,
+                "per_rollout_calls_per_reward_vs_batch": ratio,
+                "goal": "per-rollout within 10 % of batch; 0 mismatched duplicates",
             },
             indent=2,
         )
@@ -80,7 +97,12 @@ def main() -> None:
 
 
 def run_epoch(
-    reward: RubricReward, prompts: list[str], args: argparse.Namespace, epoch: int, salt: str
+    reward: RubricReward,
+    prompts: list[str],
+    args: argparse.Namespace,
+    epoch: int,
+    salt: str,
+    mode: str,
 ) -> dict:
     store = reward.store
     calls_before = store.table_counts()["calls"]
@@ -88,6 +110,7 @@ def run_epoch(
     t0 = time.perf_counter()
     n_rewards = 0
     scored = 0
+    mismatched = 0
     for start in range(0, len(prompts), args.batch_prompts):
         batch_prompts = [
             p for p in prompts[start : start + args.batch_prompts] for _ in range(args.group)
@@ -96,7 +119,15 @@ def run_epoch(
             f"quality={(i * 7 + len(salt)) % 5 + 1} rollout {salt}{i} for {p[:12]}"
             for i, p in enumerate(batch_prompts)
         ]
-        rewards = reward(batch_prompts, completions)
+        for first in range(0, len(completions), args.group):  # the last repeats the first
+            completions[first + args.group - 1] = completions[first]
+        if mode == "batch":
+            rewards = reward(batch_prompts, completions)
+        else:
+            with ThreadPoolExecutor(len(completions)) as pool:
+                rewards = list(pool.map(reward.score_rollout, batch_prompts, completions))
+        for first in range(0, len(rewards), args.group):
+            mismatched += rewards[first] != rewards[first + args.group - 1]
         n_rewards += len(rewards)
         scored += sum(r is not None for r in rewards)
     wall = time.perf_counter() - t0
@@ -107,6 +138,7 @@ def run_epoch(
         "epoch": epoch,
         "rewards": n_rewards,
         "scored": scored,
+        "mismatched_duplicates": mismatched,
         "wall_s": round(wall, 3),
         "rewards_per_s": round(n_rewards / wall, 1),
         "calls": calls,
