@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 DEMO_DB ?= demo.duckdb
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: install demo test check lint format typecheck bench clean
+CONTRACTS := .venv-contracts
+.PHONY: install demo test contracts check lint format typecheck bench clean
 
 # Nothing is installed into $(PYTHON) itself (a distribution's Python refuses that, PEP 668):
 # the virtualenv is made with the standard library's venv (Debian: apt-get install python3-venv)
@@ -42,6 +43,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+## Contract tests against the real trainer libraries (TRL's GRPOTrainer, verl's loader and
+## reward managers) in their own environment: they pull in PyTorch (CPU is enough).
+contracts: $(STAMP)
+	test -x $(CONTRACTS)/bin/python || $(BIN)/python -m uv venv --quiet --python $(BIN)/python $(CONTRACTS)
+	$(BIN)/python -m uv pip install --quiet --python $(CONTRACTS)/bin/python -e '.[dev,serve,inspect]' \
+		'trl>=1.16' 'verl>=0.9'
+	# OpenRLHF's agent executor alone: its full dependency set builds flash-attn from source
+	$(BIN)/python -m uv pip install --quiet --python $(CONTRACTS)/bin/python --no-deps 'openrlhf==0.11.2'
+	$(CONTRACTS)/bin/python -m pytest -p no:cacheprovider tests/contracts
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -63,4 +74,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/service.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(DEMO_DB) $(DEMO_DB).wal
+	rm -rf $(VENV) $(CONTRACTS) .mypy_cache .ruff_cache .pytest_cache $(DEMO_DB) $(DEMO_DB).wal

@@ -108,6 +108,8 @@ class RewardResponse(BaseModel):
     rewards: list[float | None]
     """One reward in [0, 1] per rollout; where the judge could not score, the request's (or
     the service's) ``unscored`` value, never a silent default."""
+    scores: list[float | None] = Field(default_factory=list)
+    """The same values: OpenRLHF's current client reads ``scores`` (then ``rewards``)."""
     run_ids: list[str]
     """The DuckDB runs that hold every call and verdict behind these rewards."""
     unscored: int = 0
@@ -717,8 +719,10 @@ def create_app(service: Service) -> Any:
                 batch = await service.reward.ascore(body.prompts, responses, refs, step=body.step)
         except USER_ERRORS as exc:
             raise user_error(exc) from None
+        values = [unscored if r is None else r for r in batch.rewards]
         return RewardResponse(
-            rewards=[unscored if r is None else r for r in batch.rewards],
+            rewards=values,
+            scores=values,
             run_ids=batch.run_ids,
             unscored=batch.unscored,
             generation_failures=batch.generation_failures,

@@ -14,21 +14,46 @@ from rubrics.inputs import InputError
 
 
 def split_queries(query: Sequence[str], prompts: Sequence[str]) -> list[str]:
-    """The response part of each query: the query minus its prompt. The prompt must be an
-    exact prefix of its query (OpenRLHF sends the decoded prompt and prompt + response); when
-    it is not (a chat template or tokenizer round trip changed it), the rollout cannot be
-    split reliably and the request is refused, naming the rollout, instead of judging
-    prompt + response as if it were the response."""
+    """The response part of each query: the query minus its prompt.
+
+    OpenRLHF sends the prompt as given and the query as the decoded prompt + response tokens,
+    so a tokenizer round trip can change the prompt's whitespace. The prompt is matched as a
+    prefix of the query character by character, whitespace runs on either side counting as
+    equal; when even that fails (a chat template added text), the rollout cannot be split
+    reliably and the request is refused, naming the rollout, instead of judging prompt +
+    response as if it were the response.
+    """
     out = []
     for index, (q, p) in enumerate(zip(query, prompts, strict=True)):
-        if not q.startswith(p):
+        end = len(p) if q.startswith(p) else _loose_prefix(q, p)
+        if end is None:
             raise InputError(
-                f"query {index} does not start with its prompt, so its response cannot be "
-                "split off; send the prompt exactly as it appears in the query, or send "
-                "`responses` instead of `query`"
+                f"query {index} does not start with its prompt (not even up to whitespace), so "
+                "its response cannot be split off; send the prompt exactly as it appears in the "
+                "query, or send `responses` instead of `query`"
             )
-        out.append(q[len(p) :])
+        out.append(q[end:] if q.startswith(p) else q[end:].lstrip())
     return out
+
+
+def _loose_prefix(query: str, prompt: str) -> int | None:
+    """Where ``prompt`` ends in ``query`` when runs of whitespace may differ (None if it is not
+    a prefix that way)."""
+    i = j = 0
+    while j < len(prompt):
+        if prompt[j].isspace():
+            while j < len(prompt) and prompt[j].isspace():
+                j += 1
+            while i < len(query) and query[i].isspace():
+                i += 1
+            continue
+        while i < len(query) and query[i].isspace() and (i == 0 or query[i - 1].isspace()):
+            i += 1  # whitespace the prompt does not have (e.g. a leading space)
+        if i >= len(query) or query[i] != prompt[j]:
+            return None
+        i += 1
+        j += 1
+    return i
 
 
 def references(labels: Sequence[Any] | None, n: int) -> list[str | None]:
@@ -71,3 +96,19 @@ def openrlhf_rewards(
         list(prompts), split_queries(query, prompts), references(labels, len(prompts))
     )
     return [float(unscored if r is None else r) for r in batch.rewards]
+
+
+def reward_func(queries: list[str], prompts: list[str], labels: list[Any]) -> dict[str, Any]:
+    """OpenRLHF's in-process reward function (``--remote_rm_url path/to/this/file.py``): the
+    answer has the shape its reward server returns. Configured from the environment like the
+    verl adapter (``JUDGECAL_MODEL`` or ``JUDGECAL_URL``, ``JUDGECAL_DB`` …)."""
+    from judgecal.adapters.verl import default_reward
+
+    reward = default_reward()
+    batch = reward.score(prompts, split_queries(queries, prompts), references(labels, len(prompts)))
+    values = [float(0.0 if r is None else r) for r in batch.rewards]
+    return {
+        "rewards": values,
+        "scores": values,
+        "extra_logs": {"judgecal_unscored": [float(r is None) for r in batch.rewards]},
+    }

@@ -24,6 +24,7 @@ This file defines no classes, so verl may execute it under any module name.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -110,6 +111,7 @@ def default_reward() -> RubricReward:
                 window_s=float(os.environ.get("JUDGECAL_WINDOW_S", "0.05")),
                 group_size=int(group) if group else None,
             )
+            atexit.register(_DEFAULT.close)  # its store is flushed and closed at exit
         return _DEFAULT
 
 
