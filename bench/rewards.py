@@ -11,7 +11,8 @@ responses get identical rewards.
 Two arrival modes run in the same process, each on its own store: ``batch`` (one reward call
 per trainer batch, as TRL and verl's batch manager make it) and ``per-rollout`` (every rollout
 its own call, from as many threads as the batch has rollouts, as verl's reward loop and
-OpenRLHF make them; coalesced by the reward's window). Reports rewards per second, calls per
+OpenRLHF make them, with no step: coalesced by the reward's window, and a new rubric version
+frozen for ``--freeze`` seconds so the parts of a group share it). Reports rewards per second, calls per
 reward, cache hit rate and mismatched duplicates per epoch, the ideal time (calls × latency /
 concurrency), and the per-rollout path's calls per reward as a ratio of the batch path's.
 
@@ -28,6 +29,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -47,6 +49,12 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--window", type=float, default=0.1, help="per-rollout coalescing window")
+    parser.add_argument(
+        "--freeze",
+        type=float,
+        default=5.0,
+        help="per-rollout, no step given: how long a new rubric version stays frozen",
+    )
     args = parser.parse_args()
 
     prompts = [
@@ -63,6 +71,7 @@ def main() -> None:
                 base_url=base_url,
                 db=Path(tmp) / f"rewards-{mode}.duckdb",
                 window_s=args.window,
+                freeze_s=args.freeze,
                 judge=JudgeSpec(
                     samples=1,
                     temperature=0.0,
@@ -121,9 +130,11 @@ def run_epoch(
         ]
         for first in range(0, len(completions), args.group):  # the last repeats the first
             completions[first + args.group - 1] = completions[first]
-        if mode == "batch":
-            rewards = reward(batch_prompts, completions)
-        else:
+        if mode == "batch":  # as TRL calls it: the trainer state names the step
+            rewards = reward(
+                batch_prompts, completions, trainer_state=SimpleNamespace(global_step=epoch)
+            )
+        else:  # as verl's reward loop calls it: one rollout per call, no step
             with ThreadPoolExecutor(len(completions)) as pool:
                 rewards = list(pool.map(reward.score_rollout, batch_prompts, completions))
         for first in range(0, len(rewards), args.group):

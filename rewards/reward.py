@@ -38,6 +38,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -212,9 +213,10 @@ class _Pending:
 class _Frozen:
     """A prompt's rubric for one step: scored under ``full``, aggregated under ``used``."""
 
-    step: int
+    step: int | None
     full: Rubric
     used: Rubric
+    made_at: float
 
 
 class RubricReward:
@@ -240,6 +242,7 @@ class RubricReward:
         prune: bool = True,
         window_s: float = 0.05,
         group_size: int | None = None,
+        freeze_s: float = 60.0,
         url: str | None = None,
         api_key: str | None = None,
         backend: Backend | None = None,
@@ -271,6 +274,7 @@ class RubricReward:
         self.prune = prune
         self.window_s = window_s
         self.group_size = group_size
+        self.freeze_s = freeze_s
         self.step: int | None = None
         """The trainer's step, when it says (frozen rubrics per step); see the module."""
         self.base_url = base_url
@@ -322,7 +326,8 @@ class RubricReward:
             )
         keep = (
             "__name__", "model", "url", "api_key", "static", "scoring", "normalize", "unscored",
-            "extend", "prune", "window_s", "group_size", "step", "base_url", "db", "judge",
+            "extend", "prune", "window_s", "group_size", "freeze_s", "step", "base_url", "db",
+            "judge",
         )  # fmt: skip
         return {k: self.__dict__[k] for k in keep}
 
@@ -409,22 +414,26 @@ class RubricReward:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[float | None] = loop.create_future()
         self._pending.append(_Pending(prompt, response, reference, step, future))
-        key = prompt_hash(prompt, reference)
-        in_group = sum(1 for p in self._pending if prompt_hash(p.prompt, p.reference) == key)
-        if self.group_size is not None and in_group >= self.group_size:
-            self._flush()
-        elif self._flush_handle is None:
+        if self.group_size is not None:
+            key = prompt_hash(prompt, reference)
+            group = [p for p in self._pending if prompt_hash(p.prompt, p.reference) == key]
+            if len(group) >= self.group_size:
+                # A whole group is scored at once; other prompts' partial groups keep waiting.
+                self._pending = [p for p in self._pending if p not in group]
+                self._launch(group)
+        if self._pending and self._flush_handle is None:
             self._flush_handle = loop.call_later(self.window_s, self._flush)
         return await future
 
     def _flush(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
+        self._flush_handle = None
         pending, self._pending = self._pending, []
         if pending:
-            task = asyncio.get_running_loop().create_task(self._score_pending(pending))
-            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+            self._launch(pending)
+
+    def _launch(self, pending: list[_Pending]) -> None:
+        task = asyncio.get_running_loop().create_task(self._score_pending(pending))
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     async def _score_pending(self, pending: list[_Pending]) -> None:
         by_step: dict[int | None, list[_Pending]] = {}
@@ -437,6 +446,7 @@ class RubricReward:
                     [p.response for p in group],
                     [p.reference for p in group],
                     step=step,
+                    arrival="rollout",
                 )
             except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
                 for p in group:
@@ -456,8 +466,12 @@ class RubricReward:
         references: Sequence[str | None] | None = None,
         *,
         step: int | None = None,
+        arrival: Literal["batch", "rollout"] = "batch",
     ) -> RewardBatch:
-        """Generate or reuse rubrics per prompt group, score every response, store it all."""
+        """Generate or reuse rubrics per prompt group, score every response, store it all.
+        ``arrival="rollout"``: the groups were coalesced from single rollouts, so a prompt's
+        group may arrive in parts; without a step, its rubric is then frozen for ``freeze_s``
+        after each new version (the parts of one step share it)."""
         if len(prompts) != len(responses):
             raise ConfigError(f"{len(prompts)} prompts but {len(responses)} completions")
         refs = list(references) if references is not None else [None] * len(prompts)
@@ -468,7 +482,7 @@ class RubricReward:
         for index, (prompt, reference) in enumerate(zip(prompts, refs, strict=True)):
             groups.setdefault(prompt_hash(prompt, reference), []).append(index)
         batch = RewardBatch(rewards=[None] * len(prompts))
-        rubrics = await self._rubrics(groups, prompts, responses, refs, batch, step)
+        rubrics = await self._rubrics(groups, prompts, responses, refs, batch, step, arrival)
         protocols: dict[str, Protocol] = {}
         by_rubric: dict[str, Protocol] = {}  # one protocol (and output model) per rubric
         items: dict[str, Item] = {}
@@ -521,7 +535,7 @@ class RubricReward:
                 continue
             rubric = rubrics[key]
             used = await self._aggregation_rubric(
-                key, rubric, [verdicts[i] for i in set(ids)], step, batch
+                key, rubric, [verdicts[i] for i in set(ids)], step, batch, arrival
             )
             scores: dict[str, float | None] = {}
             for i in set(ids):
@@ -577,6 +591,7 @@ class RubricReward:
         refs: Sequence[str | None],
         batch: RewardBatch,
         step: int | None,
+        arrival: str = "batch",
     ) -> dict[str, Rubric]:
         """Each group's scoring rubric: the static one; the version frozen for this step; the
         cached one; or a new version, generated (or extended) from the group's candidates."""
@@ -586,8 +601,8 @@ class RubricReward:
         cached: dict[str, tuple[Rubric, int]] = {}
         items = {}
         for key, indices in groups.items():
-            frozen = self._frozen.get(key)
-            if frozen is not None and step is not None and frozen.step == step:
+            frozen = self._frozen_for(key, step, arrival)
+            if frozen is not None:
                 out[key] = frozen.full
                 continue
             found = await self._db(self.store.rubric_cache.get, key)
@@ -597,7 +612,9 @@ class RubricReward:
             group_responses = list(dict.fromkeys(responses[i] for i in indices))
             unseen = set(group_responses) - self._seen.get(key, set())
             # Extend only with candidates the rubric has not seen, and only by contrast (two
-            # or more): repeating a group, or a lone rollout, never changes a rubric.
+            # or more): repeating a group, or a lone rollout, never changes a rubric. Parts of
+            # a group that arrived one rollout at a time share the version made for the first
+            # part for freeze_s (when the trainer gives no step to tell them apart).
             if key in cached and not (self.extend and unseen and len(group_responses) > 1):
                 continue
             existing = cached[key][0].criteria if key in cached else []
@@ -634,6 +651,18 @@ class RubricReward:
                 )
         return out
 
+    def _frozen_for(self, key: str, step: int | None, arrival: str) -> _Frozen | None:
+        """The prompt's rubric frozen for this step: the trainer's step, or, for groups
+        coalesced from single rollouts without one, the version made less than ``freeze_s``
+        ago (the parts of one group share it)."""
+        frozen = self._frozen.get(key)
+        if frozen is None:
+            return None
+        if step is not None:
+            return frozen if frozen.step == step else None
+        recent = time.monotonic() - frozen.made_at < self.freeze_s
+        return frozen if arrival == "rollout" and frozen.step is None and recent else None
+
     async def _aggregation_rubric(
         self,
         key: str,
@@ -641,13 +670,14 @@ class RubricReward:
         verdicts: Sequence[Verdict],
         step: int | None,
         batch: RewardBatch,
+        arrival: str,
     ) -> Rubric:
         """The rubric a group's rewards are aggregated under: the step's frozen choice, or
         the rubric pruned of criteria no response of this group told apart."""
         if self.static is not None or self.scoring != "explicit":
             return rubric
-        frozen = self._frozen.get(key)
-        if frozen is not None and step is not None and frozen.step == step:
+        frozen = self._frozen_for(key, step, arrival)
+        if frozen is not None:
             return frozen.used
         used = rubric
         if self.prune:
@@ -656,8 +686,8 @@ class RubricReward:
                 batch.pruned += len(rubric.criteria) - len(pruned.criteria)
                 await self._db(self.store.runs.put_rubric, pruned)
                 used = pruned
-        if step is not None:
-            self._frozen[key] = _Frozen(step, rubric, used)
+        if step is not None or arrival == "rollout":
+            self._frozen[key] = _Frozen(step, rubric, used, time.monotonic())
         return used
 
     async def _run(
