@@ -570,6 +570,17 @@ def _endpoints(args: argparse.Namespace) -> dict[str, str]:
     return {family: url for family, url in pairs.items() if url}
 
 
+def cmd_rewards_merge(args: argparse.Namespace) -> int:
+    with api.open_store(args.out) as store:
+        added = store.merge_from(args.inputs)
+    if args.json:
+        _print_json({"out": args.out, "inputs": args.inputs, "added": added})
+        return 0
+    rows = ", ".join(f"{n} {t}" for t, n in added.items() if n)
+    print(f"merged {len(args.inputs)} files into {args.out}: {rows or 'no new rows'}")
+    return 0
+
+
 def _number_or_null(text: str) -> float | None:
     if text.strip().lower() in ("null", "none"):
         return None
@@ -1092,6 +1103,14 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--host", default="127.0.0.1")
             p.add_argument("--port", type=int, default=8000)
             p.set_defaults(func=cmd_rewards_serve)
+
+    p = rewards.add_parser(
+        "merge", help="merge reward databases written one per process into one file"
+    )
+    p.add_argument("inputs", nargs="+", help="the per-process files, e.g. rewards-*.duckdb")
+    p.add_argument("--out", required=True, help="the database to merge into (created if new)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rewards_merge)
 
     p = sub.add_parser(
         "distill", help="distil a run into a cheap local judge stored in the database"

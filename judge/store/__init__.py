@@ -86,5 +86,63 @@ class Store:
             out[table] = int(row[0]) if row else 0
         return out
 
+    def merge_from(self, paths: list[str | Path]) -> dict[str, int]:
+        """Copy every row of other judgecal files into this one (rows added per table), all
+        or nothing: files written by one process each (``db="rewards-{pid}.duckdb"``), or
+        several trainer nodes. Rows already here (same key) are kept; a prompt's dynamic
+        rubric becomes the most recently updated version among the files."""
+        from judge.errors import StoreError
+
+        sources = []
+        for path in paths:
+            path = Path(path)
+            if not path.is_file():
+                raise StoreError(f"{path}: no such file")
+            if path.resolve() == Path(self.path).resolve():
+                raise StoreError(f"{path} is the database being merged into")
+            Store(path, read_only=True).close()  # a judgecal file, with every migration
+            sources.append(path)
+        added = dict.fromkeys(TABLES, 0)
+        with self.db.transaction():
+            for number, path in enumerate(sources):
+                alias = f"merge_source_{number}"
+                self.db.con.execute(f"ATTACH '{_quoted(path)}' AS {alias} (READ_ONLY)")
+                try:
+                    for table in TABLES:
+                        columns = [
+                            r[0]
+                            for r in self.db.con.execute(
+                                "SELECT column_name FROM duckdb_columns() WHERE database_name = "
+                                "current_database() AND table_name = ? ORDER BY column_index",
+                                [table],
+                            ).fetchall()
+                        ]
+                        names = ", ".join(f'"{c}"' for c in columns)
+                        before = self._count(table)
+                        conflict = (
+                            "ON CONFLICT (prompt_hash) DO UPDATE SET rubric_hash = "
+                            "excluded.rubric_hash, groups_seen = excluded.groups_seen, "
+                            "updated_at = excluded.updated_at "
+                            "WHERE excluded.updated_at > dynamic_rubrics.updated_at"
+                            if table == "dynamic_rubrics"
+                            else "ON CONFLICT DO NOTHING"
+                        )
+                        self.db.con.execute(
+                            f"INSERT INTO {table} ({names}) SELECT {names} FROM "
+                            f"{alias}.main.{table} {conflict}"
+                        )
+                        added[table] += self._count(table) - before
+                finally:
+                    self.db.con.execute(f"DETACH {alias}")
+        return added
+
+    def _count(self, table: str) -> int:
+        row = self.db.con.execute(f"SELECT count(*) FROM {table}").fetchone()
+        return int(row[0]) if row else 0
+
+
+def _quoted(path: Path) -> str:
+    return str(path).replace("'", "''")
+
 
 __all__ = ["TABLES", "Store"]

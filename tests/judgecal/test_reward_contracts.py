@@ -71,6 +71,27 @@ def test_rollouts_arriving_one_at_a_time_are_scored_as_groups(provider: FakeProv
     assert per_rollout == pytest.approx(batched)
 
 
+def test_a_group_arriving_in_two_parts_without_a_step_shares_one_rubric(
+    provider: FakeProvider,
+) -> None:
+    """No step from the trainer, and the window cut a group in two: the second part is scored
+    under the version (and pruning) made for the first, so a response repeated across the
+    parts gets the same reward."""
+    first_part = [f"quality={q} answer" for q in (1, 3, 4)]
+    second_part = ["quality=5 answer", "quality=2 answer", first_part[1]]
+    prompt = PROMPTS[0]
+    with (
+        RubricReward("openai/gpt-4.1-mini", base_url=provider.base_url, window_s=0.2) as reward,
+        ThreadPoolExecutor(3) as pool,
+    ):
+        one = list(pool.map(lambda c: reward.score_rollout(prompt, c), first_part))
+        two = list(pool.map(lambda c: reward.score_rollout(prompt, c), second_part))
+        hashes = reward.store.con.execute("SELECT DISTINCT rubric_hash FROM rewards").fetchall()
+    assert generation_requests(provider) == 1
+    assert two[2] == one[1]
+    assert len(hashes) == 1
+
+
 def test_a_full_group_is_scored_without_waiting_for_the_window(provider: FakeProvider) -> None:
     with (
         RubricReward(
@@ -360,3 +381,39 @@ def test_openrlhf_gets_numbers_and_clear_errors(provider: FakeProvider, tmp_path
         finally:
             server.should_exit = True
             thread.join(10)
+
+
+def score_to_own_file(args: tuple[str, str, list[str], list[str]]) -> list[float | None]:
+    base_url, db, prompts, completions = args
+    with RubricReward("openai/gpt-4.1-mini", base_url=base_url, db=db) as reward:
+        return reward(prompts, completions)
+
+
+def test_one_file_per_process_merged_by_a_command(
+    provider: FakeProvider, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from judgecal.cli import main
+
+    db = str(tmp_path / "rank-{pid}.duckdb")
+    jobs = [
+        (provider.base_url, db, PROMPTS[:4], COMPLETIONS[:4]),
+        (provider.base_url, db, PROMPTS[4:], COMPLETIONS[4:]),
+    ]
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        results = pool.map(score_to_own_file, jobs)
+    files = sorted(str(p) for p in tmp_path.glob("rank-*.duckdb"))
+    assert len(files) == 2 and all(v is not None for r in results for v in r)
+    merged = str(tmp_path / "all.duckdb")
+    assert main(["rewards", "merge", *files, "--out", merged, "--json"]) == 0
+    added = json.loads(capsys.readouterr().out)["added"]
+    assert added["rewards"] == 8 and added["dynamic_rubrics"] == 2
+    assert main(["rewards", "merge", *files, "--out", merged, "--json"]) == 0  # idempotent
+    assert json.loads(capsys.readouterr().out)["added"]["rewards"] == 0
+    with RubricReward("openai/gpt-4.1-mini", base_url=provider.base_url, db=merged) as reward:
+        values = [
+            r[0] for r in reward.store.con.execute("SELECT value FROM rewards ORDER BY value").fetchall()
+        ]
+    assert sorted(v for r in results for v in r) == values  # type: ignore[type-var]
+    (tmp_path / "junk.duckdb").write_text("not a database")
+    assert main(["rewards", "merge", str(tmp_path / "junk.duckdb"), "--out", merged]) == 2
+    assert "cannot open" in capsys.readouterr().err
