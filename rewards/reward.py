@@ -40,8 +40,10 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -309,6 +311,9 @@ class RubricReward:
                 self.store, self._store_executor = _open_shared(self._path)
             self._frozen: dict[str, _Frozen] = {}
             self._seen: dict[str, set[str]] = {}
+            self._prompt_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+                weakref.WeakValueDictionary()
+            )
             self._pending: list[_Pending] = []
             self._flush_handle: asyncio.TimerHandle | None = None
             self._loop = asyncio.new_event_loop()
@@ -481,6 +486,25 @@ class RubricReward:
         groups: dict[str, list[int]] = {}
         for index, (prompt, reference) in enumerate(zip(prompts, refs, strict=True)):
             groups.setdefault(prompt_hash(prompt, reference), []).append(index)
+        # Batches sharing a prompt (parts of one group, scored as they arrive) take turns, so
+        # each sees the rubric version the other made; batches on other prompts run alongside.
+        async with AsyncExitStack() as held:
+            for key in sorted(groups):
+                lock = self._prompt_locks.get(key)
+                if lock is None:
+                    lock = self._prompt_locks[key] = asyncio.Lock()
+                await held.enter_async_context(lock)
+            return await self._score_groups(groups, prompts, responses, refs, step, arrival)
+
+    async def _score_groups(
+        self,
+        groups: dict[str, list[int]],
+        prompts: Sequence[str],
+        responses: Sequence[str],
+        refs: Sequence[str | None],
+        step: int | None,
+        arrival: str,
+    ) -> RewardBatch:
         batch = RewardBatch(rewards=[None] * len(prompts))
         rubrics = await self._rubrics(groups, prompts, responses, refs, batch, step, arrival)
         protocols: dict[str, Protocol] = {}
@@ -677,7 +701,7 @@ class RubricReward:
         if self.static is not None or self.scoring != "explicit":
             return rubric
         frozen = self._frozen_for(key, step, arrival)
-        if frozen is not None:
+        if frozen is not None and frozen.full.content_hash == rubric.content_hash:
             return frozen.used
         used = rubric
         if self.prune:
