@@ -92,6 +92,21 @@ def test_a_group_arriving_in_two_parts_without_a_step_shares_one_rubric(
     assert len(hashes) == 1
 
 
+def test_parts_of_a_group_scored_at_the_same_time_take_turns() -> None:
+    """Two parts of one prompt's group flushed together (each reached group_size) and scored
+    while the other is in flight: they share one rubric version, and neither fails."""
+    completions = ["quality=1 a", "quality=3 b", "quality=4 c", "quality=1 a"]
+    with FakeProvider(latency_s=0.1) as slow, RubricReward(
+        "openai/gpt-4.1-mini", base_url=slow.base_url, window_s=30, group_size=2
+    ) as reward, ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(reward.score_rollout, PROMPTS[0], c) for c in completions]
+        values = [f.result(timeout=60) for f in futures]
+        hashes = reward.store.con.execute("SELECT DISTINCT rubric_hash FROM rewards").fetchall()
+    assert all(v is not None for v in values)
+    assert values[0] == values[3]
+    assert generation_requests(slow) == 1 and len(hashes) <= 2  # full or pruned, one version
+
+
 def test_a_full_group_is_scored_without_waiting_for_the_window(provider: FakeProvider) -> None:
     with (
         RubricReward(
