@@ -96,9 +96,13 @@ def test_parts_of_a_group_scored_at_the_same_time_take_turns() -> None:
     """Two parts of one prompt's group flushed together (each reached group_size) and scored
     while the other is in flight: they share one rubric version, and neither fails."""
     completions = ["quality=1 a", "quality=3 b", "quality=4 c", "quality=1 a"]
-    with FakeProvider(latency_s=0.1) as slow, RubricReward(
-        "openai/gpt-4.1-mini", base_url=slow.base_url, window_s=30, group_size=2
-    ) as reward, ThreadPoolExecutor(4) as pool:
+    with (
+        FakeProvider(latency_s=0.1) as slow,
+        RubricReward(
+            "openai/gpt-4.1-mini", base_url=slow.base_url, window_s=30, group_size=2
+        ) as reward,
+        ThreadPoolExecutor(4) as pool,
+    ):
         futures = [pool.submit(reward.score_rollout, PROMPTS[0], c) for c in completions]
         values = [f.result(timeout=60) for f in futures]
         hashes = reward.store.con.execute("SELECT DISTINCT rubric_hash FROM rewards").fetchall()
@@ -426,7 +430,8 @@ def test_one_file_per_process_merged_by_a_command(
     assert json.loads(capsys.readouterr().out)["added"]["rewards"] == 0
     with RubricReward("openai/gpt-4.1-mini", base_url=provider.base_url, db=merged) as reward:
         values = [
-            r[0] for r in reward.store.con.execute("SELECT value FROM rewards ORDER BY value").fetchall()
+            r[0]
+            for r in reward.store.con.execute("SELECT value FROM rewards ORDER BY value").fetchall()
         ]
     assert sorted(v for r in results for v in r) == values  # type: ignore[type-var]
     (tmp_path / "junk.duckdb").write_text("not a database")
