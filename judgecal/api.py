@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,103 @@ def resume_run(
             await engine.aclose()
 
     return asyncio.run(go())
+
+
+def run_repeats(
+    store: Store,
+    spec: JudgeSpec,
+    items: Sequence[Item] | str | Path,
+    repeats: int,
+    *,
+    dataset: str | None = None,
+    run_id: str | None = None,
+    workers: int = 1,
+    prices: dict[str, tuple[float, float]] | None = None,
+) -> list[RunSummary]:
+    """``repeats`` runs of one judge on the same items, ``{run_id}-r1`` … with seeds
+    ``spec.seed``, ``spec.seed + 1`` …: distinct requests, so none is answered from another's
+    cache (the seed is part of the request hash). :func:`variance` reads them."""
+    if repeats < 1:
+        raise ConfigError("repeats must be at least 1")
+    if isinstance(items, (str, Path)):
+        dataset = dataset or default_dataset_name(items)
+        items = load_items(items)
+    base = run_id or f"run-{uuid.uuid4().hex[:8]}"
+    return [
+        run_judge(
+            store,
+            spec.with_overrides(seed=spec.seed + r),
+            items,
+            dataset=dataset,
+            run_id=f"{base}-r{r + 1}",
+            workers=workers,
+            prices=prices,
+        )
+        for r in range(repeats)
+    ]
+
+
+def rerun(
+    store: Store,
+    run_id: str,
+    repeats: int,
+    *,
+    limits: RunnerConfig | None = None,
+    base_url: str | None = None,
+) -> list[RunSummary]:
+    """``repeats`` more runs of a stored run's judge on its items, with new seeds (above every
+    seed this judge has used on these items): ``{run_id}-rerun1`` …"""
+    run = store.runs.get(run_id)
+    if run.rubric_hash is None:
+        raise StoreError(f"run {run_id} judged each item under its own rubric; it has no repeats")
+    rubric = rubric_from_yaml(store.runs.rubric_body(run.rubric_hash))
+    spec = JudgeSpec.model_validate(run.spec["judge"]).model_copy(update={"model": run.backend})
+    if limits is not None or base_url is not None:
+        spec = spec.model_copy(
+            update={"limits": limits or spec.limits, "base_url": base_url or spec.base_url}
+        )
+    judged = {v.item_id for v in store.runs.verdicts(run_id)}
+    items = [i for i in store.runs.items(run.dataset) if i.id in judged]
+    every = store.runs.all()
+    taken = {r.run_id for r in every}
+    # Seeds of every run of this judge on these items, so no rerun repeats one of them.
+    used_seeds = [spec.seed] + [
+        JudgeSpec.model_validate(r.spec.get("judge", {})).seed
+        for r in every
+        if (r.dataset, r.backend, r.rubric_hash) == (run.dataset, run.backend, run.rubric_hash)
+    ]
+    out = []
+    number = 0
+    for r in range(repeats):
+        number += 1
+        while f"{run_id}-rerun{number}" in taken:
+            number += 1
+        out.append(
+            run_judge(
+                store,
+                spec.with_overrides(seed=max(used_seeds) + r + 1),
+                items,
+                rubric=rubric,
+                dataset=run.dataset,
+                run_id=f"{run_id}-rerun{number}",
+            )
+        )
+    return out
+
+
+def variance(
+    store: Store,
+    run_ids: Sequence[str],
+    *,
+    by: str | None = None,
+    n_boot: int = 1000,
+    random_state: int = 0,
+) -> dict[str, Any]:
+    """The judge's run-to-run variance over repeated runs (:mod:`calibration.variance`)."""
+    from calibration.variance import variance_report
+
+    datas = [load_run_data(store, r) for r in run_ids]
+    return variance_report(datas, by=by, n_boot=n_boot, random_state=random_state).as_dict()
 
 
 # -- labels and agreement ------------------------------------------------------------------

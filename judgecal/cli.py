@@ -123,6 +123,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
             return 2
         with api.open_store(args.db) as store:
+            if args.repeats > 1:
+                summaries = api.run_repeats(
+                    store,
+                    spec,
+                    args.items,
+                    args.repeats,
+                    dataset=args.dataset,
+                    run_id=args.run_id,
+                    workers=args.workers,
+                    prices=load_prices(args.prices),
+                )
+                return _print_summaries(summaries, args.json, args.db)
             summary = api.run_judge(
                 store,
                 spec,
@@ -132,8 +144,73 @@ def cmd_run(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 prices=load_prices(args.prices),
             )
-    data = summary.as_dict()
+    _print_summary(summary, args.json)
+    return 0
+
+
+def _print_summaries(summaries: list[Any], as_json: bool, db: str) -> int:
+    if as_json:
+        _print_json([s.as_dict() for s in summaries])
+        return 0
+    for summary in summaries:
+        _print_summary(summary, False)
+    runs = " ".join(s.run_id for s in summaries)
+    print(f"the judge's variance over these runs: judgecal variance --runs {runs} --db {db}")
+    return 0
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    with api.open_store(args.db) as store:
+        summaries = api.rerun(store, args.run, args.repeats)
+    return _print_summaries(summaries, args.json, args.db)
+
+
+def cmd_variance(args: argparse.Namespace) -> int:
+    with api.open_store(args.db, read_only=True) as store:
+        result = api.variance(
+            store, args.runs, by=args.by, n_boot=args.n_boot, random_state=args.seed
+        )
     if args.json:
+        _print_json(result)
+        return 0
+    retest = result["test_retest"]
+    print(
+        f"{len(result['runs'])} runs (seeds {result['seeds']}), {result['n_items']} items scored "
+        f"in every run, {result['samples_per_run']} calls per item and run"
+    )
+    if result["item_sd_mean"] is not None:
+        print(
+            f"  per-item SD across runs: mean {_fmt(result['item_sd_mean'])}, "
+            f"max {_fmt(result['item_sd_max'])}"
+        )
+    for name, key in (("ICC(2,1)", "icc_2_1"), ("interval alpha", "alpha_interval")):
+        row = retest[key]
+        if row["value"] is not None:
+            print(
+                f"  test-retest {name}: {_fmt(row['value'])} "
+                f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]"
+            )
+    for name, row in result["components"].items():
+        share = result["shares"].get(name)
+        print(
+            f"  variance, {name}: {_fmt(row['value'])} [{_fmt(row['ci_low'])}, "
+            f"{_fmt(row['ci_high'])}]" + ("" if share is None else f" ({share:.0%} of the total)")
+        )
+    for flip in result["ranking_flips"]:
+        s, t = flip["systems"]
+        p = "n/a (tied)" if flip["p_flip"] is None else f"{flip['p_flip']:.1%}"
+        print(
+            f"  {s} vs {t}: difference {_fmt(flip['difference'])}; one run ranks them the other "
+            f"way with probability {p} ({flip['runs_flipped']} of {len(result['runs'])} runs did)"
+        )
+    for note in result["notes"]:
+        print(f"  note: {note}")
+    return 0
+
+
+def _print_summary(summary: Any, as_json: bool) -> None:
+    data = summary.as_dict()
+    if as_json:
         _print_json(data)
     else:
         cost = (
@@ -149,7 +226,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             + (f", {data['calls_saved']} saved by adaptive sampling" if data["calls_saved"] else "")
             + f"); cost {cost}; {data['wall_s']:.1f}s"
         )
-    return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -897,6 +973,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --resume: send calls recorded as errors again and replace their verdicts",
     )
     p.add_argument("--run-id", help="the new run's id (default: a random one)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="judge the items this many times, with seeds seed, seed+1, …, as runs "
+        "RUN_ID-r1, -r2, … (for `judgecal variance`)",
+    )
     from judge import JudgeSpec, RunnerConfig
 
     spec_flags = p.add_argument_group("judge settings (JudgeSpec)")
@@ -931,6 +1014,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("rerun", help="judge a run's items again with new seeds (repeats)")
+    p.add_argument("--run", required=True)
+    p.add_argument("--db", required=True)
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rerun)
+
+    p = sub.add_parser(
+        "variance",
+        help="the judge's run-to-run variance: test-retest, variance components, ranking flips",
+    )
+    p.add_argument("--runs", nargs="+", required=True, help="repeated runs of one judge")
+    p.add_argument("--db", required=True)
+    p.add_argument(
+        "--by", help="pointwise: meta.FIELD naming each item's system, for ranking flips"
+    )
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_variance)
 
     p = sub.add_parser("runs", help="list runs")
     p.add_argument("--db", required=True)
