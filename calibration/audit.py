@@ -84,6 +84,8 @@ class AuditConfig(_Section):
     """The confidence calibrated and thresholded."""
     fallback_run: str | None = None
     """A stronger judge's run on the same items: the cascade sends it what this judge abstains on."""
+    repeat_runs: list[str] = Field(default_factory=list)
+    """Repeated runs of this judge (other seeds): the audit reports its run-to-run variance."""
 
 
 class CallOut(_Section):
@@ -342,6 +344,9 @@ class Audit(_Section):
     selective: Selective | None = None
     ppi: PPI | None = None
     routing: Routing | None = None
+    variance: dict[str, Any] | None = None
+    """The judge's run-to-run variance over this run and ``settings.repeat_runs``
+    (:mod:`calibration.variance`)."""
     verdict: TrustVerdict | None = None
 
 

@@ -422,7 +422,15 @@ def audit(store: Store, run_id: str, config: Any = None) -> Any:
             for v in store.runs.verdicts(config.fallback_run)
             if v.status == "scored"
         }
-    return build_audit(data, config, fallback=fallback)
+    report = build_audit(data, config, fallback=fallback)
+    if config.repeat_runs:
+        from calibration.variance import variance_report
+
+        repeats = [load_run_data(store, r) for r in config.repeat_runs]
+        report.variance = variance_report(
+            [data, *repeats], n_boot=config.n_boot, random_state=config.random_state
+        ).as_dict()
+    return report
 
 
 def distill(store: Store, run_id: str, **options: Any) -> dict[str, Any]:

@@ -518,6 +518,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         random_state=args.seed,
         signal=args.signal,
         fallback_run=args.fallback_run,
+        repeat_runs=args.repeat_runs or [],
     )
     with api.open_store(args.db, read_only=True) as store:
         audit = api.audit(store, args.run, config)
@@ -1148,6 +1149,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fallback-run",
         help="a stronger judge's run: the cascade sends it the items this judge abstains on",
+    )
+    p.add_argument(
+        "--repeat-runs",
+        nargs="+",
+        help="repeated runs of this judge (judgecal run --repeats, rerun): report its variance",
     )
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)

@@ -118,6 +118,8 @@ def render_html(audit: Audit) -> str:
         sections.append(
             f'<h2>Routing to humans</h2><p id="routing">The {routing.n_routed} items with the most divided verdicts (top {routing.beta:.0%} by position-diversity entropy) go to humans: accuracy {_cell(routing.judge_accuracy)} for the judge alone, {_cell(routing.combined_accuracy)} with humans on those items.</p>'
         )
+    if audit.variance:
+        sections.append(_variance_section(audit.variance))
     sections += _not_applicable(audit)
     if audit.drilldown:
         sections.append(_drilldown_section(audit))
@@ -303,3 +305,34 @@ def _script_json(value: Any) -> str:
 
 def _cell(value: Any) -> str:
     return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _variance_section(variance: dict[str, Any]) -> str:
+    """The judge's run-to-run variance: test-retest, components, ranking flips."""
+    retest = variance["test_retest"]
+    rows = "".join(
+        f"<tr><td>{escape(name)}</td><td>{_cell(row['value'])}</td>"
+        f"<td>[{_cell(row['ci_low'])}, {_cell(row['ci_high'])}]</td></tr>"
+        for name, row in (
+            ("test-retest ICC(2,1)", retest["icc_2_1"]),
+            ("test-retest interval α", retest["alpha_interval"]),
+            *((f"variance: {k}", v) for k, v in variance["components"].items()),
+        )
+    )
+    flips = "".join(
+        f"<li>{escape(f['systems'][0])} vs {escape(f['systems'][1])}: a single run ranks them "
+        f"the other way with probability {_cell(f['p_flip'])} "
+        f"({f['runs_flipped']} of {len(variance['runs'])} runs did)</li>"
+        for f in variance.get("ranking_flips", [])
+    )
+    notes = "".join(f"<p class=note>{escape(n)}</p>" for n in variance.get("notes", []))
+    return (
+        f'<h2>Judge variance</h2><section id="variance"><p>{len(variance["runs"])} runs '
+        f"(seeds {escape(str(variance['seeds']))}) on the {variance['n_items']} items scored in "
+        f"every run; per-item SD across runs: mean {_cell(variance['item_sd_mean'])}, max "
+        f"{_cell(variance['item_sd_max'])}.</p><table><tr><th>statistic</th><th>value</th>"
+        f"<th>95% CI</th></tr>{rows}</table>"
+        + (f"<ul>{flips}</ul>" if flips else "")
+        + notes
+        + "</section>"
+    )

@@ -35,6 +35,7 @@ def render_text(audit: Audit) -> str:
             f"  accuracy, both orders {_fmt(bal.accuracy)}  ({bal.n_correct}/{bal.n}, balanced-position "
             f"verdicts; {bal.n_ties} tie verdicts, {_fmt(bal.accuracy_when_decided)} on the non-tie verdicts)"
         )
+    lines += variance_lines(audit.variance)
     for note in audit.notes:
         lines.append(f"  note: {note}")
     verdict = audit.verdict
@@ -43,3 +44,28 @@ def render_text(audit: Audit) -> str:
         lines += [f"  - {finding}" for finding in verdict.findings]
         lines += [f"  fix: {fix}" for fix in verdict.fixes]
     return "\n".join(lines)
+
+
+def variance_lines(variance: dict | None) -> list[str]:
+    """The judge's run-to-run variance, beside its agreement with the humans."""
+    if not variance:
+        return []
+    runs = len(variance["runs"])
+    lines = [f"  judge variance over {runs} runs ({variance['n_items']} items in every run)"]
+    icc = variance["test_retest"]["icc_2_1"]
+    if icc["value"] is not None:
+        lines.append(
+            f"    test-retest ICC(2,1) {_fmt(icc['value'])} [{_fmt(icc['ci_low'])}, "
+            f"{_fmt(icc['ci_high'])}]; per-item SD across runs mean {_fmt(variance['item_sd_mean'])}"
+        )
+    shares = variance.get("shares") or {}
+    if shares:
+        parts = ", ".join(f"{k} {v:.0%}" for k, v in shares.items() if v is not None)
+        lines.append(f"    variance shares: {parts}")
+    for flip in variance.get("ranking_flips", []):
+        s, t = flip["systems"]
+        if flip["p_flip"] is not None:
+            lines.append(
+                f"    one run ranks {s} and {t} the other way with probability {flip['p_flip']:.1%}"
+            )
+    return lines

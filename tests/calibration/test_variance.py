@@ -63,7 +63,9 @@ class Noisy:
         if request.kind != "pointwise":
             return text, token
         answer = find_json_objects(text)[-1]
-        draw = random.Random(json.dumps([request.body.get("seed"), request.user, request.body.get("n")]))
+        draw = random.Random(
+            json.dumps([request.body.get("seed"), request.user, request.body.get("n")])
+        )
         for criterion in answer["scores"]:
             if draw.random() < 0.25:
                 answer["scores"][criterion] = 1 - answer["scores"][criterion]
@@ -118,3 +120,13 @@ def test_repeated_runs_report_test_retest_components_and_flips(
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "test-retest ICC(2,1)" in text and "strong vs weak" in text
+    # the audit reports the variance beside the agreement with the humans
+    out = tmp_path / "audit"
+    audit_argv = ["audit", "--run", "noisy-r1", "--db", db, "--out", str(out), "--n-boot", "100"]
+    assert main([*audit_argv, "--repeat-runs", "noisy-r2", "noisy-r3"]) == 0
+    printed = capsys.readouterr().out
+    assert "judge variance over 3 runs (24 items in every run)" in printed
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["variance"]["runs"] == ["noisy-r1", "noisy-r2", "noisy-r3"]
+    assert saved["settings"]["repeat_runs"] == ["noisy-r2", "noisy-r3"]
+    assert 'id="variance"' in (out / "report.html").read_text()
