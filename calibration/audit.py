@@ -344,6 +344,8 @@ class Audit(_Section):
     selective: Selective | None = None
     ppi: PPI | None = None
     routing: Routing | None = None
+    tags: list[dict[str, Any]] | None = None
+    """Per tag of the items' own criteria: score, met rate, agreement (:mod:`calibration.tags`)."""
     variance: dict[str, Any] | None = None
     """The judge's run-to-run variance over this run and ``settings.repeat_runs``
     (:mod:`calibration.variance`)."""

@@ -12,7 +12,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from judge.errors import ItemsError
 from rubrics.inputs import (
@@ -26,6 +33,37 @@ from rubrics.inputs import (
 
 ItemMode = Literal["pointwise", "pairwise"]
 MAX_TEXT_CHARS = 1_000_000
+MAX_ITEM_CRITERIA = 256
+
+
+class ItemCriterion(BaseModel):
+    """One criterion of an item's own rubric (HealthBench style): met or not, worth
+    ``points`` (negative for a pitfall: points lost when the response commits it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_\-]{0,63}$")
+    """Lowercase letters, digits, ``_`` or ``-``; given as ``c1``, ``c2`` … when left out."""
+    description: str = Field(min_length=1, max_length=8000)
+    points: float
+    tags: tuple[str, ...] = ()
+    """Free labels across items, e.g. ``accuracy``, ``safety``, ``completeness`` (agreement is
+    reported per tag)."""
+
+    @field_validator("points")
+    @classmethod
+    def _check_points(cls, value: float) -> float:
+        if not (value == value and abs(value) != float("inf")) or value == 0:
+            raise ValueError(f"points must be a finite non-zero number, got {value}")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _check_tags(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for tag in value:
+            if not tag.strip() or len(tag) > 100:
+                raise ValueError(f"tag {tag!r} must be 1 to 100 characters")
+        return value
 
 
 class Item(BaseModel):
@@ -47,6 +85,44 @@ class Item(BaseModel):
     """An optional reference answer."""
     meta: dict[str, Any] = Field(default_factory=dict)
     """Free metadata, e.g. ``{"model_a": "gpt-4", "model_b": "llama"}``."""
+    rubric: tuple[ItemCriterion, ...] | None = None
+    """The item's own criteria, judged instead of the run's rubric for this item."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rubric_ids(cls, data: Any) -> Any:
+        """Criteria without ids get ``c1``, ``c2`` …; HealthBench's ``criterion`` key is read
+        as the description."""
+        if not isinstance(data, dict) or not isinstance(data.get("rubric"), list):
+            return data
+        rubric = []
+        for n, raw in enumerate(data["rubric"], start=1):
+            if isinstance(raw, dict):
+                raw = dict(raw)
+                if "criterion" in raw and "description" not in raw:
+                    raw["description"] = raw.pop("criterion")
+                raw.setdefault("id", f"c{n}")
+            rubric.append(raw)
+        return {**data, "rubric": rubric}
+
+    @field_validator("rubric")
+    @classmethod
+    def _check_rubric(
+        cls, value: tuple[ItemCriterion, ...] | None
+    ) -> tuple[ItemCriterion, ...] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("rubric is empty; leave it out to use the run's rubric")
+        if len(value) > MAX_ITEM_CRITERIA:
+            raise ValueError(f"rubric has more than {MAX_ITEM_CRITERIA} criteria")
+        ids = [c.id for c in value]
+        duplicated = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicated:
+            raise ValueError(f"rubric repeats criterion ids {duplicated}")
+        if not any(c.points > 0 for c in value):
+            raise ValueError("rubric needs at least one criterion with positive points")
+        return value
 
     @field_validator("id")
     @classmethod
@@ -70,6 +146,14 @@ class Item(BaseModel):
     def _check_meta(cls, value: dict[str, Any]) -> dict[str, Any]:
         return check_value(value, "meta")
 
+    @model_validator(mode="after")
+    def _rubric_is_pointwise(self) -> Item:
+        if self.rubric is not None and self.response_a is not None:
+            raise ValueError(
+                "an item's own rubric grades one response: pairwise items cannot carry one"
+            )
+        return self
+
     @property
     def mode(self) -> ItemMode:
         return "pairwise" if self.response_a is not None else "pointwise"
@@ -79,7 +163,9 @@ def _coerce_row(row: Mapping[str, Any], mode: ItemMode) -> dict[str, Any]:
     data = {
         k: v
         for k, v in row.items()
-        if not (v is None or (isinstance(v, str) and k in {"reference", "meta"} and v == ""))
+        if not (
+            v is None or (isinstance(v, str) and k in {"reference", "meta", "rubric"} and v == "")
+        )
     }
     if "id" in data and not isinstance(data["id"], str):
         value = data["id"]
@@ -89,6 +175,8 @@ def _coerce_row(row: Mapping[str, Any], mode: ItemMode) -> dict[str, Any]:
     meta = data.get("meta")
     if isinstance(meta, str):
         data["meta"] = json_value(meta, "meta")
+    if isinstance(data.get("rubric"), str):
+        data["rubric"] = json_value(data["rubric"], "rubric")
     if "meta" in data and not isinstance(data["meta"], dict):
         raise ValueError("meta must be a JSON object")
     required = ["id", "prompt"] + (

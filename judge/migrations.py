@@ -205,4 +205,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        "0008_item_rubrics",
+        """
+        -- An item's own criteria (JSON list: id, description, points, tags), judged instead of
+        -- the run's rubric for that item (HealthBench-style per-conversation rubrics).
+        ALTER TABLE items ADD COLUMN rubric VARCHAR;
+        """,
+    ),
 )

@@ -43,6 +43,7 @@ from judge.types import (
 )
 from rubrics import (
     AggregationError,
+    Criterion,
     LikertScale,
     Rubric,
     aggregate_holistic,
@@ -595,6 +596,85 @@ class HolisticProtocol(PointwiseProtocol):
             '{"evidence": "…", "overall": 10}',
         ]
         self.instructions = "\n".join(lines)
+
+
+class PerItemRubricProtocol(Protocol):
+    """Judge each item with its own rubric's protocol (one run for a whole batch): reward
+    batches (a rubric per prompt) and items that carry their own criteria. ``default`` is the
+    run's rubric, recorded as the run's when given."""
+
+    name = "rubric_reward"
+
+    def __init__(
+        self,
+        protocols: Mapping[str, Protocol],
+        config: ProtocolSettings,
+        model: str,
+        *,
+        default: Rubric | None = None,
+    ) -> None:
+        # Each item's own protocol renders, parses and aggregates.
+        self.config = config
+        self.model = model
+        self.protocols = dict(protocols)
+        self.default = default
+        if default is not None:
+            self.name = "per_item_rubrics"
+
+    @property
+    def mode(self) -> str:
+        return "pointwise"
+
+    def rubrics(self) -> list[Rubric]:
+        """The run's rubric first (when given), then every item's."""
+        unique = {} if self.default is None else {self.default.content_hash: self.default}
+        unique.update({p.rubric.content_hash: p.rubric for p in self.protocols.values()})
+        return list(unique.values())
+
+    def messages(self, item: Item, order: Order) -> tuple[Message, ...]:
+        return self.protocols[item.id].messages(item, order)
+
+    def interpret(self, item: Item, order: Order, completion: Completion) -> Any:
+        return self.protocols[item.id].interpret(item, order, completion)
+
+    def logprob_summary(self, order: Order, completion: Completion) -> dict[str, Any] | None:
+        return None
+
+    def aggregate(self, run_id: str, item: Item, calls: Sequence[CallRecord]) -> Verdict:
+        verdict = self.protocols[item.id].aggregate(run_id, item, calls)
+        verdict.rubric_hash = self.protocols[item.id].rubric.content_hash
+        return verdict
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "rubrics": {item_id: p.rubric.content_hash for item_id, p in self.protocols.items()}
+        }
+
+
+def rubric_for_item(item: Item, base: Rubric) -> Rubric:
+    """The rubric an item is judged under: its own criteria (binary, weighted by their points,
+    negative points as pitfalls; aggregated as points earned over points possible, clipped:
+    HealthBench's score), else ``base``."""
+    if item.rubric is None:
+        return base
+    criteria = [
+        Criterion(
+            id=c.id,
+            description=c.description,
+            kind="pitfall" if c.points < 0 else "important",
+            weight=c.points,
+            tags=list(c.tags) or None,
+        )
+        for c in item.rubric
+    ]
+    return Rubric(
+        id=f"{base.id[:58]}-item",
+        version="1",
+        mode="pointwise",
+        task=base.task,
+        criteria=criteria,
+        description=f"The criteria of item {item.id}, judged with {base.id}'s task.",
+    )
 
 
 def make_protocol(rubric: Rubric, config: ProtocolSettings, model: str) -> Protocol:

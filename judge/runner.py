@@ -158,8 +158,11 @@ class Runner:
             protocol = make_protocol(rubric, self.spec.settings, self.model)
         self.protocol: Protocol = protocol
         judged = protocol.rubrics()
-        #: The run's one rubric, or None when each item has its own.
-        self.rubric: Rubric | None = judged[0] if len(judged) == 1 else None
+        #: The run's one rubric (with per-item criteria: the run's default), or None when
+        #: each item has its own and there is no default (a reward batch).
+        self.rubric: Rubric | None = (
+            judged[0] if len(judged) == 1 else getattr(protocol, "default", None)
+        )
         # All store access goes through one thread; callers that run several runners on one
         # store pass theirs so the store still sees a single writer.
         self._owns_executor = executor is None

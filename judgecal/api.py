@@ -93,7 +93,8 @@ def run_judge(
         raise StoreError("give a dataset name for items passed in memory")
     backend = build_backend(spec, rubric, store, workers=workers)
     spec = resolved(spec, backend.recorded_settings())
-    engine = Runner(store, backend, rubric, spec, prices=prices)
+    protocol = _item_rubrics_protocol(items, rubric, spec, backend)
+    engine = Runner(store, backend, rubric, spec, prices=prices, protocol=protocol)
 
     async def go() -> RunSummary:
         try:
@@ -102,6 +103,26 @@ def run_judge(
             await engine.aclose()
 
     return asyncio.run(go())
+
+
+def _item_rubrics_protocol(
+    items: Sequence[Item], rubric: Rubric, spec: JudgeSpec, backend: Backend
+) -> Any:
+    """With items that carry their own criteria: a protocol judging each under them (the
+    others under ``rubric``); ``None`` otherwise."""
+    if not any(item.rubric is not None for item in items):
+        return None
+    from judge.protocols import PerItemRubricProtocol, make_protocol, rubric_for_item
+
+    model = backend.name.split("/", 1)[1]
+    by_rubric: dict[str, Any] = {}
+    protocols = {}
+    for item in items:
+        own = rubric_for_item(item, rubric)
+        if own.content_hash not in by_rubric:
+            by_rubric[own.content_hash] = make_protocol(own, spec.settings, model)
+        protocols[item.id] = by_rubric[own.content_hash]
+    return PerItemRubricProtocol(protocols, spec.settings, model, default=rubric)
 
 
 def resume_run(
@@ -129,7 +150,8 @@ def resume_run(
         }
     )
     backend = build_backend(spec, rubric, store)
-    engine = Runner(store, backend, rubric, spec)
+    protocol = _item_rubrics_protocol(store.runs.items(run.dataset), rubric, spec, backend)
+    engine = Runner(store, backend, rubric, spec, protocol=protocol)
 
     async def go() -> RunSummary:
         try:
@@ -222,6 +244,17 @@ def rerun(
     return out
 
 
+def tags(
+    store: Store, run_id: str, *, n_boot: int = 1000, random_state: int = 0
+) -> list[dict[str, Any]]:
+    """Results per tag of the items' own criteria (:mod:`calibration.tags`)."""
+    from calibration.tags import tag_report
+
+    return tag_report(
+        load_run_data(store, run_id, with_calls=False), n_boot=n_boot, random_state=random_state
+    )
+
+
 def variance(
     store: Store,
     run_ids: Sequence[str],
@@ -283,7 +316,31 @@ def import_labels(
         load_rubric_ref(rubric) if rubric is not None else _rubric_for_dataset(store, dataset)
     )
     scales = label_scales(resolved_rubric) if resolved_rubric is not None else None
+    own = {
+        item.id: {c.id for c in item.rubric}
+        for item in store.runs.items(dataset)
+        if item.rubric is not None
+    }
+    if own and scales is not None:
+        # Items' own criteria are met or not: binary labels, checked item by item below.
+        from rubrics import BinaryScale
+
+        for ids in own.values():
+            for criterion_id in ids:
+                scales.setdefault(criterion_id, BinaryScale())
     labels = load_labels(path, fmt=fmt, item_ids=item_ids, scales=scales, **options)
+    if own and resolved_rubric is not None:
+        shared = {c.id for c in resolved_rubric.criteria}
+        for lab in labels:
+            if (
+                lab.criterion
+                and lab.criterion not in shared
+                and lab.criterion not in own.get(lab.item_id, set())
+            ):
+                raise LabelsError(
+                    f"{path}: item {lab.item_id!r} has no criterion {lab.criterion!r} "
+                    f"(its own: {sorted(own.get(lab.item_id, set()))})"
+                )
     added = store.labels.put(dataset, [lab.as_row() for lab in labels], source=str(path))
     annotators = sorted({lab.annotator for lab in labels})
     return {"dataset": dataset, "labels": len(labels), "added": added, "annotators": annotators}
@@ -423,6 +480,10 @@ def audit(store: Store, run_id: str, config: Any = None) -> Any:
             if v.status == "scored"
         }
     report = build_audit(data, config, fallback=fallback)
+    if any(item.rubric is not None for item in data.items):
+        from calibration.tags import tag_report
+
+        report.tags = tag_report(data, n_boot=config.n_boot, random_state=config.random_state)
     if config.repeat_runs:
         from calibration.variance import variance_report
 

@@ -165,6 +165,33 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     return _print_summaries(summaries, args.json, args.db)
 
 
+def cmd_tags(args: argparse.Namespace) -> int:
+    with api.open_store(args.db, read_only=True) as store:
+        rows = api.tags(store, args.run, n_boot=args.n_boot, random_state=args.seed)
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print(f"run {args.run}: no item carries its own criteria")
+        return 0
+    for row in rows:
+        agreement = {a["statistic"]: a for a in row.get("agreement", [])}
+        extra = ""
+        if agreement:
+            acc, kappa = agreement.get("accuracy"), agreement.get("cohen_kappa")
+            parts = [
+                f"{name} {_fmt(a['value'])} [{_fmt(a['ci_low'])}, {_fmt(a['ci_high'])}]"
+                for name, a in (("accuracy", acc), ("kappa", kappa))
+                if a is not None and a["value"] is not None
+            ]
+            extra = f"; vs experts on {row['n_labelled']} criteria: " + ", ".join(parts)
+        print(
+            f"{row['tag']}: score {_fmt(row['score'])} over {row['n_items']} items, "
+            f"{row['n_criteria']} criteria, met {_fmt(row['judge_met_rate'])}{extra}"
+        )
+    return 0
+
+
 def cmd_variance(args: argparse.Namespace) -> int:
     with api.open_store(args.db, read_only=True) as store:
         result = api.variance(
@@ -1022,6 +1049,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_rerun)
+
+    p = sub.add_parser("tags", help="results per tag of the items' own criteria")
+    p.add_argument("--run", required=True)
+    p.add_argument("--db", required=True)
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tags)
 
     p = sub.add_parser(
         "variance",

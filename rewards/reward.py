@@ -58,9 +58,8 @@ from judge.dynamic import (
     prompt_hash,
 )
 from judge.errors import ConfigError, JudgeError
-from judge.protocols import HolisticProtocol, PointwiseProtocol, Protocol
-from judge.spec import ProtocolSettings
-from judge.types import CallRecord, Completion, Message, Order, Verdict
+from judge.protocols import HolisticProtocol, PerItemRubricProtocol, PointwiseProtocol, Protocol
+from judge.types import Verdict
 from rubrics import (
     Criterion,
     Rubric,
@@ -75,47 +74,6 @@ Scoring = Literal["explicit", "implicit"]
 
 class RewardError(JudgeError):
     """A reward could not be computed and no ``unscored`` value was configured."""
-
-
-class PerItemRubricProtocol(Protocol):
-    """Judge each item with its own rubric's protocol (one run for a whole batch)."""
-
-    name = "rubric_reward"
-
-    def __init__(
-        self, protocols: Mapping[str, Protocol], config: ProtocolSettings, model: str
-    ) -> None:
-        # No run-level rubric: each item's own protocol renders, parses and aggregates.
-        self.config = config
-        self.model = model
-        self.protocols = dict(protocols)
-
-    @property
-    def mode(self) -> str:
-        return "pointwise"
-
-    def rubrics(self) -> list[Rubric]:
-        unique = {p.rubric.content_hash: p.rubric for p in self.protocols.values()}
-        return list(unique.values())
-
-    def messages(self, item: Item, order: Order) -> tuple[Message, ...]:
-        return self.protocols[item.id].messages(item, order)
-
-    def interpret(self, item: Item, order: Order, completion: Completion) -> Any:
-        return self.protocols[item.id].interpret(item, order, completion)
-
-    def logprob_summary(self, order: Order, completion: Completion) -> dict[str, Any] | None:
-        return None
-
-    def aggregate(self, run_id: str, item: Item, calls: Sequence[CallRecord]) -> Verdict:
-        verdict = self.protocols[item.id].aggregate(run_id, item, calls)
-        verdict.rubric_hash = self.protocols[item.id].rubric.content_hash
-        return verdict
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "rubrics": {item_id: p.rubric.content_hash for item_id, p in self.protocols.items()}
-        }
 
 
 @dataclass

@@ -209,6 +209,9 @@ class Criterion(_Strict):
     """Weight in the aggregate; defaults by kind (5, 3, 1, -2). Pitfalls are negative."""
     scale: Scale = Field(default_factory=BinaryScale)
     """How the criterion is scored: binary, Likert with anchors, or pairwise A/B/tie."""
+    tags: list[str] | None = None
+    """Free labels shared across rubrics (``accuracy``, ``safety``): results are reported per
+    tag. Left out of the canonical JSON when absent, so untagged rubrics keep their hash."""
 
     @field_validator("id")
     @classmethod
@@ -363,6 +366,9 @@ class Rubric(_Strict):
     def canonical_json(self) -> str:
         """The rubric as canonical JSON: sorted keys, no insignificant whitespace."""
         payload = self.model_dump(mode="json")
+        for criterion in payload["criteria"]:
+            if criterion.get("tags") is None:
+                criterion.pop("tags", None)
         return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     @property

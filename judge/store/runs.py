@@ -72,6 +72,7 @@ ITEM_SCHEMA = pa.schema(
         ("response_b", pa.string()),
         ("reference", pa.string()),
         ("meta", pa.string()),
+        ("rubric", pa.string()),
     ]
 )
 _CALL_JSON = ("parsed", "value", "logprobs")
@@ -112,11 +113,19 @@ def _verdict(names: list[str], row: tuple[Any, ...]) -> Verdict:
 
 def _item(names: list[str], row: tuple[Any, ...]) -> Item:
     data = dict(zip(names, row, strict=True))
+    rubric = data.get("rubric")
     return Item(
         id=data["item_id"],
         meta=json.loads(data["meta"]),
+        rubric=None if rubric is None else json.loads(rubric),
         **{name: data[name] for name in _ITEM_FIELDS},
     )
+
+
+def _item_rubric_json(item: Item) -> str | None:
+    if item.rubric is None:
+        return None
+    return canonical_json([c.model_dump(mode="json") for c in item.rubric])
 
 
 class RunStore:
@@ -161,7 +170,10 @@ class RunStore:
         Returns the number of new items. Only the rows that share an id with the new items are
         read back, so adding a batch to a large dataset costs the batch, not the dataset.
         """
-        columns = "i.item_id, i.prompt, i.response, i.response_a, i.response_b, i.reference, i.meta"
+        columns = (
+            "i.item_id, i.prompt, i.response, i.response_a, i.response_b, i.reference, i.meta, "
+            "i.rubric"
+        )
         con = self.db.con
         if len(items) <= SMALL_BATCH:
             marks = ", ".join("?" * len(items))
@@ -185,11 +197,12 @@ class RunStore:
                 "mode": item.mode,
                 **{name: getattr(item, name) for name in _ITEM_FIELDS},
                 "meta": canonical_json(item.meta),
+                "rubric": _item_rubric_json(item),
             }
             old = existing.get(item.id)
             if old is None:
                 rows.append(row)
-            elif old != tuple(row[name] for name in (*_ITEM_FIELDS, "meta")):
+            elif old != tuple(row[name] for name in (*_ITEM_FIELDS, "meta", "rubric")):
                 raise StoreError(
                     f"dataset {dataset!r} already has item {item.id!r} with different content; "
                     "use a new dataset name for changed items"
@@ -200,7 +213,7 @@ class RunStore:
 
     def items(self, dataset: str) -> list[Item]:
         names, rows = self.db.query(
-            "SELECT item_id, prompt, response, response_a, response_b, reference, meta "
+            "SELECT item_id, prompt, response, response_a, response_b, reference, meta, rubric "
             "FROM items WHERE dataset = ? ORDER BY item_id",
             [dataset],
         )

@@ -35,6 +35,11 @@ def render_text(audit: Audit) -> str:
             f"  accuracy, both orders {_fmt(bal.accuracy)}  ({bal.n_correct}/{bal.n}, balanced-position "
             f"verdicts; {bal.n_ties} tie verdicts, {_fmt(bal.accuracy_when_decided)} on the non-tie verdicts)"
         )
+    for row in audit.tags or []:
+        lines.append(
+            f"  tag {row['tag']}: score {_fmt(row['score'])} over {row['n_items']} items "
+            f"({row['n_criteria']} criteria, judge found {_fmt(row['judge_met_rate'])} met)"
+        )
     lines += variance_lines(audit.variance)
     for note in audit.notes:
         lines.append(f"  note: {note}")
