@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from judge import Item, load_items
-from judge.errors import ItemsError
 from judge.protocols import rubric_for_item
 from judge.testing import FakeProvider
 from judgecal.cli import main
