@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from judge.errors import ItemsError
+from judge.transcripts import ChatMessage, Step, check_turns, transcript_text
 from rubrics.inputs import (
     InputError,
     check_text,
@@ -87,6 +88,51 @@ class Item(BaseModel):
     """Free metadata, e.g. ``{"model_a": "gpt-4", "model_b": "llama"}``."""
     rubric: tuple[ItemCriterion, ...] | None = None
     """The item's own criteria, judged instead of the run's rubric for this item."""
+    messages: tuple[ChatMessage, ...] | None = None
+    """The conversation so far (OpenAI chat format): the context of the judged response, or,
+    with ``scope="conversation"``, the judged object itself (see :mod:`judge.transcripts`)."""
+    trajectory: tuple[Step, ...] | None = None
+    """An agent's steps (tool calls, observations), judged with the response."""
+    scope: Literal["last_turn", "conversation"] = "last_turn"
+    """With ``messages`` and no ``response``: judge the last assistant turn (the turns before
+    it are context), or the whole conversation."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_transcript(cls, data: Any) -> Any:
+        """Fill ``prompt`` and ``response`` from the transcript when they are left out."""
+        if not isinstance(data, dict) or not (data.get("messages") or data.get("trajectory")):
+            return data
+        data = dict(data)
+        messages = [ChatMessage.model_validate(m) for m in data.get("messages") or []]
+        steps = [Step.model_validate(s) for s in data.get("trajectory") or []]
+        pairwise = data.get("response_a") is not None
+        if data.get("response") is None and not pairwise:
+            if data.get("scope", "last_turn") == "conversation":
+                data["response"] = transcript_text(tuple(messages), None) or "(empty conversation)"
+            elif messages and messages[-1].role == "assistant":
+                data["response"] = transcript_text(tuple(messages[-1:]), None).split(": ", 1)[-1]
+                data["messages"] = messages[:-1]
+            elif steps:
+                final = [s.content for s in steps if s.content]
+                data["response"] = final[-1] if final else "(the trajectory above)"
+            else:
+                raise ValueError(
+                    "messages end with a user turn: add the response to judge, end the "
+                    "messages with an assistant turn, or set scope to 'conversation'"
+                )
+        if data.get("prompt") is None:
+            users = [m.text for m in messages if m.role == "user"]
+            data["prompt"] = users[0] if users else "(see the conversation)"
+        return data
+
+    @field_validator("messages")
+    @classmethod
+    def _check_messages(
+        cls, value: tuple[ChatMessage, ...] | None
+    ) -> tuple[ChatMessage, ...] | None:
+        check_turns(value)
+        return value or None
 
     @model_validator(mode="before")
     @classmethod
@@ -175,12 +221,15 @@ def _coerce_row(row: Mapping[str, Any], mode: ItemMode) -> dict[str, Any]:
     meta = data.get("meta")
     if isinstance(meta, str):
         data["meta"] = json_value(meta, "meta")
-    if isinstance(data.get("rubric"), str):
-        data["rubric"] = json_value(data["rubric"], "rubric")
+    for structured in ("rubric", "messages", "trajectory"):
+        if isinstance(data.get(structured), str):  # a JSON cell in a CSV
+            data[structured] = json_value(data[structured], structured)
     if "meta" in data and not isinstance(data["meta"], dict):
         raise ValueError("meta must be a JSON object")
-    required = ["id", "prompt"] + (
-        ["response_a", "response_b"] if mode == "pairwise" else ["response"]
+    transcript = bool(data.get("messages") or data.get("trajectory"))
+    required = ["id"] + ([] if transcript else ["prompt"])
+    required += (
+        ["response_a", "response_b"] if mode == "pairwise" else ([] if transcript else ["response"])
     )
     missing = [name for name in required if name not in data]
     if missing:
@@ -195,7 +244,7 @@ def _detect_mode(columns: Iterable[str], source: str) -> ItemMode:
     names = set(columns)
     if {"response_a", "response_b"} & names:
         return "pairwise"
-    if "response" in names:
+    if names & {"response", "messages", "trajectory"}:
         return "pointwise"
     raise ItemsError(
         f"{source}: cannot tell pointwise from pairwise: expected a 'response' column "

@@ -206,11 +206,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
-        "0008_item_rubrics",
+        "0008_item_rubrics_and_transcripts",
         """
         -- An item's own criteria (JSON list: id, description, points, tags), judged instead of
         -- the run's rubric for that item (HealthBench-style per-conversation rubrics).
         ALTER TABLE items ADD COLUMN rubric VARCHAR;
+        -- Conversations (OpenAI chat messages) and agent trajectories (steps), as JSON, and
+        -- which part of a conversation is judged.
+        ALTER TABLE items ADD COLUMN messages VARCHAR;
+        ALTER TABLE items ADD COLUMN trajectory VARCHAR;
+        ALTER TABLE items ADD COLUMN scope VARCHAR;
         """,
     ),
 )

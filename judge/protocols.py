@@ -31,8 +31,9 @@ from judge.parsers import (
     logprob_expectation,
     winner_of_scores,
 )
-from judge.prompts import REASK, render_messages
+from judge.prompts import DEFAULT_CONTEXT_TOKENS, REASK, render_messages
 from judge.spec import ProtocolSettings
+from judge.transcripts import cited_steps, fit, step_blocks, turn_blocks
 from judge.types import (
     CallRecord,
     Completion,
@@ -347,12 +348,35 @@ PAIRWISE_PARSERS: dict[str, tuple[str, ...]] = {
 
 
 def _echoed(item: Item) -> list[str]:
-    """The texts a judge may quote: a verdict inside one of them is never the judge's."""
-    return [
+    """The texts a judge may quote: a verdict inside one of them is never the judge's (every
+    turn and step of a transcript included)."""
+    texts = [
         t
         for t in (item.prompt, item.response, item.response_a, item.response_b, item.reference)
         if t
     ]
+    if item.messages or item.trajectory:
+        texts += [text for _, text in turn_blocks(item.messages or ())]
+        texts += [text for _, text in step_blocks(item.trajectory or ())]
+    return texts
+
+
+def annotate_transcript(verdict: Verdict, item: Item, calls: Sequence[CallRecord]) -> None:
+    """Record with the verdict what the judge was shown of a transcript (the cut, if any)
+    and which steps its answers cite."""
+    _, cut = fit(
+        turn_blocks(item.messages or ()) + step_blocks(item.trajectory or ()),
+        DEFAULT_CONTEXT_TOKENS,
+    )
+    if cut:
+        verdict.details["transcript_cut"] = cut
+    if item.trajectory:
+        cited: list[str] = []
+        for call in calls:
+            for step in cited_steps(call.raw_text or "", item.trajectory):
+                if step not in cited:
+                    cited.append(step)
+        verdict.details["cited_steps"] = cited
 
 
 def _oriented_scores(parsed: Sequence[CallRecord]) -> list[tuple[float, float]]:

@@ -25,7 +25,13 @@ from judge.errors import BackendError, ItemsError, StoreError
 from judge.items import Item
 from judge.journal import Journal
 from judge.pricing import PRICES, cost_usd
-from judge.protocols import PlannedCall, Protocol, latest_attempts, make_protocol
+from judge.protocols import (
+    PlannedCall,
+    Protocol,
+    annotate_transcript,
+    latest_attempts,
+    make_protocol,
+)
 from judge.spec import JudgeSpec, RunnerConfig
 from judge.store import Store
 from judge.types import CallRecord, Completion, Verdict, content_hash
@@ -395,6 +401,8 @@ class Runner:
         verdict = self.protocol.aggregate(state.run_id, item, records)
         if verdict.rubric_hash is None and self.rubric is not None:
             verdict.rubric_hash = self.rubric.content_hash
+        if item.messages or item.trajectory:
+            annotate_transcript(verdict, item, records)
         state.pending.verdicts.append(verdict)
         state.items_done += 1
         await self._maybe_flush(state)

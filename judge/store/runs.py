@@ -73,6 +73,9 @@ ITEM_SCHEMA = pa.schema(
         ("reference", pa.string()),
         ("meta", pa.string()),
         ("rubric", pa.string()),
+        ("messages", pa.string()),
+        ("trajectory", pa.string()),
+        ("scope", pa.string()),
     ]
 )
 _CALL_JSON = ("parsed", "value", "logprobs")
@@ -113,19 +116,26 @@ def _verdict(names: list[str], row: tuple[Any, ...]) -> Verdict:
 
 def _item(names: list[str], row: tuple[Any, ...]) -> Item:
     data = dict(zip(names, row, strict=True))
-    rubric = data.get("rubric")
+    structured = {
+        name: json.loads(data[name]) for name in _STRUCTURED_FIELDS if data.get(name) is not None
+    }
     return Item(
         id=data["item_id"],
         meta=json.loads(data["meta"]),
-        rubric=None if rubric is None else json.loads(rubric),
+        scope=data.get("scope") or "last_turn",
+        **structured,
         **{name: data[name] for name in _ITEM_FIELDS},
     )
 
 
-def _item_rubric_json(item: Item) -> str | None:
-    if item.rubric is None:
+_STRUCTURED_FIELDS = ("rubric", "messages", "trajectory")
+
+
+def _structured_json(item: Item, name: str) -> str | None:
+    value = getattr(item, name)
+    if value is None:
         return None
-    return canonical_json([c.model_dump(mode="json") for c in item.rubric])
+    return canonical_json([v.model_dump(mode="json", exclude_none=True) for v in value])
 
 
 class RunStore:
@@ -172,7 +182,7 @@ class RunStore:
         """
         columns = (
             "i.item_id, i.prompt, i.response, i.response_a, i.response_b, i.reference, i.meta, "
-            "i.rubric"
+            "i.rubric, i.messages, i.trajectory, i.scope"
         )
         con = self.db.con
         if len(items) <= SMALL_BATCH:
@@ -197,12 +207,15 @@ class RunStore:
                 "mode": item.mode,
                 **{name: getattr(item, name) for name in _ITEM_FIELDS},
                 "meta": canonical_json(item.meta),
-                "rubric": _item_rubric_json(item),
+                **{name: _structured_json(item, name) for name in _STRUCTURED_FIELDS},
+                "scope": None if item.messages is None else item.scope,
             }
             old = existing.get(item.id)
             if old is None:
                 rows.append(row)
-            elif old != tuple(row[name] for name in (*_ITEM_FIELDS, "meta", "rubric")):
+            elif old != tuple(
+                row[name] for name in (*_ITEM_FIELDS, "meta", *_STRUCTURED_FIELDS, "scope")
+            ):
                 raise StoreError(
                     f"dataset {dataset!r} already has item {item.id!r} with different content; "
                     "use a new dataset name for changed items"
@@ -213,8 +226,8 @@ class RunStore:
 
     def items(self, dataset: str) -> list[Item]:
         names, rows = self.db.query(
-            "SELECT item_id, prompt, response, response_a, response_b, reference, meta, rubric "
-            "FROM items WHERE dataset = ? ORDER BY item_id",
+            "SELECT item_id, prompt, response, response_a, response_b, reference, meta, rubric, "
+            "messages, trajectory, scope FROM items WHERE dataset = ? ORDER BY item_id",
             [dataset],
         )
         return [_item(names, r) for r in rows]
