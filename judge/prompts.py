@@ -33,11 +33,11 @@ def _block(label: str, text: str, nonce: str) -> str:
 
 def _context_parts(item: Item, context: list[tuple[str, str]], nonce: str) -> list[str]:
     """The prompt (or the conversation's turns and the agent's steps) before the responses."""
-    parts = (
-        [_block(label, text, nonce) if label != "CUT" else f"[{text}]" for label, text in context]
-        if context
-        else [_block("USER PROMPT", item.prompt, nonce)]
-    )
+    # A conversation's turns hold its prompt; a trajectory's task is the item's prompt.
+    parts = [] if item.messages else [_block("USER PROMPT", item.prompt, nonce)]
+    parts += [
+        _block(label, text, nonce) if label != "CUT" else f"[{text}]" for label, text in context
+    ]
     if item.reference:
         parts.append(_block("REFERENCE ANSWER", item.reference, nonce))
     return parts

@@ -93,7 +93,7 @@ def run_judge(
         raise StoreError("give a dataset name for items passed in memory")
     backend = build_backend(spec, rubric, store, workers=workers)
     spec = resolved(spec, backend.recorded_settings())
-    protocol = _item_rubrics_protocol(items, rubric, spec, backend)
+    protocol = protocol_for_items(items, rubric, spec, backend)
     engine = Runner(store, backend, rubric, spec, prices=prices, protocol=protocol)
 
     async def go() -> RunSummary:
@@ -105,7 +105,7 @@ def run_judge(
     return asyncio.run(go())
 
 
-def _item_rubrics_protocol(
+def protocol_for_items(
     items: Sequence[Item], rubric: Rubric, spec: JudgeSpec, backend: Backend
 ) -> Any:
     """With items that carry their own criteria: a protocol judging each under them (the
@@ -150,7 +150,7 @@ def resume_run(
         }
     )
     backend = build_backend(spec, rubric, store)
-    protocol = _item_rubrics_protocol(store.runs.items(run.dataset), rubric, spec, backend)
+    protocol = protocol_for_items(store.runs.items(run.dataset), rubric, spec, backend)
     engine = Runner(store, backend, rubric, spec, protocol=protocol)
 
     async def go() -> RunSummary:

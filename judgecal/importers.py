@@ -589,6 +589,8 @@ def import_inspect(
     """An Inspect AI eval log through Inspect's own reader (``inspect_ai.log``)."""
     try:
         from inspect_ai.log import read_eval_log
+
+        from judgecal.adapters.inspect import openai_messages
     except ImportError:  # pragma: no cover - the inspect extra
         raise ImportFileError(
             "importing Inspect logs needs inspect-ai: pip install 'judgecal[inspect]'"
@@ -618,11 +620,17 @@ def import_inspect(
                 m.text for m in inputs if getattr(m, "role", "") in ("user", "system")
             )
         response = sample.output.completion if sample.output else ""
+        history = openai_messages(sample.messages or [])
+        if history and history[-1]["role"] == "assistant":
+            history = history[:-1]  # the judged response
         item_id = out.add_item(
             {
                 "id": f"inspect-{sample.id}",
                 "prompt": prompt,
                 "response": response or "",
+                # the whole transcript when there is more than the prompt (system turns,
+                # tool calls and their results)
+                **({"messages": history} if len(history) > 1 else {}),
                 "meta": {
                     "target": sample.target
                     if isinstance(sample.target, str)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from judge.items import MAX_ITEM_CRITERIA, ItemCriterion
 from judge.spec import ProtocolSettings
+from judge.transcripts import MAX_TURNS, ChatMessage, Step
 
 MAX_BATCH = 256
 MAX_TEXT = 100_000
@@ -16,20 +18,50 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class PointwiseItemIn(_Body):
+class _Transcript(_Body):
+    """Conversations, trajectories and per-item rubrics, with the models items use."""
+
+    messages: list[ChatMessage] | None = Field(None, max_length=MAX_TURNS)
+    """The conversation (OpenAI chat format): context, or with ``scope="conversation"`` the
+    judged object; without ``response`` its last assistant turn is judged."""
+    trajectory: list[Step] | None = Field(None, max_length=MAX_TURNS)
+    """An agent's steps (tool calls, observations), judged with the response."""
+    scope: Literal["last_turn", "conversation"] = "last_turn"
+
+
+class PointwiseItemIn(_Transcript):
     id: str | None = Field(None, max_length=512)
     """Your id for the item (default: a hash of its content)."""
-    prompt: str = Field(max_length=MAX_TEXT)
-    response: str = Field(max_length=MAX_TEXT)
+    prompt: str | None = Field(None, max_length=MAX_TEXT)
+    """Required unless ``messages`` hold it."""
+    response: str | None = Field(None, max_length=MAX_TEXT)
+    """Required unless ``messages`` end with it, or ``scope`` is ``conversation``."""
     reference: str | None = Field(None, max_length=MAX_TEXT)
+    rubric: list[ItemCriterion] | None = Field(None, max_length=MAX_ITEM_CRITERIA)
+    """The item's own criteria (points, negative for pitfalls; tags), judged instead of the
+    request's rubric."""
+
+    @model_validator(mode="after")
+    def _judged_object(self) -> PointwiseItemIn:
+        if self.prompt is None and not self.messages:
+            raise ValueError("give a prompt (or messages)")
+        if self.response is None and not (self.messages or self.trajectory):
+            raise ValueError("give a response (or messages ending with it, or a trajectory)")
+        return self
 
 
-class PairwiseItemIn(_Body):
+class PairwiseItemIn(_Transcript):
     id: str | None = Field(None, max_length=512)
-    prompt: str = Field(max_length=MAX_TEXT)
+    prompt: str | None = Field(None, max_length=MAX_TEXT)
     response_a: str = Field(max_length=MAX_TEXT)
     response_b: str = Field(max_length=MAX_TEXT)
     reference: str | None = Field(None, max_length=MAX_TEXT)
+
+    @model_validator(mode="after")
+    def _prompt(self) -> PairwiseItemIn:
+        if self.prompt is None and not self.messages:
+            raise ValueError("give a prompt (or messages)")
+        return self
 
 
 class JudgeOptions(ProtocolSettings):

@@ -15,6 +15,7 @@ import contextlib
 import fnmatch
 import hashlib
 import hmac
+import json
 import time
 import uuid
 from collections import Counter, OrderedDict
@@ -363,6 +364,11 @@ class Service:
                     row.get("response_a"),
                     row.get("response_b"),
                     row.get("reference"),
+                    *(
+                        json.dumps(row[k], sort_keys=True, ensure_ascii=False)
+                        for k in ("messages", "trajectory", "rubric", "scope")
+                        if row.get(k) not in (None, "last_turn")
+                    ),
                 )
         items = await asyncio.to_thread(
             items_from_rows,
@@ -413,13 +419,15 @@ class Service:
             while len(self.protocols) > MAX_PROTOCOLS:
                 self.protocols.popitem(last=False)
         self.protocols.move_to_end(key)
+        # Items carrying their own criteria are judged under them (built per request).
+        own = api.protocol_for_items(items, rubric, spec, backend)
         runner = Runner(
             self.store,
             backend,
             rubric,
             spec,
             executor=self.writer,
-            protocol=self.protocols[key],
+            protocol=own or self.protocols[key],
         )
         run_id = run_id or f"api-{uuid.uuid4().hex[:16]}"
         if resume:

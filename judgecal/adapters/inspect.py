@@ -9,9 +9,35 @@ holds the same fields, so the eval log records which rubric and judge produced e
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from judgecal.client import JudgecalClient
+
+
+def openai_messages(messages: Any) -> list[dict[str, Any]]:
+    """Inspect's chat messages as OpenAI-format dicts (the format judgecal items take), tool
+    calls and tool results included."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        row: dict[str, Any] = {"role": message.role, "content": message.text or None}
+        for call in getattr(message, "tool_calls", None) or []:
+            row.setdefault("tool_calls", []).append(
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {
+                        "name": call.function,
+                        "arguments": json.dumps(call.arguments, ensure_ascii=False),
+                    },
+                }
+            )
+        if message.role == "tool" and getattr(message, "tool_call_id", None):
+            row["tool_call_id"] = message.tool_call_id
+        if row["content"] is None and message.role != "assistant":
+            row["content"] = ""
+        out.append(row)
+    return out
 
 
 def judgecal_scorer(
@@ -28,10 +54,15 @@ def judgecal_scorer(
     @scorer(metrics=[mean(), stderr()])
     def judgecal() -> Any:
         async def score(state: TaskState, target: Target) -> Score:
+            # The whole transcript: every turn, tool call and tool result before the answer.
+            history = openai_messages(state.messages)
+            if history and history[-1]["role"] == "assistant":
+                history = history[:-1]
             item = {
                 "prompt": state.input_text,
                 "response": state.output.completion,
                 "reference": target.text or None,
+                **({"messages": history} if len(history) > 1 else {}),
             }
             result = await asyncio.to_thread(client.judge, rubric, model, [item], **options)
             verdict = result.verdicts[0]

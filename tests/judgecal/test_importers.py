@@ -456,3 +456,79 @@ def test_fastchat_multi_turn_judge_and_human_files_describe_the_same_item(tmp_pa
     assert from_judge.items[key]["response_a"].endswith("Ciao")
     assert [r["order"] for r in from_judge.replay["gpt-4-pair-v2-multi-turn"]] == ["ba", "ab"]
     assert from_humans.labels == [{"item_id": key, "annotator": "author_2", "value": "A"}]
+
+
+TOOL_SCRIPT = """
+import sys
+import inspect_ai
+import inspect_ai.model._model as inspect_model
+from inspect_ai.dataset import Sample
+from inspect_ai.model import ModelOutput, get_model
+from inspect_ai.scorer import match
+from inspect_ai.solver import generate, use_tools
+from inspect_ai.tool import tool
+
+inspect_model.count_text_tokens = lambda text: max(1, len(text) // 4)
+
+
+@tool
+def add():
+    async def execute(x: int, y: int):
+        '''Add two numbers.
+
+        Args:
+            x: The first number.
+            y: The second number.
+        '''
+        return x + y
+
+    return execute
+
+
+model = get_model(
+    "mockllm/model",
+    custom_outputs=[
+        ModelOutput.for_tool_call("mockllm/model", "add", {"x": 2, "y": 2}),
+        ModelOutput.from_content("mockllm/model", "quality=5 The answer is 4."),
+    ],
+)
+task = inspect_ai.Task(
+    dataset=[Sample(id="q1", input="What is 2+2?", target="4")],
+    solver=[use_tools(add()), generate()],
+    scorer=match(),
+)
+log = inspect_ai.eval(task, model=model, display="none", log_dir=sys.argv[1])[0]
+print(log.location)
+"""
+
+
+def test_an_inspect_tool_using_sample_keeps_its_whole_transcript(tmp_path: Path) -> None:
+    """Issue 16, part 5: an Inspect sample with a tool call becomes an item whose messages
+    carry the call and its result, and the item renders them as steps."""
+    pytest.importorskip("inspect_ai")
+    from judge import load_items
+    from judge.prompts import render_messages
+    from rubrics import load_rubric
+
+    script = tmp_path / "tool_log.py"
+    script.write_text(TOOL_SCRIPT)
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "logs")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = tmp_path / "out"
+    assert main(["import", "inspect", done.stdout.strip().splitlines()[-1], "--out", str(out)]) == 0
+    (item,) = load_items(out / "items.jsonl")
+    roles = [m.role for m in item.messages or ()]
+    assert roles == ["user", "assistant", "tool"]
+    call = (item.messages or ())[1].tool_calls[0]  # type: ignore[index]
+    assert call.name == "add" and '"x": 2' in call.arguments
+    assert item.response == "quality=5 The answer is 4."
+    text = render_messages(load_rubric("answer_correctness"), item)[1].content
+    assert "calls tool add" in text and "TURN 3 TOOL RESULT" in text
