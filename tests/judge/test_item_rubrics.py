@@ -153,3 +153,46 @@ def test_a_run_judges_each_item_under_its_own_criteria_and_reports_per_tag(
         "completeness",
         "safety",
     }
+
+
+def test_generated_per_item_rubrics_for_evaluation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Dynamic-rubric generation writes each item's own criteria (by contrasting the
+    responses to its prompt), and a run then judges every item under them."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    items = tmp_path / "answers.jsonl"
+    rows = [
+        {"id": f"{p}-{q}", "prompt": prompt, "response": f"quality={q} answer"}
+        for p, prompt in enumerate(["What is 2+2?", "Capital of France?"])
+        for q in (1, 3, 5)
+    ]
+    items.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "with-rubrics.jsonl"
+    db = str(tmp_path / "gen.duckdb")
+    with FakeProvider() as fake:
+        common = ["--model", "openai/gpt-4.1-mini", "--base-url", fake.base_url, "--db", db]
+        argv = ["rubric", "generate", "--items", str(items), "--out", str(out), *common]
+        assert main(argv) == 0
+        assert "6 with their own criteria (0 prompts failed)" in capsys.readouterr().out
+        generated = load_items(out)
+        first = generated[0].rubric or ()
+        assert [c.id for c in first] == [
+            "must_state_the_answer",
+            "nice_explanation",
+            "same_format",
+            "avoid_errors",
+        ]
+        assert [c.points for c in first] == [5.0, 3.0, 1.0, -3.0]
+        assert first[3].tags == ("pitfall",)
+        assert (
+            sum(1 for body in fake.log if "grading rubrics" in json.dumps(body)) == 2
+        )  # per prompt
+        run = ["run", "--rubric", "answer_correctness", "--items", str(out), "--samples", "1"]
+        assert main([*run, *common, "--run-id", "graded", "--json"]) == 0
+    capsys.readouterr()
+    from judgecal import api
+
+    with api.open_store(db, read_only=True) as store:
+        scores = {v.item_id: v.score for v in store.runs.verdicts("graded")}
+    assert scores["0-1"] < scores["0-3"] < scores["0-5"]
