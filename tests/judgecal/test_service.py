@@ -155,6 +155,60 @@ def test_judge_and_compare(server: dict) -> None:
         )  # both orders × 2 samples
 
 
+def test_conversations_trajectories_and_item_rubrics_over_http(server: dict) -> None:
+    """Issue 16, part 5: the service takes the items' own models: a conversation judged on
+    its last turn, an agent trajectory, and an item with its own criteria (negative points)."""
+    items = [
+        {
+            "id": "chat",
+            "messages": [
+                {"role": "user", "content": "What is 2+2?"},
+                {"role": "assistant", "content": "quality=5 It is 4."},
+            ],
+        },
+        {
+            "id": "agent",
+            "prompt": "What is 2+2?",
+            "trajectory": [
+                {
+                    "id": "s1",
+                    "tool": "calculator",
+                    "arguments": {"expr": "2+2"},
+                    "observation": "4",
+                },
+                {"id": "s2", "content": "quality=5 4"},
+            ],
+        },
+        {
+            "id": "own",
+            "prompt": "What is 2+2?",
+            "response": "quality=1 five",
+            "rubric": [
+                {"id": "must_answer", "description": "Says 4.", "points": 4, "tags": ["accuracy"]},
+                {"id": "avoid_wrong", "description": "Gives a wrong number.", "points": -4},
+            ],
+        },
+    ]
+    judged = post(
+        server,
+        "/v1/judge",
+        {"rubric": "answer_correctness", "model": "openai/gpt-4.1-mini", "items": items},
+    )
+    assert judged.status_code == 200, judged.text
+    verdicts = {v["item_id"]: v for v in judged.json()["verdicts"]}
+    assert all(v["status"] == "scored" for v in verdicts.values())
+    assert set(verdicts["own"]["criteria"]) == {"must_answer", "avoid_wrong"}
+    assert verdicts["own"]["score"] == 0.0  # fails the one criterion, commits the pitfall
+    assert verdicts["chat"]["score"] > 0.5
+    bad = post(
+        server,
+        "/v1/judge",
+        {"rubric": "answer_correctness", "model": "openai/gpt-4.1-mini",
+         "items": [{"id": "x", "messages": [{"role": "wizard", "content": "hi"}]}]},
+    )  # fmt: skip
+    assert bad.status_code == 422 and error_of(bad)["type"] == "invalid_request"
+
+
 @pytest.mark.parametrize(
     ("path", "body", "status", "kind"),
     [
