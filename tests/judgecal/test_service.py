@@ -498,6 +498,7 @@ import json, sys
 import inspect_ai
 import inspect_ai.model._model as inspect_model
 from inspect_ai.dataset import Sample
+from inspect_ai.model import ChatMessageSystem, ChatMessageUser
 from inspect_ai.solver import generate
 from judgecal.client import JudgecalClient
 from judgecal.adapters.inspect import judgecal_scorer
@@ -508,7 +509,13 @@ inspect_model.count_text_tokens = lambda text: max(1, len(text) // 4)
 base, key, log_dir = sys.argv[1:4]
 with JudgecalClient(base, key) as client:
     task = inspect_ai.Task(
-        dataset=[Sample(input="What is 2+2?", target="4"), Sample(input="Name a colour.", target="red")],
+        dataset=[
+            Sample(
+                input=[ChatMessageSystem(content="Be brief."), ChatMessageUser(content="What is 2+2?")],
+                target="4",
+            ),
+            Sample(input="Name a colour.", target="red"),
+        ],
         solver=generate(),
         scorer=judgecal_scorer(client, rubric="answer_correctness", model="mock/example"),
     )
@@ -553,6 +560,12 @@ def test_inspect_scorer_against_inspects_mock_model(server: dict, tmp_path: Path
     assert metadata["rubric"].startswith("answer_correctness@")
     assert metadata["evidence"] and metadata["evidence"][0] in result["explanation"]
     assert result["explanation"].startswith("Judge mock/example with rubric answer_correctness@")
+    # the whole transcript reached the judge: the system turn too
+    with Store(server["db"], read_only=False) as store:
+        rows = store.con.execute(
+            "SELECT messages FROM items WHERE messages IS NOT NULL AND prompt = 'What is 2+2?'"
+        ).fetchall()
+    assert rows and json.loads(rows[-1][0])[0] == {"role": "system", "content": "Be brief."}
 
 
 def test_provider_keys_stay_with_their_provider(
