@@ -244,6 +244,18 @@ def rerun(
     return out
 
 
+def compare_judges(
+    store: Store, run_ids: Sequence[str], *, n_boot: int = 1000, random_state: int = 0
+) -> dict[str, Any]:
+    """The judge leaderboard over runs on the same labelled items
+    (:mod:`calibration.leaderboard`)."""
+    from calibration.leaderboard import compare_judges as leaderboard
+
+    return leaderboard(
+        [load_run_data(store, r) for r in run_ids], n_boot=n_boot, random_state=random_state
+    )
+
+
 def generate_item_rubrics(
     store: Store, spec: JudgeSpec, items: Sequence[Item]
 ) -> tuple[list[Item], list[str]]:

@@ -189,6 +189,45 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     return _print_summaries(summaries, args.json, args.db)
 
 
+def cmd_compare_judges(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from calibration.jsonable import clean
+
+    with api.open_store(args.db, read_only=True) as store:
+        board = api.compare_judges(store, args.runs, n_boot=args.n_boot, random_state=args.seed)
+    if args.out:
+        from judgecal.report.html import render_leaderboard
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "leaderboard.json").write_text(json.dumps(clean(board), indent=2))
+        (out / "leaderboard.html").write_text(render_leaderboard(board))
+    if args.json:
+        _print_json(board)
+        return 0
+    print(
+        f"judges on {board['criterion'] or 'the overall label'} ({board['judges'][0]['statistic']}):"
+    )
+    for j in board["judges"]:
+        print(
+            f"  {j['rank']}. {j['judge']} ({j['run_id']}): {_fmt(j['agreement'])} "
+            f"[{_fmt(j['ci_low'])}, {_fmt(j['ci_high'])}]; position consistency "
+            f"{_fmt(j['position_consistency'])}; prefers longer {_fmt(j['longer_preference'])}; "
+            f"unscored {_fmt(j['unscored_rate'])}" + (" · Pareto" if j["pareto"] else "")
+        )
+    for t in board["paired_tests"]:
+        mcnemar = "" if t.get("p_mcnemar") is None else f", McNemar p {_fmt(t['p_mcnemar'])}"
+        print(
+            f"  {t['judges'][0]} − {t['judges'][1]}: {_fmt(t['difference'])} "
+            f"[{_fmt(t['ci_low'])}, {_fmt(t['ci_high'])}] on {t['n_items']} items, "
+            f"bootstrap p {_fmt(t['p_bootstrap'])}{mcnemar}"
+        )
+    if args.out:
+        print(f"report: {args.out}/leaderboard.html")
+    return 0
+
+
 def cmd_tags(args: argparse.Namespace) -> int:
     with api.open_store(args.db, read_only=True) as store:
         rows = api.tags(store, args.run, n_boot=args.n_boot, random_state=args.seed)
@@ -1085,6 +1124,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_rerun)
+
+    p = sub.add_parser(
+        "compare-judges",
+        help="judges on the same labelled items side by side, with paired tests (leaderboard)",
+    )
+    p.add_argument("--runs", nargs="+", required=True, help="one run per judge, same dataset")
+    p.add_argument("--db", required=True)
+    p.add_argument("--out", help="folder for leaderboard.html and leaderboard.json")
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compare_judges)
 
     p = sub.add_parser("tags", help="results per tag of the items' own criteria")
     p.add_argument("--run", required=True)

@@ -336,3 +336,51 @@ def _variance_section(variance: dict[str, Any]) -> str:
         + notes
         + "</section>"
     )
+
+
+def render_leaderboard(board: dict[str, Any]) -> str:
+    """The judge leaderboard as one script-free page: the table, the paired tests, and the
+    cost–agreement chart with the Pareto front."""
+    from judgecal.report.svg import scatter_chart
+
+    judges = board["judges"]
+    head = (
+        "<tr><th>rank</th><th>judge (run)</th><th>agreement</th><th>95% CI</th><th>ceiling</th>"
+        "<th>κ</th><th>position consistency</th><th>prefers longer</th><th>self-preference</th>"
+        "<th>unscored</th><th>tokens / item</th><th>cost / item</th><th>latency / call</th>"
+        "<th>Pareto</th></tr>"
+    )
+    body = "".join(
+        f"<tr><td>{j['rank']}</td><td>{escape(j['judge'])} ({escape(j['run_id'])})</td>"
+        f"<td>{_cell(j['agreement'])}</td><td>[{_cell(j['ci_low'])}, {_cell(j['ci_high'])}]</td>"
+        f"<td>{_cell(j['human_ceiling'])}</td><td>{_cell(j['kappa'])}</td>"
+        f"<td>{_cell(j['position_consistency'])}</td><td>{_cell(j['longer_preference'])}</td>"
+        f"<td>{_cell(j['self_preference'])}</td><td>{_cell(j['unscored_rate'])}</td>"
+        f"<td>{_cell(j['tokens_per_item'])}</td><td>{_cell(j['cost_per_item'])}</td>"
+        f"<td>{_cell(j['latency_per_call_s'])}</td><td>{'yes' if j['pareto'] else ''}</td></tr>"
+        for j in judges
+    )
+    tests = "".join(
+        f"<tr><td>{escape(t['judges'][0])} − {escape(t['judges'][1])}</td><td>{t['n_items']}</td>"
+        f"<td>{_cell(t['difference'])}</td><td>[{_cell(t['ci_low'])}, {_cell(t['ci_high'])}]</td>"
+        f"<td>{_cell(t['p_bootstrap'])}</td><td>{_cell(t.get('p_mcnemar'))}</td></tr>"
+        for t in board["paired_tests"]
+    )
+    chart = scatter_chart(
+        [
+            (j["cost_per_item"] or 0.0, j["agreement"], j["judge"], j["pareto"])
+            for j in judges
+            if j["agreement"] is not None
+        ],
+        x_label="cost per item (USD)",
+        y_label=f"agreement ({judges[0]['statistic']})",
+    )
+    return (
+        "<!doctype html><meta charset=utf-8><title>judgecal: judge leaderboard</title>"
+        f"<h1>Judge leaderboard: {escape(board['criterion'] or 'overall')}</h1>"
+        f'<table id="leaderboard">{head}{body}</table>'
+        f'<h2>Paired tests</h2><table id="paired-tests"><tr><th>pair</th><th>items</th>'
+        f"<th>difference ({escape(board['paired_tests'][0]['statistic'] if board['paired_tests'] else '')})</th>"
+        f"<th>95% CI</th><th>p (paired bootstrap)</th><th>p (McNemar)</th></tr>{tests}</table>"
+        f'<h2>Cost and agreement</h2><div id="pareto">{chart}</div>'
+    )

@@ -86,6 +86,30 @@ def hbar_chart(
     return svg
 
 
+def scatter_chart(
+    points: Sequence[tuple[float, float, str, bool]], *, x_label: str, y_label: str
+) -> str:
+    """Cost against agreement, one labelled point per judge; the Pareto front (points marked
+    True) joined by a line."""
+    plt = _matplotlib()
+    figure, axes = plt.subplots(figsize=(6.4, 4.0))
+    for x, y, label, front in points:
+        axes.scatter([x], [y], color="#c0392b" if front else "#4a78b5", zorder=3)
+        axes.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    pareto = sorted((x, y) for x, y, _, on in points if on)
+    if len(pareto) > 1:
+        axes.plot([x for x, _ in pareto], [y for _, y in pareto], color="#c0392b", linewidth=1)
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(y_label)
+    for side in ("top", "right"):
+        axes.spines[side].set_visible(False)
+    title = "Cost and agreement per judge (Pareto front in red)"
+    axes.set_title(title, fontsize=9, loc="left")
+    svg = _inline_svg(figure, "cost-agreement", title)
+    plt.close(figure)
+    return svg
+
+
 def reliability_diagram(
     chart_id: str, curves: dict[str, list[dict[str, float]]], *, title: str
 ) -> str:
