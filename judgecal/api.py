@@ -244,6 +244,23 @@ def rerun(
     return out
 
 
+def rankings(
+    store: Store,
+    run_id: str,
+    *,
+    baseline: str | None = None,
+    n_boot: int = 1000,
+    random_state: int = 0,
+) -> dict[str, Any]:
+    """Bradley–Terry strengths and length-controlled win rates from a pairwise run's verdicts
+    (:mod:`calibration.rankings`)."""
+    from calibration.rankings import comparisons_of
+    from calibration.rankings import rankings as rank
+
+    data = load_run_data(store, run_id, with_calls=False)
+    return rank(comparisons_of(data), baseline=baseline, n_boot=n_boot, random_state=random_state)
+
+
 def compare_judges(
     store: Store, run_ids: Sequence[str], *, n_boot: int = 1000, random_state: int = 0
 ) -> dict[str, Any]:

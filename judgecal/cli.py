@@ -189,6 +189,32 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     return _print_summaries(summaries, args.json, args.db)
 
 
+def cmd_rank(args: argparse.Namespace) -> int:
+    with api.open_store(args.db, read_only=True) as store:
+        result = api.rankings(
+            store, args.run, baseline=args.baseline, n_boot=args.n_boot, random_state=args.seed
+        )
+    if args.json:
+        _print_json(result)
+        return 0
+    print(
+        f"Bradley-Terry log-strengths from {result['n_comparisons']} comparisons"
+        + (f" (baseline {result['baseline']} = 0)" if result["baseline"] else "")
+    )
+    for row in result["systems"]:
+        extra = ""
+        if "win_rate" in row and row["win_rate"] is not None:
+            extra = (
+                f"; vs baseline: win rate {_fmt(row['win_rate'])}, length-controlled "
+                f"{_fmt(row['lc_win_rate'])} ({row['n_vs_baseline']} comparisons)"
+            )
+        print(
+            f"  {row['rank']}. {row['system']}: {_fmt(row['log_strength'])} "
+            f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]{extra}"
+        )
+    return 0
+
+
 def cmd_compare_judges(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -1124,6 +1150,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_rerun)
+
+    p = sub.add_parser(
+        "rank", help="Bradley-Terry strengths and length-controlled win rates of the systems"
+    )
+    p.add_argument("--run", required=True, help="a pairwise run whose items name meta.model_a/b")
+    p.add_argument("--db", required=True)
+    p.add_argument("--baseline", help="the system the others are compared with")
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rank)
 
     p = sub.add_parser(
         "compare-judges",
