@@ -40,6 +40,15 @@ def _mcnemar(b: int, c: int) -> float | None:
     return float(binomtest(min(b, c), b + c, 0.5).pvalue)
 
 
+def per_item_results(data: RunData) -> tuple[str, dict[str, float]]:
+    """Per labelled item on the run's first labelled criterion: correctness (categorical) or
+    absolute error (scores); see :func:`compare_judges`."""
+    criteria = labelled_criteria(data)
+    if not criteria:
+        return "categorical", {}
+    return _per_item(data, criteria[0])
+
+
 def _per_item(data: RunData, criterion: str) -> tuple[str, dict[str, float]]:
     """(kind, item → correctness 0/1 for categorical labels, or absolute error for scores)."""
     labels = criterion_labels(data, criterion)
@@ -128,7 +137,31 @@ def compare_judges(
         "n_boot": n_boot,
         "judges": rows,
         "paired_tests": tests,
+        "inter_judge_alpha": _inter_judge_alpha(runs, criterion, kind),
     }
+
+
+def _inter_judge_alpha(runs: Sequence[RunData], criterion: str, kind: str) -> float | None:
+    """Krippendorff's α among the judges themselves (nominal on winners, interval on
+    scores): how far the panel agrees before any human is asked."""
+    from human_labels.alpha import Level, krippendorff_alpha
+
+    values = [judge_values(d.verdicts, d.rubric, criterion) for d in runs]
+    items = sorted(set().union(*values))
+    if not items:
+        return None
+    level: Level
+    if kind == "categorical":
+        codes = {"A": 0.0, "B": 1.0, "tie": 2.0}
+        matrix = [[codes.get(str(v.get(i)), np.nan) for i in items] for v in values]
+        level = "nominal"
+    else:
+        matrix = [[float(v[i]) if i in v else np.nan for i in items] for v in values]
+        level = "interval"
+    try:
+        return float(krippendorff_alpha(np.array(matrix, dtype=float), level))
+    except AgreementError:
+        return None
 
 
 def _mean_with_interval(

@@ -8,6 +8,8 @@ that composes several of them opens the database once. Computation lives below t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
 import os
 import uuid
 from collections.abc import Sequence
@@ -259,6 +261,45 @@ def rankings(
 
     data = load_run_data(store, run_id, with_calls=False)
     return rank(comparisons_of(data), baseline=baseline, n_boot=n_boot, random_state=random_state)
+
+
+def create_jury(
+    store: Store,
+    jury_id: str,
+    members: Sequence[str],
+    *,
+    combine: str = "majority",
+    fit_runs: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Store a jury (``jury/<jury_id>`` as a backend). With ``fit_runs`` (one run per member,
+    in order, on labelled items) its members' weights are fitted on the labels: the log-odds
+    of each member's accuracy for pairwise rubrics (clipped at 0 for members no better than
+    chance), the inverse mean squared error for scores."""
+    from calibration.leaderboard import per_item_results
+    from judge.backends.jury import jury_record
+
+    weights = None
+    metrics: dict[str, Any] = {}
+    if fit_runs:
+        if len(fit_runs) != len(members):
+            raise ConfigError("--fit-runs: one run per member, in the members' order")
+        weights = []
+        for member, run_id in zip(members, fit_runs, strict=True):
+            kind, values = per_item_results(load_run_data(store, run_id, with_calls=False))
+            if not values:
+                raise ConfigError(f"run {run_id} has no labelled items to fit {member}'s weight on")
+            mean = sum(values.values()) / len(values)
+            if kind == "categorical":
+                accuracy = min(max(mean, 1e-3), 1 - 1e-3)
+                weight = max(0.0, math.log(accuracy / (1 - accuracy)))
+            else:
+                mse = sum(v * v for v in values.values()) / len(values)
+                weight = 1.0 / max(mse, 1e-6)
+            weights.append(weight)
+            metrics[member] = {"run": run_id, "n_items": len(values), kind: mean, "weight": weight}
+    record = dataclasses.replace(jury_record(jury_id, members, combine, weights), metrics=metrics)
+    store.models.put(record)
+    return {"jury": f"jury/{jury_id}", **record.spec, "fitted": metrics}
 
 
 def compare_judges(

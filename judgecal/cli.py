@@ -189,6 +189,22 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     return _print_summaries(summaries, args.json, args.db)
 
 
+def cmd_jury_create(args: argparse.Namespace) -> int:
+    with api.open_store(args.db) as store:
+        result = api.create_jury(
+            store, args.name, args.members, combine=args.combine, fit_runs=args.fit_runs
+        )
+    if args.json:
+        _print_json(result)
+        return 0
+    weights = ", ".join(
+        f"{m} {w:.3f}" for m, w in zip(result["members"], result["weights"], strict=True)
+    )
+    print(f"stored {result['jury']} ({result['combine']}): {weights}")
+    print(f"judge with it: judgecal run --model {result['jury']} --db {args.db} ...")
+    return 0
+
+
 def cmd_rank(args: argparse.Namespace) -> int:
     with api.open_store(args.db, read_only=True) as store:
         result = api.rankings(
@@ -1150,6 +1166,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_rerun)
+
+    jury = sub.add_parser("jury", help="several judges as one (a panel)").add_subparsers(
+        dest="jury_command", required=True
+    )
+    p = jury.add_parser("create", help="store a jury, usable as the backend jury/NAME")
+    p.add_argument("--name", required=True)
+    p.add_argument(
+        "--members", nargs="+", required=True, help="member judges, e.g. openai/gpt-4.1-mini"
+    )
+    p.add_argument("--combine", choices=["majority", "mean", "weighted"], default="majority")
+    p.add_argument(
+        "--fit-runs",
+        nargs="+",
+        help="weighted: one labelled run per member (same order) to fit the weights on",
+    )
+    p.add_argument("--db", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_jury_create)
 
     p = sub.add_parser(
         "rank", help="Bradley-Terry strengths and length-controlled win rates of the systems"

@@ -252,10 +252,6 @@ class RubricReward:
             if self._started:
                 return
             backend, store, executor = self._given
-            if self.url is None:
-                self.backend = backend or make_backend(
-                    self.model, base_url=self.base_url, timeout=self.judge.limits.timeout_s
-                )
             # A service passes its own store and writer thread, so all writes stay on one
             # thread; reward objects in one process on one file share a store and a writer.
             self._owns_store = store is None and self.url is None
@@ -267,6 +263,14 @@ class RubricReward:
             elif self.url is None:
                 self._path = _db_path(self.db)
                 self.store, self._store_executor = _open_shared(self._path)
+            if self.url is None:
+                # The store goes along: local judges and juries are read from it.
+                self.backend = backend or make_backend(
+                    self.model,
+                    base_url=self.base_url,
+                    timeout=self.judge.limits.timeout_s,
+                    store=self.store,
+                )
             self._frozen: dict[str, _Frozen] = {}
             self._seen: dict[str, set[str]] = {}
             self._prompt_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
