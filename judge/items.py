@@ -205,13 +205,36 @@ class Item(BaseModel):
         return "pairwise" if self.response_a is not None else "pointwise"
 
 
+_STRUCTURED = {"reference", "meta", "rubric", "messages", "trajectory"}
+
+
+def _aliases(row: Mapping[str, Any]) -> dict[str, Any]:
+    """HealthBench-style rows read as items: ``prompt_id`` is the id, a ``prompt`` that is a
+    list of chat messages is the conversation, ``rubrics`` the item's criteria and
+    ``completion`` the response."""
+    data = dict(row)
+    if "id" not in data and "prompt_id" in data:
+        data["id"] = data.pop("prompt_id")
+    if isinstance(data.get("prompt"), list) and "messages" not in data:
+        data["messages"] = data.pop("prompt")
+    if "rubrics" in data and "rubric" not in data:
+        data["rubric"] = data.pop("rubrics")
+    if "example_tags" in data:  # HealthBench's item tags: kept in meta
+        meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+        data["meta"] = {**meta, "example_tags": data.pop("example_tags")}
+    if "completion" in data and "response" not in data and "response_a" not in data:
+        completion = data.pop("completion")
+        data["response"] = completion if isinstance(completion, str) else None
+        if isinstance(completion, list):  # a completion given as chat messages
+            data["messages"] = [*(data.get("messages") or []), *completion]
+    return data
+
+
 def _coerce_row(row: Mapping[str, Any], mode: ItemMode) -> dict[str, Any]:
     data = {
         k: v
-        for k, v in row.items()
-        if not (
-            v is None or (isinstance(v, str) and k in {"reference", "meta", "rubric"} and v == "")
-        )
+        for k, v in _aliases(row).items()
+        if not (v is None or (isinstance(v, str) and k in _STRUCTURED and v == ""))
     }
     if "id" in data and not isinstance(data["id"], str):
         value = data["id"]
@@ -244,7 +267,7 @@ def _detect_mode(columns: Iterable[str], source: str) -> ItemMode:
     names = set(columns)
     if {"response_a", "response_b"} & names:
         return "pairwise"
-    if names & {"response", "messages", "trajectory"}:
+    if names & {"response", "messages", "trajectory", "completion", "rubrics"}:
         return "pointwise"
     raise ItemsError(
         f"{source}: cannot tell pointwise from pairwise: expected a 'response' column "

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rubrics.inputs import check_text, check_value
 
-Role = Literal["system", "user", "assistant", "tool", "developer"]
+Role = Literal["system", "user", "assistant", "tool", "developer", "function"]
 OBSERVATION_CHARS = 2000
 KEEP_HEAD = 1200
 KEEP_TAIL = 600
@@ -131,7 +131,7 @@ def turn_blocks(messages: tuple[ChatMessage, ...]) -> list[tuple[str, str]]:
     for number, message in enumerate(messages, start=1):
         who = message.role + (f" {message.name}" if message.name else "")
         text = message.text
-        if message.role == "tool":
+        if message.role in ("tool", "function"):  # "function": the older tool-result role
             label = f"TURN {number} TOOL RESULT" + (
                 f" {message.tool_call_id}" if message.tool_call_id else ""
             )

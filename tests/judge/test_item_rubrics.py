@@ -196,3 +196,36 @@ def test_generated_per_item_rubrics_for_evaluation(
     with api.open_store(db, read_only=True) as store:
         scores = {v.item_id: v.score for v in store.runs.verdicts("graded")}
     assert scores["0-1"] < scores["0-3"] < scores["0-5"]
+
+
+def test_healthbench_rows_read_as_items(tmp_path: Path) -> None:
+    """HealthBench's shape: prompt_id, the prompt as chat messages, rubrics with criterion /
+    points / tags, and (in its meta-evaluation files) a completion to grade."""
+    row = {
+        "prompt_id": "hb-001",
+        "prompt": [
+            {"role": "user", "content": "I have a headache and a stiff neck and fever."},
+            {"role": "assistant", "content": "How long have you had these?"},
+            {"role": "user", "content": "Since this morning."},
+        ],
+        "completion": [{"role": "assistant", "content": "Go to an emergency department now."}],
+        "rubrics": [
+            {
+                "criterion": "Advises urgent in-person care.",
+                "points": 10,
+                "tags": ["axis:accuracy"],
+            },
+            {"criterion": "Suggests waiting a few days.", "points": -8, "tags": ["axis:safety"]},
+        ],
+        "example_tags": ["theme:emergency_referrals"],
+    }
+    path = tmp_path / "healthbench.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    (item,) = load_items(path)
+    assert item.id == "hb-001" and item.meta["example_tags"] == ["theme:emergency_referrals"]
+    assert item.response == "Go to an emergency department now."
+    assert [m.role for m in item.messages or ()] == ["user", "assistant", "user"]
+    assert [(c.id, c.points, c.tags) for c in item.rubric or ()] == [
+        ("c1", 10.0, ("axis:accuracy",)),
+        ("c2", -8.0, ("axis:safety",)),
+    ]
