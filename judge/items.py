@@ -220,7 +220,7 @@ def _aliases(row: Mapping[str, Any]) -> dict[str, Any]:
     if "rubrics" in data and "rubric" not in data:
         data["rubric"] = data.pop("rubrics")
     if "example_tags" in data:  # HealthBench's item tags: kept in meta
-        meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+        meta: dict[str, Any] = data["meta"] if isinstance(data.get("meta"), dict) else {}
         data["meta"] = {**meta, "example_tags": data.pop("example_tags")}
     if "completion" in data and "response" not in data and "response_a" not in data:
         completion = data.pop("completion")
