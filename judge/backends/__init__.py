@@ -57,7 +57,8 @@ def make_backend(
         api_key=api_key,
         timeout=timeout,
         store=store,
-        options={**options, **({"endpoints": dict(endpoints)} if endpoints else {})},
+        options=options,
+        endpoints=dict(endpoints or {}),
     )
     if workers <= 1:
         return info.factory(name.partition("/")[2], context)

@@ -76,7 +76,7 @@ class JuryBackend(Backend):
 
         # Each member gets only its own family's endpoint (the server's per-family map); a
         # caller's --base-url is an OpenAI-compatible server, so only openai members use it.
-        endpoints = context.options.get("endpoints")
+        endpoints = context.endpoints or None
         members = [
             make_backend(
                 m,

@@ -27,6 +27,8 @@ class BackendContext:
     timeout: float = 120.0
     store: Store | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    endpoints: dict[str, str] = field(default_factory=dict)
+    """The server's base URL per provider family (a jury hands each member its own)."""
 
 
 @dataclass(frozen=True)
