@@ -263,6 +263,127 @@ def rankings(
     return rank(comparisons_of(data), baseline=baseline, n_boot=n_boot, random_state=random_state)
 
 
+def calibrate(
+    store: Store, run_id: str, name: str, *, alpha: float = 0.1, delta: float = 0.1
+) -> dict[str, Any]:
+    """Fit and store a judge's escalation calibrator and threshold on a labelled run
+    (:mod:`calibration.escalation`)."""
+    from calibration.escalation import escalation_record, fit_escalation
+
+    data = load_run_data(store, run_id, with_calls=False)
+    model, metrics = fit_escalation(data, alpha=alpha, delta=delta)
+    store.models.put(escalation_record(name, model, metrics, run_id))
+    return {"escalation": name, "judge": model.backend, "alpha": alpha, "delta": delta, **metrics}
+
+
+def escalate(
+    store: Store,
+    spec: JudgeSpec,
+    items: Sequence[Item] | str | Path,
+    stages: Sequence[tuple[str, str | None]],
+    *,
+    rubric: Rubric | None = None,
+    dataset: str | None = None,
+    run_id: str | None = None,
+    humans_out: str | Path | None = None,
+) -> dict[str, Any]:
+    """Judge with a cascade: each stage's judge (``model``, its stored ``escalation`` or
+    ``None``) decides the items whose calibrated confidence clears its threshold and passes
+    the rest on; the last stage without an escalation decides all it gets, else the rest go to
+    humans (``humans_out``: CSV and Label Studio tasks). The decided verdicts, with their
+    calls, form one combined run ``run_id`` that the audit reads like any other."""
+    from calibration.escalation import load_escalation, stage_report
+
+    rubric = rubric or load_rubric_ref(spec.rubric)
+    if isinstance(items, (str, Path)):
+        dataset = dataset or default_dataset_name(items)
+        items = load_items(items)
+    if dataset is None:
+        raise StoreError("give a dataset name for items passed in memory")
+    if not stages:
+        raise ConfigError("give at least one stage")
+    base = run_id or f"cascade-{uuid.uuid4().hex[:8]}"
+    store.runs.ensure_new(base)
+    remaining = list(items)
+    decided: dict[str, tuple[str, int]] = {}  # item → (stage run, stage number)
+    report_stages: list[dict[str, Any]] = []
+    strongest: float | None = None
+    for number, (model, escalation_id) in enumerate(stages, start=1):
+        if not remaining:
+            break
+        stage_run = f"{base}-s{number}"
+        summary = run_judge(
+            store, spec.with_overrides(model=model), remaining, rubric=rubric,
+            dataset=dataset, run_id=stage_run,
+        )  # fmt: skip
+        verdicts = {v.item_id: v for v in store.runs.verdicts(stage_run)}
+        escalation = (
+            None if escalation_id is None else load_escalation(store.models.get(escalation_id))
+        )
+        last = number == len(stages)
+        taken = [
+            i
+            for i in remaining
+            if (escalation.decides(verdicts[i.id]) if escalation is not None else last)
+        ]
+        for item in taken:
+            decided[item.id] = (stage_run, number)
+        provider_calls = summary.n_calls - summary.n_cache_hits
+        if last and remaining:
+            strongest = provider_calls / len(remaining)
+        report_stages.append(
+            {
+                "stage": number,
+                "judge": model,
+                "run_id": stage_run,
+                "escalation": escalation_id,
+                "threshold": None if escalation is None else escalation.threshold,
+                "guaranteed_agreement": None if escalation is None else 1 - escalation.alpha,
+                "risk": None if escalation is None else escalation.delta,
+                "n_judged": len(remaining),
+                "n_decided": len(taken),
+                "share_decided": len(taken) / len(items),
+                "provider_calls": provider_calls,
+                "cost_usd": summary.cost_usd,
+            }
+        )
+        taken_ids = {i.id for i in taken}
+        remaining = [i for i in remaining if i.id not in taken_ids]
+    humans: dict[str, Any] | None = None
+    if remaining and humans_out is not None:
+        from calibration.routing import export_for_labelling
+
+        humans = {
+            "n_items": len(remaining),
+            "share": len(remaining) / len(items),
+            "files": export_for_labelling(items, [i.id for i in remaining], humans_out),
+        }
+    # The combined verdict set: every decided item's verdict and calls, as one run.
+    first = store.runs.get(str(report_stages[0]["run_id"]))
+    calls, verdicts_out = [], []
+    for stage_run in {r for r, _ in decided.values()}:
+        chosen = {i for i, (r, _) in decided.items() if r == stage_run}
+        for call in store.runs.calls(stage_run):
+            if call.item_id in chosen:
+                calls.append(dataclasses.replace(call, run_id=base))
+        for verdict in store.runs.verdicts(stage_run):
+            if verdict.item_id in chosen:
+                details = {**(verdict.details or {}), "stage": decided[verdict.item_id][1]}
+                verdicts_out.append(dataclasses.replace(verdict, run_id=base, details=details))
+    cascade_spec = {"judge": first.spec.get("judge", {}), "cascade": report_stages}
+    with store.db.transaction():
+        store.runs.create(
+            run_id=base, dataset=dataset, backend="cascade", protocol=first.protocol,
+            rubric_hash=first.rubric_hash, spec=cascade_spec,
+            spec_hash=first.spec_hash, seed=None,
+        )  # fmt: skip
+        store.runs.write_results(calls, verdicts_out)
+    store.runs.finish(base)
+    report = stage_report(report_stages, len(items), strongest)
+    report.update(run_id=base, humans=humans, n_undecided=len(remaining) if humans is None else 0)
+    return report
+
+
 def create_jury(
     store: Store,
     jury_id: str,

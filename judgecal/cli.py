@@ -189,6 +189,72 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     return _print_summaries(summaries, args.json, args.db)
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    with api.open_store(args.db) as store:
+        result = api.calibrate(store, args.run, args.name, alpha=args.alpha, delta=args.delta)
+    if args.json:
+        _print_json(result)
+        return 0
+    threshold = (
+        "no confidence level can be guaranteed: every item would escalate"
+        if result["threshold"] is None
+        else f"decide when calibrated confidence >= {result['threshold']:.3f} (decides "
+        f"{result['calibration_coverage']:.0%} of the calibration items)"
+    )
+    print(
+        f"stored escalation {result['escalation']} for {result['judge']}: agreement >= "
+        f"{1 - args.alpha:.0%} with probability >= {1 - args.delta:.0%}; {threshold}"
+    )
+    return 0
+
+
+def cmd_escalate(args: argparse.Namespace) -> int:
+    stages = []
+    for text in args.stage:
+        model, sep, escalation = text.partition("=")
+        stages.append((model, escalation if sep else None))
+    spec = _spec_from_args(args)
+    if not spec.rubric:
+        print("judgecal: error: --rubric required", file=sys.stderr)
+        return 2
+    with api.open_store(args.db) as store:
+        report = api.escalate(
+            store,
+            spec,
+            args.items,
+            stages,
+            dataset=args.dataset,
+            run_id=args.run_id,
+            humans_out=args.humans_out,
+        )
+    if args.json:
+        _print_json(report)
+        return 0
+    print(f"cascade run {report['run_id']} over {report['n_items']} items:")
+    for stage in report["stages"]:
+        guarantee = (
+            "decides every item it gets"
+            if stage["escalation"] is None
+            else f"guarantee agreement >= {_fmt(stage['guaranteed_agreement'], 2)} "
+            f"(risk {_fmt(stage['risk'], 2)})"
+        )
+        print(
+            f"  stage {stage['stage']} {stage['judge']}: decided {stage['n_decided']}/"
+            f"{stage['n_judged']} ({stage['share_decided']:.0%} of all items), "
+            f"{stage['provider_calls']} provider calls; {guarantee}"
+        )
+    if report.get("humans"):
+        print(f"  humans: {report['humans']['n_items']} items exported to {args.humans_out}")
+    if "calls_saved" in report:
+        print(
+            f"  {report['provider_calls']} provider calls vs about "
+            f"{report['strongest_alone_calls']:.0f} for the last judge alone "
+            f"({_fmt(report['share_saved'], 2)} saved)"
+        )
+    print(f"audit it: judgecal audit --run {report['run_id']} --db {args.db}")
+    return 0
+
+
 def cmd_jury_create(args: argparse.Namespace) -> int:
     with api.open_store(args.db) as store:
         result = api.create_jury(
@@ -1166,6 +1232,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_rerun)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="fit and store a judge's escalation threshold on a labelled run (trust or escalate)",
+    )
+    p.add_argument("--run", required=True)
+    p.add_argument("--name", required=True, help="the escalation's name, used by escalate")
+    p.add_argument("--alpha", type=float, default=0.1, help="tolerated disagreement rate")
+    p.add_argument("--delta", type=float, default=0.1, help="allowed risk the guarantee fails")
+    p.add_argument("--db", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser(
+        "escalate",
+        help="judge with a cascade: each judge decides what it is confident on, the rest escalate",
+    )
+    p.add_argument("--items", required=True)
+    p.add_argument(
+        "--stage",
+        action="append",
+        required=True,
+        metavar="MODEL[=ESCALATION]",
+        help="a stage of the cascade, in order; the last without an escalation decides the rest",
+    )
+    p.add_argument("--db", required=True)
+    p.add_argument("--dataset")
+    p.add_argument("--run-id", help="the combined run's id")
+    p.add_argument("--humans-out", help="where items no stage decided go (CSV, Label Studio)")
+    p.add_argument("--judge", help="a YAML judge file (JudgeSpec) for every stage")
+    p.add_argument("--json", action="store_true")
+    from judge import JudgeSpec as _EscSpec
+
+    add_model_flags(p.add_argument_group("judge settings"), _EscSpec, exclude={"limits", "model"})
+    p.set_defaults(func=cmd_escalate)
 
     jury = sub.add_parser("jury", help="several judges as one (a panel)").add_subparsers(
         dest="jury_command", required=True

@@ -1,0 +1,122 @@
+"""Issue 15, part 2: trust or escalate at run time. The calibrated fixed-sequence threshold
+keeps its guarantee over 1,000 random calibration/test splits of a synthetic judge with known
+error; a live cascade on the fake provider decides per stage, states its provider calls and
+savings exactly as the fake counts them, and its combined run is audited like any other."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibration.escalation import fit_threshold
+from judge.testing import FakeProvider, FakeRequest
+from judgecal.cli import main
+
+
+def test_the_guarantee_holds_over_a_thousand_splits() -> None:
+    """P(correct | confidence c) = 0.6 + 0.4 c: deciding only confident items can reach 90%
+    agreement, deciding everything cannot (80%)."""
+    alpha, delta = 0.1, 0.1
+    rng = np.random.default_rng(0)
+    met = decided_any = 0
+    for _ in range(1000):
+        c = rng.random(3000)
+        ok = rng.random(3000) < 0.6 + 0.4 * c
+        calibrator, result = fit_threshold(c[:500], ok[:500], alpha=alpha, delta=delta)
+        if result.threshold is None:
+            met += 1  # deciding nothing keeps the guarantee trivially
+            continue
+        test = calibrator.predict_proba(c[500:, None])[:, 1] >= result.threshold
+        decided_any += 1
+        met += (not test.any()) or ok[500:][test].mean() >= 1 - alpha
+    assert met / 1000 >= 1 - delta
+    assert decided_any > 900  # and it does decide: the guarantee is not met by abstaining
+
+
+class TwoJudges:
+    """``weak``: right on easy pairs, a coin per sample on hard ones; ``strong``: always
+    right. The better response is marked quality=5."""
+
+    def __call__(self, request: FakeRequest) -> tuple[str, str | None]:
+        a, b = request.responses.get("RESPONSE A", ""), request.responses.get("RESPONSE B", "")
+        right = "A" if "quality=5" in a else "B"
+        if "weak" in request.model and "hard" in request.user:
+            digest = hashlib.sha256(f"{request.user}{request.body.get('seed')}".encode()).digest()
+            right = "AB"[digest[0] % 2]
+        return json.dumps({"evidence": "compared", "winner": right}), None
+
+
+def pairs(prefix: str, n: int) -> tuple[list[dict], list[dict]]:
+    rows, labels = [], []
+    for i in range(n):
+        hard = "hard" if i % 3 == 0 else "easy"
+        good_first = i % 2 == 0
+        a, b = (
+            ("quality=5 good", "quality=1 bad")
+            if good_first
+            else ("quality=1 bad", "quality=5 good")
+        )
+        rows.append(
+            {
+                "id": f"{prefix}{i}",
+                "prompt": f"{hard} question {i}",
+                "response_a": a,
+                "response_b": b,
+            }
+        )
+        labels.append(
+            {"item_id": f"{prefix}{i}", "annotator": "expert", "value": "A" if good_first else "B"}
+        )
+    return rows, labels
+
+
+def test_a_live_cascade_decides_escalates_and_counts_its_savings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    calibration, calibration_labels = pairs("cal", 120)
+    test, test_labels = pairs("test", 60)
+    for name, rows in (("cal", calibration), ("cal_labels", calibration_labels),
+                       ("test", test), ("test_labels", test_labels)):  # fmt: skip
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    db = str(tmp_path / "cascade.duckdb")
+    with FakeProvider(responder=TwoJudges()) as fake:
+        common = ["--db", db, "--base-url", fake.base_url, "--samples", "3", "--temperature", "0.7"]
+        run = ["run", "--rubric", "pairwise_helpfulness", "--items", str(tmp_path / "cal.jsonl")]
+        assert main([*run, "--model", "openai/weak", "--run-id", "weak-cal", *common]) == 0
+        assert main(["labels", "import", str(tmp_path / "cal_labels.jsonl"), "--db", db]) == 0
+        assert (
+            main(["calibrate", "--run", "weak-cal", "--name", "weak", "--db", db, "--alpha", "0.1"])
+            == 0
+        )
+        before = sum(fake.requests.values())
+        argv = [
+            "escalate", "--items", str(tmp_path / "test.jsonl"), "--rubric", "pairwise_helpfulness",
+            "--stage", "openai/weak=weak", "--stage", "openai/strong", "--run-id", "cascade",
+            *common, "--json",
+        ]  # fmt: skip
+        capsys.readouterr()
+        assert main(argv) == 0
+        report = json.loads(capsys.readouterr().out)
+        sent = sum(fake.requests.values()) - before
+    weak, strong = report["stages"]
+    assert weak["n_judged"] == 60 and 0 < weak["n_decided"] < 60
+    assert strong["n_judged"] == 60 - weak["n_decided"] == strong["n_decided"]
+    # the calls stated are the calls the fake answered, and so is the saving
+    assert report["provider_calls"] == weak["provider_calls"] + strong["provider_calls"] == sent
+    assert strong["provider_calls"] == strong["n_judged"] * 6  # 2 orders × 3 samples
+    assert report["strongest_alone_calls"] == 60 * 6
+    assert report["calls_saved"] == 360 - sent
+    assert weak["guaranteed_agreement"] == pytest.approx(0.9)
+    # the combined run holds one verdict per item and is audited like any other
+    assert main(["labels", "import", str(tmp_path / "test_labels.jsonl"), "--db", db, "--dataset",
+                 f"{tmp_path.name}/test"]) == 0  # fmt: skip
+    out = tmp_path / "audit"
+    assert main(["audit", "--run", "cascade", "--db", db, "--out", str(out), "--n-boot", "50"]) == 0
+    audited = json.loads((out / "report.json").read_text())
+    assert audited["run"]["n_scored"] == 60
+    assert audited["agreement"]["rows"][0]["value"] >= 0.9
