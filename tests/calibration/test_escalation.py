@@ -42,8 +42,7 @@ class TwoJudges:
     right. The better response is marked quality=5."""
 
     def __call__(self, request: FakeRequest) -> tuple[str, str | None]:
-        a, b = request.responses.get("RESPONSE A", ""), request.responses.get("RESPONSE B", "")
-        right = "A" if "quality=5" in a else "B"
+        right = "A" if "quality=5" in request.responses.get("RESPONSE A", "") else "B"
         if "weak" in request.model and "hard" in request.user:
             digest = hashlib.sha256(f"{request.user}{request.body.get('seed')}".encode()).digest()
             right = "AB"[digest[0] % 2]
@@ -103,7 +102,18 @@ def test_a_live_cascade_decides_escalates_and_counts_its_savings(
         assert main(argv) == 0
         report = json.loads(capsys.readouterr().out)
         sent = sum(fake.requests.values()) - before
+        # with no final judge, what the weak judge does not decide goes to humans
+        to_humans = [
+            "escalate", "--items", str(tmp_path / "test.jsonl"), "--rubric", "pairwise_helpfulness",
+            "--stage", "openai/weak=weak", "--humans-out", str(tmp_path / "humans"),
+            "--run-id", "with-humans", *common, "--json",
+        ]  # fmt: skip
+        assert main(to_humans) == 0
+        routed = json.loads(capsys.readouterr().out)["humans"]
     weak, strong = report["stages"]
+    assert routed["n_items"] == 60 - weak["n_decided"]
+    assert (tmp_path / "humans" / "to_label.csv").exists()
+    assert (tmp_path / "humans" / "label_studio_tasks.json").exists()
     assert weak["n_judged"] == 60 and 0 < weak["n_decided"] < 60
     assert strong["n_judged"] == 60 - weak["n_decided"] == strong["n_decided"]
     # the calls stated are the calls the fake answered, and so is the saving
