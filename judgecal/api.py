@@ -384,6 +384,66 @@ def escalate(
     return report
 
 
+def apply_escalation(store: Store, run_id: str, escalation_id: str) -> dict[str, Any]:
+    """Give each verdict of a run its calibrated confidence under a stored escalation and
+    whether it clears the threshold (``decided``; the others should escalate), in the
+    verdicts' details."""
+    from calibration.escalation import load_escalation
+
+    escalation = load_escalation(store.models.get(escalation_id))
+    verdicts = store.runs.verdicts(run_id)
+    updated = []
+    for verdict in verdicts:
+        details = dict(verdict.details or {})
+        details["calibrated_confidence"] = escalation.calibrated(verdict.confidence)
+        details["decided"] = escalation.decides(verdict)
+        details["escalation"] = escalation_id
+        updated.append(dataclasses.replace(verdict, details=details))
+    store.runs.write_results([], updated, replace=True)
+    decided = sum(1 for v in updated if v.details["decided"])
+    return {
+        "run_id": run_id,
+        "escalation": escalation_id,
+        "threshold": escalation.threshold,
+        "guaranteed_agreement": 1 - escalation.alpha,
+        "n_verdicts": len(updated),
+        "n_decided": decided,
+        "n_escalate": len(updated) - decided,
+    }
+
+
+def merge_human_labels(store: Store, run_id: str) -> dict[str, Any]:
+    """Complete a cascade's combined run with the experts' labels on the items no judge
+    decided (routed to humans and labelled since): each becomes a verdict from the humans'
+    majority (pairwise) or mean (overall rating), marked ``stage: humans``."""
+    from calibration.agreement import OVERALL, criterion_labels
+    from human_labels.agreement import majority
+    from judge.types import Verdict
+
+    data = load_run_data(store, run_id, with_calls=False)
+    judged = {v.item_id for v in data.verdicts}
+    labels = criterion_labels(data, OVERALL)
+    added = []
+    for item_id, by in labels.items():
+        if item_id in judged or not by:
+            continue
+        values = list(by.values())
+        verdict = Verdict(run_id=run_id, item_id=item_id, status="scored", confidence=1.0)
+        if data.rubric.mode == "pairwise":
+            winner = majority(values)
+            if winner is None:
+                continue
+            verdict.winner = str(winner)
+            verdict.score = {"A": 1.0, "B": 0.0, "tie": 0.5}.get(str(winner))
+        else:
+            continue  # pointwise overall ratings: left to the audit's labels
+        verdict.rubric_hash = data.run.rubric_hash
+        verdict.details = {"stage": "humans", "annotators": sorted(by)}
+        added.append(verdict)
+    store.runs.write_results([], added)
+    return {"run_id": run_id, "n_added": len(added), "n_verdicts": len(judged) + len(added)}
+
+
 def create_jury(
     store: Store,
     jury_id: str,

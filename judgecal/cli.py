@@ -126,6 +126,7 @@ def _limit_fields() -> list[str]:
 def cmd_run(args: argparse.Namespace) -> int:
     from judge.pricing import load_prices
 
+    applied: dict[str, Any] | None = None
     if args.resume:
         spec = _spec_from_args(args)
         with api.open_store(args.db) as store:
@@ -168,7 +169,19 @@ def cmd_run(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 prices=load_prices(args.prices),
             )
+            applied = (
+                api.apply_escalation(store, summary.run_id, args.escalation)
+                if args.escalation
+                else None
+            )
     _print_summary(summary, args.json)
+    if applied is not None and not args.json:
+        print(
+            f"escalation {applied['escalation']}: {applied['n_decided']} of "
+            f"{applied['n_verdicts']} verdicts decided (agreement >= "
+            f"{applied['guaranteed_agreement']:.0%} guaranteed); {applied['n_escalate']} "
+            "should escalate (calibrated confidence and decision in each verdict's details)"
+        )
     return 0
 
 
@@ -252,6 +265,19 @@ def cmd_escalate(args: argparse.Namespace) -> int:
             f"({_fmt(report['share_saved'], 2)} saved)"
         )
     print(f"audit it: judgecal audit --run {report['run_id']} --db {args.db}")
+    return 0
+
+
+def cmd_escalate_merge(args: argparse.Namespace) -> int:
+    with api.open_store(args.db) as store:
+        result = api.merge_human_labels(store, args.run)
+    if args.json:
+        _print_json(result)
+    else:
+        print(
+            f"run {result['run_id']}: {result['n_added']} human verdicts merged; "
+            f"{result['n_verdicts']} verdicts in all"
+        )
     return 0
 
 
@@ -1185,6 +1211,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--run-id", help="the new run's id (default: a random one)")
     p.add_argument(
+        "--escalation",
+        help="a stored escalation (judgecal calibrate): mark each verdict decided or to escalate",
+    )
+    p.add_argument(
         "--repeats",
         type=int,
         default=1,
@@ -1267,6 +1297,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_model_flags(p.add_argument_group("judge settings"), _EscSpec, exclude={"limits", "model"})
     p.set_defaults(func=cmd_escalate)
+
+    p = sub.add_parser(
+        "escalate-merge",
+        help="complete a cascade run with the experts' labels on the items routed to humans",
+    )
+    p.add_argument("--run", required=True, help="the cascade's combined run")
+    p.add_argument("--db", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_escalate_merge)
 
     jury = sub.add_parser("jury", help="several judges as one (a panel)").add_subparsers(
         dest="jury_command", required=True

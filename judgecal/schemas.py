@@ -82,6 +82,8 @@ class JudgeRequest(_Body):
     """A backend the server allows, e.g. ``openai/gpt-4.1-mini``, ``local/<model-id>``."""
     items: list[PointwiseItemIn] = Field(min_length=1, max_length=MAX_BATCH)
     options: JudgeOptions = Field(default_factory=JudgeOptions)
+    escalation: str | None = Field(None, max_length=200)
+    """A stored escalation (``judgecal calibrate``): each verdict says whether it is decided."""
 
 
 class CompareRequest(_Body):
@@ -91,6 +93,8 @@ class CompareRequest(_Body):
     model: str = Field(max_length=200)
     items: list[PairwiseItemIn] = Field(min_length=1, max_length=MAX_BATCH)
     options: JudgeOptions = Field(default_factory=JudgeOptions)
+    escalation: str | None = Field(None, max_length=200)
+    """A stored escalation (``judgecal calibrate``): each verdict says whether it is decided."""
 
 
 class VerdictOut(BaseModel):
@@ -105,6 +109,11 @@ class VerdictOut(BaseModel):
     reason: str | None = None
     evidence: list[str] | None = None
     """The judge's written reasons, one per sample (pointwise)."""
+    calibrated_confidence: float | None = None
+    """With an ``escalation`` in the request: the calibrated probability of agreeing with
+    the experts."""
+    decided: bool | None = None
+    """With an ``escalation``: whether the verdict clears its threshold (else escalate it)."""
 
 
 class JudgeResponse(BaseModel):

@@ -197,6 +197,12 @@ class Service:
             else None
         )
 
+    def escalation(self, name: str) -> Any:
+        """A stored escalation (read on the reader thread)."""
+        from calibration.escalation import load_escalation
+
+        return load_escalation(self.read_store.models.get(name))
+
     # -- plumbing ------------------------------------------------------------------------
 
     async def write(self, fn: Any, *args: Any) -> Any:
@@ -683,13 +689,29 @@ def create_app(service: Service) -> Any:
         return {"status": "ok"}
 
     async def judged(mode: str, body: JudgeRequest | CompareRequest, owner: str) -> JudgeResponse:
-        items = [i.model_dump() for i in body.items]
+        items = [{k: v for k, v in i.model_dump().items() if k != "escalation"} for i in body.items]
         try:
+            escalation = (
+                await service.read(service.escalation, body.escalation) if body.escalation else None
+            )
             run_id, rubric, verdicts = await service.judge(
                 mode, body.rubric, body.model, items, body.options, owner=owner
             )
         except USER_ERRORS as exc:
             raise user_error(exc) from None
+        if escalation is not None:
+            # Calibrated confidence and the decision, per verdict (trust or escalate).
+            verdicts = [
+                v.model_copy(
+                    update={
+                        "calibrated_confidence": escalation.calibrated(v.confidence),
+                        "decided": escalation.threshold is not None
+                        and v.status == "scored"
+                        and escalation.calibrated(v.confidence) >= escalation.threshold,
+                    }
+                )
+                for v in verdicts
+            ]
         return JudgeResponse(run_id=run_id, rubric=rubric.ref, verdicts=verdicts)
 
     @app.post("/v1/judge", response_model=JudgeResponse)

@@ -130,3 +130,37 @@ def test_a_live_cascade_decides_escalates_and_counts_its_savings(
     audited = json.loads((out / "report.json").read_text())
     assert audited["run"]["n_scored"] == 60
     assert audited["agreement"]["rows"][0]["value"] >= 0.9
+    # the routed items, once labelled, complete the human-escalated cascade's verdict set
+    capsys.readouterr()
+    assert main(["escalate-merge", "--run", "with-humans", "--db", db, "--json"]) == 0
+    merged = json.loads(capsys.readouterr().out)
+    assert merged["n_added"] == routed["n_items"] and merged["n_verdicts"] == 60
+    # a plain run marks each verdict decided or to escalate
+    with FakeProvider(responder=TwoJudges()) as fake:
+        plain = [
+            "run", "--rubric", "pairwise_helpfulness", "--items", str(tmp_path / "test.jsonl"),
+            "--model", "openai/weak", "--run-id", "weak-marked", "--escalation", "weak",
+            "--db", db, "--base-url", fake.base_url, "--samples", "3", "--temperature", "0.7",
+        ]  # fmt: skip
+        assert main(plain) == 0
+        assert f"{weak['n_decided']} of 60 verdicts decided" in capsys.readouterr().out
+        # and so does the service, per request
+        from fastapi.testclient import TestClient
+
+        from judgecal.service import Service, create_app
+
+        items = [json.loads(line) for line in (tmp_path / "test.jsonl").read_text().splitlines()]
+        service = Service(db, endpoints={"openai": fake.base_url}, require_keys=False)
+        with TestClient(create_app(service)) as client:
+            answer = client.post(
+                "/v1/compare",
+                json={"rubric": "pairwise_helpfulness", "model": "openai/weak",
+                      "items": items[:12], "options": {"samples": 3, "temperature": 0.7},
+                      "escalation": "weak"},
+            )  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    verdicts = answer.json()["verdicts"]
+    assert all(
+        v["decided"] is not None and v["calibrated_confidence"] is not None for v in verdicts
+    )
+    assert any(v["decided"] for v in verdicts) and not all(v["decided"] for v in verdicts)
