@@ -102,6 +102,10 @@ def test_a_live_cascade_decides_escalates_and_counts_its_savings(
         assert main(argv) == 0
         report = json.loads(capsys.readouterr().out)
         sent = sum(fake.requests.values()) - before
+        # the experts' labels on the test items (the cascade stored them as a dataset)
+        labels = ["labels", "import", str(tmp_path / "test_labels.jsonl"), "--db", db]
+        assert main([*labels, "--dataset", f"{tmp_path.name}/test"]) == 0
+        capsys.readouterr()
         # with no final judge, what the weak judge does not decide goes to humans
         to_humans = [
             "escalate", "--items", str(tmp_path / "test.jsonl"), "--rubric", "pairwise_helpfulness",
@@ -109,7 +113,11 @@ def test_a_live_cascade_decides_escalates_and_counts_its_savings(
             "--run-id", "with-humans", *common, "--json",
         ]  # fmt: skip
         assert main(to_humans) == 0
-        routed = json.loads(capsys.readouterr().out)["humans"]
+        with_humans = json.loads(capsys.readouterr().out)
+        routed = with_humans["humans"]
+        (alone,) = with_humans["stages"]
+        # measured on the labelled items it decided, against the guarantee
+        assert alone["n_labelled"] == alone["n_decided"] and alone["measured_agreement"] >= 0.9
     weak, strong = report["stages"]
     assert routed["n_items"] == 60 - weak["n_decided"]
     assert (tmp_path / "humans" / "to_label.csv").exists()
@@ -123,8 +131,6 @@ def test_a_live_cascade_decides_escalates_and_counts_its_savings(
     assert report["calls_saved"] == 360 - sent
     assert weak["guaranteed_agreement"] == pytest.approx(0.9)
     # the combined run holds one verdict per item and is audited like any other
-    assert main(["labels", "import", str(tmp_path / "test_labels.jsonl"), "--db", db, "--dataset",
-                 f"{tmp_path.name}/test"]) == 0  # fmt: skip
     out = tmp_path / "audit"
     assert main(["audit", "--run", "cascade", "--db", db, "--out", str(out), "--n-boot", "50"]) == 0
     audited = json.loads((out / "report.json").read_text())
