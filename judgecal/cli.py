@@ -7,13 +7,27 @@ import json
 import math
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from judge.errors import ConfigError
-from judgecal import api
 from judgecal.errors import USER_ERRORS
+
+if TYPE_CHECKING:
+    from judgecal import api
+else:
+
+    class _Api:
+        """``judgecal.api``, imported when a command first uses it: the store (DuckDB,
+        Arrow, NumPy) is not needed to parse arguments or print help."""
+
+        def __getattr__(self, name: str) -> Any:
+            from judgecal import api as module
+
+            return getattr(module, name)
+
+    api = _Api()
 
 
 def _print_json(data: Any) -> None:
