@@ -579,6 +579,30 @@ def _http(status: int, payload: bytes, headers: dict[str, str]) -> bytes:
 
 
 @contextlib.contextmanager
+def serving(app: Any, **config: Any) -> Iterator[str]:
+    """Serve an ASGI app (the judgecal service) with uvicorn on 127.0.0.1, on a free port,
+    in a background thread; yields its base URL and stops it on exit. ``config`` goes to
+    ``uvicorn.Config`` (e.g. ``http=``)."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", **config)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not server.started:
+        raise RuntimeError("the test server did not start within 20 s")
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@contextlib.contextmanager
 def provider_process(latency_s: float = 0.0, *, cwd: str | None = None) -> Iterator[str]:
     """A fake provider in its own process (so its CPU is not the caller's); yields its
     OpenAI-compatible base URL and stops it on exit."""

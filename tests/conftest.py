@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,24 @@ def distill_at(run_id: str, *, db: Path | str, **options):
         return api.distill(store, run_id, **options)
 
 
+def run_script(source: str, *args: str, where: Path) -> str:
+    """Run ``source`` as a Python script in its own process (Inspect keeps global state; the
+    reward clients stand for other processes), from the repository root; returns the last
+    line it printed, and fails the test with its stderr when it fails."""
+    script = where / "script.py"
+    script.write_text(source)
+    done = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
 def shared(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)
     if not path.exists():
@@ -73,6 +93,15 @@ def shared(*parts: str) -> Path:
             pytest.fail(f"shared dataset missing in CI: {path}")
         pytest.skip(f"shared dataset not present: {path}")
     return path
+
+
+@pytest.fixture
+def provider():
+    """The scripted fake provider on loopback, for one test."""
+    from judge.testing import FakeProvider
+
+    with FakeProvider() as fake:
+        yield fake
 
 
 @pytest.fixture

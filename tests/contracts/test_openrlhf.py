@@ -5,15 +5,13 @@ field it reads. vLLM is replaced by a stub engine that returns fixed tokens."""
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from judge.testing import FakeProvider
+from judge.testing import FakeProvider, serving
 from tests.contracts.conftest import tiny_tokenizer
 
 pytest.importorskip("openrlhf", reason="OpenRLHF is installed by `make contracts` only")
@@ -42,7 +40,6 @@ def run_executor(executor: Any, tokenizer: Any, answer: str) -> dict[str, Any]:
 
 
 def test_the_agent_executor_gets_numbers_from_the_reward_server(tmp_path: Path) -> None:
-    import uvicorn
     from openrlhf.utils.agent import SingleTurnAgentExecutor
 
     from judgecal.service import Service, create_app
@@ -56,25 +53,14 @@ def test_the_agent_executor_gets_numbers_from_the_reward_server(tmp_path: Path) 
             reward_options={"rubric": "answer_correctness", "window_s": 0.01},
             require_keys=False,
         )
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(service), host="127.0.0.1", port=0, log_level="error")
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.time() + 10
-        while not server.started and time.time() < deadline:
-            time.sleep(0.02)
-        url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/v1/rewards"
-        try:
+        with serving(create_app(service)) as base:
+            url = f"{base}/v1/rewards"
             executor = SingleTurnAgentExecutor(url)
             good = run_executor(executor, tokenizer, "quality=5 four")
             bad = run_executor(executor, tokenizer, "quality=1 five")
             stored = service.store.con.execute(
                 "SELECT count(*) FROM rewards WHERE status = 'scored'"
             ).fetchone()
-        finally:
-            server.should_exit = True
-            thread.join(10)
     assert isinstance(good["scores"], list) and isinstance(good["scores"][0], float)
     assert 0.0 <= bad["scores"][0] < good["scores"][0] <= 1.0
     assert good["reward"] == good["scores"]  # both fields, as OpenRLHF's own server sends

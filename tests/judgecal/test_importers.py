@@ -5,9 +5,6 @@ through judgecal's own parser, human labels land on the same items."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ from judge.rundata import load_run_data
 from judgecal import api
 from judgecal.cli import main
 from judgecal.importers import ImportFileError, import_alpaca_eval, import_arena_hard
+from tests.conftest import run_script
 
 QUESTION = "Write a haiku about autumn."
 ANSWER_VICUNA = (
@@ -323,19 +321,7 @@ print(log.location)
 
 def test_inspect_eval_log_through_inspects_reader(tmp_path: Path) -> None:
     pytest.importorskip("inspect_ai")
-    script = tmp_path / "make_log.py"
-    script.write_text(INSPECT_SCRIPT)
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "logs")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    log_path = done.stdout.strip().splitlines()[-1]
+    log_path = run_script(INSPECT_SCRIPT, str(tmp_path / "logs"), where=tmp_path)
     out = tmp_path / "out"
     db = str(tmp_path / "inspect.duckdb")
     argv = ["import", "inspect", log_path, "--out", str(out), "--with-verdict", "--db", db]
@@ -510,20 +496,9 @@ def test_an_inspect_tool_using_sample_keeps_its_whole_transcript(tmp_path: Path)
     from judge.prompts import render_messages
     from rubrics import load_rubric
 
-    script = tmp_path / "tool_log.py"
-    script.write_text(TOOL_SCRIPT)
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "logs")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    log_path = run_script(TOOL_SCRIPT, str(tmp_path / "logs"), where=tmp_path)
     out = tmp_path / "out"
-    assert main(["import", "inspect", done.stdout.strip().splitlines()[-1], "--out", str(out)]) == 0
+    assert main(["import", "inspect", log_path, "--out", str(out)]) == 0
     (item,) = load_items(out / "items.jsonl")
     roles = [m.role for m in item.messages or ()]
     assert roles == ["user", "assistant", "tool"]

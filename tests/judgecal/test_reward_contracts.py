@@ -12,8 +12,6 @@ import os
 import pickle
 import subprocess
 import sys
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,7 +21,7 @@ import httpx
 import pytest
 
 from judge.errors import ConfigError
-from judge.testing import FakeProvider, FakeRequest, ScriptedJudge
+from judge.testing import FakeProvider, FakeRequest, ScriptedJudge, serving
 from rewards import RubricReward
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,12 +32,6 @@ COMPLETIONS = [f"quality={q} answer" for q in (1, 3, 4, 5)] * 2
 @pytest.fixture(autouse=True)
 def key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-
-
-@pytest.fixture
-def provider():
-    with FakeProvider() as fake:
-        yield fake
 
 
 def generation_requests(provider: FakeProvider) -> int:
@@ -263,8 +255,6 @@ print(json.dumps(values))
 def test_two_processes_with_eight_workers_each_share_one_store_through_the_service(
     provider: FakeProvider, tmp_path: Path
 ) -> None:
-    import uvicorn
-
     from judgecal.service import Service, create_app
 
     service = Service(
@@ -274,19 +264,10 @@ def test_two_processes_with_eight_workers_each_share_one_store_through_the_servi
         reward_options={"window_s": 0.2},
         require_keys=False,
     )
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(service), host="127.0.0.1", port=0, log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not server.started and time.time() < deadline:
-        time.sleep(0.02)
-    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    script = tmp_path / "client.py"
-    script.write_text(CLIENT_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    try:
+    with serving(create_app(service)) as url:
+        script = tmp_path / "client.py"
+        script.write_text(CLIENT_SCRIPT)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         children = [
             subprocess.Popen(
                 [sys.executable, str(script), url, tag],
@@ -306,9 +287,6 @@ def test_two_processes_with_eight_workers_each_share_one_store_through_the_servi
             "SELECT count(*), count(DISTINCT group_key) FROM rewards"
         ).fetchone()
         assert counts == (32, 8)
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def load_like_verl(module_path: str) -> Any:
@@ -359,8 +337,6 @@ def test_verl_loads_the_adapter_both_ways_and_needs_a_prompt(
 
 
 def test_openrlhf_gets_numbers_and_clear_errors(provider: FakeProvider, tmp_path: Path) -> None:
-    import uvicorn
-
     from judgecal.service import Service, create_app
 
     with FakeProvider(responder=lambda request: "no idea") as mute:
@@ -371,16 +347,7 @@ def test_openrlhf_gets_numbers_and_clear_errors(provider: FakeProvider, tmp_path
             reward_options={"rubric": "answer_correctness", "window_s": 0.01},
             require_keys=False,
         )
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(service), host="127.0.0.1", port=0, log_level="error")
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.time() + 10
-        while not server.started and time.time() < deadline:
-            time.sleep(0.02)
-        base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-        try:
+        with serving(create_app(service)) as base:
             body = {
                 "query": ["2+2? 4", "2+2? 5"],
                 "prompts": ["2+2? ", "2+2? "],
@@ -397,9 +364,6 @@ def test_openrlhf_gets_numbers_and_clear_errors(provider: FakeProvider, tmp_path
             refused = httpx.post(f"{base}/v1/rewards", json=templated, timeout=60)
             assert refused.status_code == 422
             assert "query 0 does not start with its prompt" in refused.json()["error"]["message"]
-        finally:
-            server.should_exit = True
-            thread.join(10)
 
 
 def score_to_own_file(args: tuple[str, str, list[str], list[str]]) -> list[float | None]:

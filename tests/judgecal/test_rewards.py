@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from judge.dynamic import criteria_from_answer, merge_criteria, near_duplicate
-from judge.testing import FakeProvider, ScriptedJudge
+from judge.testing import FakeProvider, ScriptedJudge, serving
 from judgecal.adapters.verl import compute_score, score_one
 from judgecal.cli import main
 from rewards import RubricReward
@@ -27,12 +25,6 @@ COMPLETIONS = [f"quality={q} answer" for q in (1, 3, 4, 5)] * 2
 @pytest.fixture(autouse=True)
 def key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-
-
-@pytest.fixture
-def provider():
-    with FakeProvider() as fake:
-        yield fake
 
 
 def test_generated_rubric_is_validated_deduplicated_pruned_and_cached(
@@ -173,8 +165,6 @@ def test_verl_compute_score(
 
 
 def test_openrlhf_http_endpoint(provider: FakeProvider) -> None:
-    import uvicorn
-
     from judgecal.service import Service, create_app
 
     service = Service(
@@ -184,41 +174,31 @@ def test_openrlhf_http_endpoint(provider: FakeProvider) -> None:
         require_keys=False,
     )
     service.reward.extend = False  # type: ignore[union-attr]
-    with RubricReward("openai/gpt-4.1-mini", base_url=provider.base_url, extend=False) as reward:
-        config = uvicorn.Config(create_app(service), host="127.0.0.1", port=0, log_level="error")
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.time() + 10
-        while not server.started and time.time() < deadline:
-            time.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        base = f"http://127.0.0.1:{port}"
-        try:
-            body = {
-                "query": [p + c for p, c in zip(PROMPTS, COMPLETIONS, strict=True)],
-                "prompts": PROMPTS,
-                "labels": [None] * 8,
-            }
-            answer = httpx.post(f"{base}/v1/rewards", json=body, timeout=30)
-            assert answer.status_code == 200, answer.text
-            data = answer.json()
-            assert data["rewards"] == pytest.approx(reward(PROMPTS, COMPLETIONS))
-            assert data["run_ids"]
-            bad = httpx.post(f"{base}/v1/rewards", json={"query": ["a"], "prompts": []}, timeout=10)
-            assert bad.status_code == 422
-            assert bad.json()["error"]["type"] == "invalid_request"
-            garbage = httpx.post(
-                f"{base}/v1/rewards",
-                content=b"{not json",
-                headers={"content-type": "application/json"},
-                timeout=10,
-            )
-            assert garbage.status_code == 422 and "error" in garbage.json()
-            assert httpx.get(f"{base}/healthz", timeout=10).json() == {"status": "ok"}
-        finally:
-            server.should_exit = True
-            thread.join(10)
+    with (
+        RubricReward("openai/gpt-4.1-mini", base_url=provider.base_url, extend=False) as reward,
+        serving(create_app(service)) as base,
+    ):
+        body = {
+            "query": [p + c for p, c in zip(PROMPTS, COMPLETIONS, strict=True)],
+            "prompts": PROMPTS,
+            "labels": [None] * 8,
+        }
+        answer = httpx.post(f"{base}/v1/rewards", json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+        data = answer.json()
+        assert data["rewards"] == pytest.approx(reward(PROMPTS, COMPLETIONS))
+        assert data["run_ids"]
+        bad = httpx.post(f"{base}/v1/rewards", json={"query": ["a"], "prompts": []}, timeout=10)
+        assert bad.status_code == 422
+        assert bad.json()["error"]["type"] == "invalid_request"
+        garbage = httpx.post(
+            f"{base}/v1/rewards",
+            content=b"{not json",
+            headers={"content-type": "application/json"},
+            timeout=10,
+        )
+        assert garbage.status_code == 422 and "error" in garbage.json()
+        assert httpx.get(f"{base}/healthz", timeout=10).json() == {"status": "ok"}
 
 
 class Gullible(ScriptedJudge):

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,17 +15,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from judge import Store
-from judge.testing import FakeProvider
+from judge.testing import FakeProvider, serving
 from judgecal.client import JudgecalClient, JudgecalHTTPError
 from judgecal.service import MAX_BODY_BYTES, Service, create_app, http_protocol
+from tests.conftest import run_script
 
 SECRET = "sk-provider-secret-never-returned"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    import uvicorn
-
     mp = pytest.MonkeyPatch()
     mp.setenv("OPENAI_API_KEY", SECRET)
     db = tmp_path_factory.mktemp("service") / "service.duckdb"
@@ -37,30 +34,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         service = Service(
             db, endpoints={"openai": provider.base_url}, reward_model="openai/gpt-4.1-mini"
         )
-        uv = uvicorn.Server(
-            uvicorn.Config(
-                create_app(service),
-                host="127.0.0.1",
-                port=0,
-                log_level="error",
-                http=http_protocol(),
-            )
-        )
-        thread = threading.Thread(target=uv.run, daemon=True)
-        thread.start()
-        deadline = time.time() + 20
-        while not uv.started and time.time() < deadline:
-            time.sleep(0.02)
-        port = uv.servers[0].sockets[0].getsockname()[1]
-        yield {
-            "base": f"http://127.0.0.1:{port}",
-            "key": key,
-            "db": db,
-            "service": service,
-            "provider": provider,
-        }
-        uv.should_exit = True
-        thread.join(20)
+        with serving(create_app(service), http=http_protocol()) as base:
+            yield {
+                "base": base,
+                "key": key,
+                "db": db,
+                "service": service,
+                "provider": provider,
+            }
         asyncio.run(service.aclose())  # no-op when the app's shutdown already closed it
     mp.undo()
 
@@ -533,23 +514,9 @@ print(json.dumps({
 
 def test_inspect_scorer_against_inspects_mock_model(server: dict, tmp_path: Path) -> None:
     """Inspect runs in its own process (it keeps global state), against this test's service."""
-    import subprocess
-    import sys
-
     pytest.importorskip("inspect_ai")
-    script = tmp_path / "inspect_eval.py"
-    script.write_text(INSPECT_SCRIPT)
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [sys.executable, str(script), server["base"], server["key"], str(tmp_path / "logs")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    args = (server["base"], server["key"], str(tmp_path / "logs"))
+    result = json.loads(run_script(INSPECT_SCRIPT, *args, where=tmp_path))
     assert result["status"] == "success", result["error"]
     # The mock judge answers with the rubric's example: every criterion met, the pitfall too.
     assert result["scores"] == pytest.approx([7 / 9, 7 / 9])
