@@ -97,6 +97,13 @@ def _records(path: Path) -> list[tuple[str, Any]]:
     return list(jsonl_values(path))
 
 
+def _nonempty_records(path: Path) -> list[tuple[str, Any]]:
+    rows = _records(path)
+    if not rows:
+        raise ImportFileError(f"{path}: no records")
+    return rows
+
+
 def _need(row: Any, keys: Iterable[str], where: str) -> None:
     if not isinstance(row, dict):
         raise ImportFileError(f"{where}: expected a JSON object")
@@ -216,9 +223,7 @@ _FASTCHAT_HUMAN = {"model_a": "A", "model_b": "B", "tie": "tie", "tie (bothbad)"
 
 def import_fastchat(path: str | Path, *, with_verdict: bool = False) -> Imported:
     path = Path(path)
-    rows = _records(path)
-    if not rows:
-        raise ImportFileError(f"{path}: no records")
+    rows = _nonempty_records(path)
     first = rows[0][1]
     if isinstance(first, dict) and "g1_judgment" in first:
         return _fastchat_pairs(rows, with_verdict)
@@ -238,6 +243,33 @@ def _fastchat_id(row: dict[str, Any], a: str, b: str | None = None) -> str:
     return f"mtbench-{qid}-t{row.get('turn', 1)}-{models}"
 
 
+def _add_fastchat_pair(
+    out: Imported,
+    row: dict[str, Any],
+    prompt: str,
+    answers: dict[str, str],
+    turn: Any,
+    where: str,
+) -> str:
+    """One FastChat pair as an item, oriented canonically (A: the first model by name)."""
+    a, b, _ = _pair(*answers)
+    return out.add_item(
+        {
+            "id": _fastchat_id(row, a, b),
+            "prompt": prompt,
+            "response_a": answers[a],
+            "response_b": answers[b],
+            "meta": {
+                "model_a": a,
+                "model_b": b,
+                "question_id": row.get("question_id"),
+                "turn": turn,
+            },
+        },
+        where,
+    )
+
+
 def _judge_name(row: dict[str, Any], default: str) -> str:
     judge = row.get("judge", default)
     if isinstance(judge, list):
@@ -251,7 +283,7 @@ def _fastchat_pairs(rows: list[tuple[str, Any]], with_verdict: bool) -> Imported
     for where, row in rows:
         _need(row, ("model_1", "model_2", "g1_judgment", "g2_judgment"), where)
         m1, m2 = str(row["model_1"]), str(row["model_2"])
-        a, b, _ = _pair(m1, m2)
+        a, _, _ = _pair(m1, m2)
         parsed = _fastchat_prompt(_text(row.get("g1_user_prompt", ""), where, "g1_user_prompt"))
         if parsed is None or len(parsed[1]) != 2:
             raise ImportFileError(
@@ -259,21 +291,8 @@ def _fastchat_pairs(rows: list[tuple[str, Any]], with_verdict: bool) -> Imported
                 "(FastChat's pair prompt markers are missing)"
             )
         question, (first, second) = parsed
-        answers = {m1: first, m2: second}
-        item_id = out.add_item(
-            {
-                "id": _fastchat_id(row, a, b),
-                "prompt": question,
-                "response_a": answers[a],
-                "response_b": answers[b],
-                "meta": {
-                    "model_a": a,
-                    "model_b": b,
-                    "question_id": row.get("question_id"),
-                    "turn": row.get("turn", 1),
-                },
-            },
-            where,
+        item_id = _add_fastchat_pair(
+            out, row, question, {m1: first, m2: second}, row.get("turn", 1), where
         )
         judge = _judge_name(row, "fastchat-judge")
         for game, presented_first in (("g1", m1), ("g2", m2)):
@@ -341,7 +360,7 @@ def _fastchat_human(rows: list[tuple[str, Any]]) -> Imported:
             where,
         )
         ma, mb = str(row["model_a"]), str(row["model_b"])
-        a, b, flipped = _pair(ma, mb)
+        flipped = _pair(ma, mb)[2]
         turn = int(row.get("turn", 1))
         # Turn 1 is judged on the first exchange only; turn 2 on the whole conversation.
         keep = 2 if turn == 1 else None
@@ -353,22 +372,7 @@ def _fastchat_human(rows: list[tuple[str, Any]]) -> Imported:
         prompt_b, answer_b = _conversation(row["conversation_b"][:keep], where)
         if prompt_a != prompt_b:
             raise ImportFileError(f"{where}: the two conversations answer different questions")
-        answers = {ma: answer_a, mb: answer_b}
-        item_id = out.add_item(
-            {
-                "id": _fastchat_id(row, a, b),
-                "prompt": prompt_a,
-                "response_a": answers[a],
-                "response_b": answers[b],
-                "meta": {
-                    "model_a": a,
-                    "model_b": b,
-                    "question_id": row.get("question_id"),
-                    "turn": turn,
-                },
-            },
-            where,
-        )
+        item_id = _add_fastchat_pair(out, row, prompt_a, {ma: answer_a, mb: answer_b}, turn, where)
         winner = _FASTCHAT_HUMAN.get(str(row["winner"]))
         if winner is None:
             raise ImportFileError(
@@ -410,9 +414,7 @@ def import_arena_hard(
 ) -> Imported:
     path = Path(path)
     out = Imported(mode="pairwise", parser="arena")
-    rows = _records(path)
-    if not rows:
-        raise ImportFileError(f"{path}: no records")
+    rows = _nonempty_records(path)
     for where, row in rows:
         _need(row, ("model", "games"), where)
         model = str(row["model"])
@@ -526,9 +528,7 @@ def import_alpaca_eval(
 ) -> Imported:
     path = Path(path)
     out = Imported(mode="pairwise")
-    rows = _records(path)
-    if not rows:
-        raise ImportFileError(f"{path}: no records")
+    rows = _nonempty_records(path)
     for where, row in rows:
         _need(row, ("instruction", "output_1", "output_2"), where)
         g1 = str(row.get("generator_1", "output_1"))

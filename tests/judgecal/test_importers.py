@@ -368,6 +368,10 @@ def test_bad_files_get_one_clear_error_and_write_nothing(
     out = tmp_path / "never"
     assert main(["import", "fastchat", str(truncated), "--out", str(out)]) == 2
     assert "truncated.jsonl:2" in capsys.readouterr().err
+    (tmp_path / "empty.jsonl").write_text("")
+    for kind in ("fastchat", "arena-hard", "alpaca-eval"):
+        assert main(["import", kind, str(tmp_path / "empty.jsonl"), "--out", str(out)]) == 2
+        assert "empty.jsonl: no records" in capsys.readouterr().err
     no_markers = write_jsonl(
         tmp_path / "odd.jsonl",
         [dict(json.loads(judged.read_text().splitlines()[0]), g1_user_prompt="free text")],
