@@ -26,27 +26,26 @@ CHUNK_CELLS = 4_000_000
 on both sides they work through the replicates in chunks of at most this many cells."""
 
 
-@functools.lru_cache(maxsize=8)
 def replicate_weights(n: int, n_boot: int, random_state: int) -> np.ndarray:
-    """(1 + n_boot) × n draw counts: the data, then ``n_boot`` resamples (seeded). Cached:
-    every statistic over the same items shares one set of replicates (read-only)."""
-    rng = np.random.default_rng(random_state)
-    weights = np.empty((1 + n_boot, n))
-    weights[0] = 1.0
-    # Row by row: the same draws as one (n_boot, n) call, and each row's counting stays in
-    # cache (one bincount over every replicate at once is several times slower).
-    for r in range(1, n_boot + 1):
-        weights[r] = np.bincount(rng.integers(0, n, size=n), minlength=n)
-    weights.setflags(write=False)
-    return weights
+    """(1 + n_boot) × n draw counts: the data, then ``n_boot`` resamples (seeded): a
+    read-only view of :func:`item_weights`, so both layouts share one cached copy."""
+    return item_weights(n, n_boot, random_state).T
 
 
 @functools.lru_cache(maxsize=8)
 def item_weights(n: int, n_boot: int, random_state: int) -> np.ndarray:
-    """:func:`replicate_weights` laid out items × replicates (C order), the layout every
-    statistic here takes: an item's draws are one contiguous row, so gathering, slicing and
-    summing items run at memory speed."""
-    weights = np.ascontiguousarray(replicate_weights(n, n_boot, random_state).T)
+    """The draw counts laid out items × replicates (C order), the layout every statistic
+    here takes: an item's draws are one contiguous row, so gathering, slicing and summing
+    items run at memory speed. Cached: every statistic over the same items shares one set
+    of replicates (read-only)."""
+    rng = np.random.default_rng(random_state)
+    draws = np.empty((1 + n_boot, n))
+    draws[0] = 1.0
+    # Row by row: the same draws as one (n_boot, n) call, and each row's counting stays in
+    # cache (one bincount over every replicate at once is several times slower).
+    for r in range(1, n_boot + 1):
+        draws[r] = np.bincount(rng.integers(0, n, size=n), minlength=n)
+    weights = np.ascontiguousarray(draws.T)
     weights.setflags(write=False)
     return weights
 
