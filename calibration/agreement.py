@@ -276,6 +276,27 @@ def criterion_labels(data: RunData, criterion: str) -> dict[str, dict[str, Any]]
     return labels
 
 
+def item_outcomes(data: RunData, criterion: str) -> tuple[str, dict[str, float]]:
+    """The judge against the experts, item by item on ``criterion``: ``("categorical", item →
+    1.0 when the judge's winner is the experts' strict majority, else 0.0, an unscored item
+    included)`` for a pairwise run's overall label, else ``("scores", item → absolute error
+    against the experts' mean)`` over the judged items."""
+    labels = criterion_labels(data, criterion)
+    judged = judge_values(data.verdicts, data.rubric, criterion)
+    categorical = data.rubric.mode == "pairwise" and criterion == OVERALL
+    out: dict[str, float] = {}
+    for item_id, by in labels.items():
+        values = list(by.values())
+        if categorical:
+            gold = majority(values)
+            if gold is None:
+                continue
+            out[item_id] = float(judged.get(item_id) == gold)
+        elif item_id in judged:
+            out[item_id] = abs(float(judged[item_id]) - float(np.mean(values)))
+    return ("categorical" if categorical else "scores"), out
+
+
 def labelled_criteria(data: RunData) -> list[str]:
     """The criteria the run's labels cover, overall first, then the rubric's order, then the
     aggregate where annotators labelled every criterion."""

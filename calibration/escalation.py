@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from calibration.agreement import OVERALL, criterion_labels, judge_values
+from calibration.agreement import OVERALL, criterion_labels, item_outcomes
 from calibration.calibrators import IsotonicCalibrator
 from calibration.selective import fixed_sequence_threshold
-from human_labels.agreement import majority
 from human_labels.errors import AgreementError
 from judge import RunData
 from judge.records import ModelRecord
@@ -56,31 +55,21 @@ class Escalation:
 
 
 def agreement_signal(data: RunData) -> tuple[np.ndarray, np.ndarray]:
-    """(the judge's confidence, whether it agreed with the experts' majority) per labelled,
-    scored item (pairwise: the winner; pointwise: the score within half a level of the
-    humans' mean on the overall rating, else the first labelled criterion)."""
-    criterion = OVERALL
-    labels = criterion_labels(data, criterion)
-    if not labels:
+    """(the judge's confidence, whether it agreed with the experts) per item scored and
+    labelled on the overall label (pairwise: the experts' majority winner; pointwise: the
+    overall rating within half a level of the experts' mean)."""
+    kind, outcomes = item_outcomes(data, OVERALL)
+    if not criterion_labels(data, OVERALL):
         raise AgreementError(
             "fitting an escalation threshold needs expert labels on the run's items"
         )
-    judged = judge_values(data.verdicts, data.rubric, criterion)
     confidence = {v.item_id: v.confidence for v in data.verdicts if v.status == "scored"}
     signal, agrees = [], []
-    for item_id, by in labels.items():
-        if item_id not in judged or confidence.get(item_id) is None:
+    for item_id, outcome in outcomes.items():
+        if confidence.get(item_id) is None:
             continue
-        values = list(by.values())
-        if data.rubric.mode == "pairwise":
-            gold = majority(values)
-            if gold is None:
-                continue
-            ok = judged[item_id] == gold
-        else:
-            ok = abs(float(judged[item_id]) - float(np.mean(values))) <= 0.5
         signal.append(float(confidence[item_id] or 0.0))
-        agrees.append(bool(ok))
+        agrees.append(outcome == 1.0 if kind == "categorical" else outcome <= 0.5)
     if len(signal) < 10:
         raise AgreementError(f"only {len(signal)} labelled, scored items: at least 10 are needed")
     return np.array(signal), np.array(agrees)

@@ -24,9 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from calibration.agreement import OVERALL, criterion_labels, judge_values, labelled_criteria
+from calibration.agreement import item_outcomes, judge_values, labelled_criteria
 from calibration.audit import AuditConfig, build_audit
-from human_labels.agreement import majority
 from human_labels.errors import AgreementError
 from judge import RunData
 
@@ -46,25 +45,7 @@ def per_item_results(data: RunData) -> tuple[str, dict[str, float]]:
     criteria = labelled_criteria(data)
     if not criteria:
         return "categorical", {}
-    return _per_item(data, criteria[0])
-
-
-def _per_item(data: RunData, criterion: str) -> tuple[str, dict[str, float]]:
-    """(kind, item → correctness 0/1 for categorical labels, or absolute error for scores)."""
-    labels = criterion_labels(data, criterion)
-    judged = judge_values(data.verdicts, data.rubric, criterion)
-    categorical = data.rubric.mode == "pairwise" and criterion == OVERALL
-    out: dict[str, float] = {}
-    for item_id, by in labels.items():
-        values = list(by.values())
-        if categorical:
-            gold = majority(values)
-            if gold is None:
-                continue
-            out[item_id] = float(judged.get(item_id) == gold)
-        elif item_id in judged:
-            out[item_id] = abs(float(judged[item_id]) - float(np.mean(values)))
-    return ("categorical" if categorical else "scores"), out
+    return item_outcomes(data, criteria[0])
 
 
 def compare_judges(
@@ -86,7 +67,7 @@ def compare_judges(
     kind = "categorical"
     for data in runs:
         audit = build_audit(data, config)
-        kind, values = _per_item(data, criterion)
+        kind, values = item_outcomes(data, criterion)
         per_item[data.run_id] = values
         agreement = audit.agreement
         headline_stat = "accuracy" if kind == "categorical" else "spearman"

@@ -348,7 +348,7 @@ def escalate(
             }
         )
         taken_ids = {i.id for i in taken}
-        measured = _measured_agreement(store, dataset, rubric, verdicts, taken_ids)
+        measured = _measured_agreement(store, stage_run, taken_ids)
         report_stages[-1].update(measured)
         remaining = [i for i in remaining if i.id not in taken_ids]
     humans: dict[str, Any] | None = None
@@ -446,25 +446,18 @@ def merge_human_labels(store: Store, run_id: str) -> dict[str, Any]:
     return {"run_id": run_id, "n_added": len(added), "n_verdicts": len(judged) + len(added)}
 
 
-def _measured_agreement(
-    store: Store, dataset: str, rubric: Rubric, verdicts: dict[str, Any], decided: set[str]
-) -> dict[str, Any]:
+def _measured_agreement(store: Store, stage_run: str, decided: set[str]) -> dict[str, Any]:
     """A stage's agreement with the experts' majority on the items it decided, where labelled
     (pairwise rubrics; the audit of the combined run has everything else)."""
-    from human_labels.agreement import majority_labels
+    from calibration.agreement import OVERALL, item_outcomes
 
-    if rubric.mode != "pairwise":
+    kind, outcomes = item_outcomes(load_run_data(store, stage_run, with_calls=False), OVERALL)
+    if kind != "categorical":
         return {}
-    gold = majority_labels(
-        {"item_id": r.item_id, "value": r.value}
-        for r in store.labels.get(dataset)
-        if not r.criterion
-    )
-    labelled = [i for i in decided if i in gold and i in verdicts]
+    labelled = [outcomes[i] for i in decided if i in outcomes]
     if not labelled:
         return {"n_labelled": 0, "measured_agreement": None}
-    right = sum(1 for i in labelled if verdicts[i].winner == gold[i])
-    return {"n_labelled": len(labelled), "measured_agreement": right / len(labelled)}
+    return {"n_labelled": len(labelled), "measured_agreement": sum(labelled) / len(labelled)}
 
 
 def create_jury(
