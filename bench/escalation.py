@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -27,48 +26,16 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from judge.testing import FakeProvider, FakeRequest  # noqa: E402
+from judge.testing import FakeProvider, easy_hard_pairs, weak_or_strong  # noqa: E402
 from judgecal.cli import main as judgecal  # noqa: E402
 
 
-def responder(request: FakeRequest) -> tuple[str, str | None]:
-    right = "A" if "quality=5" in request.responses.get("RESPONSE A", "") else "B"
-    if "weak" in request.model and "hard" in request.user:
-        digest = hashlib.sha256(f"{request.user}{request.body.get('seed')}".encode()).digest()
-        right = "AB"[digest[0] % 2]
-    return json.dumps({"evidence": "compared", "winner": right}), None
-
-
 def write_pairs(folder: Path, name: str, n: int) -> None:
-    with (
-        (folder / f"{name}.jsonl").open("w") as items,
-        (folder / f"{name}_labels.jsonl").open("w") as labels,
-    ):
-        for i in range(n):
-            hard = "hard" if i % 3 == 0 else "easy"
-            first = i % 2 == 0
-            a, b = (
-                ("quality=5 good", "quality=1 bad")
-                if first
-                else ("quality=1 bad", "quality=5 good")
-            )
-            items.write(
-                json.dumps(
-                    {
-                        "id": f"{name}{i}",
-                        "prompt": f"{hard} question {name}-{i}",
-                        "response_a": a,
-                        "response_b": b,
-                    }
-                )
-                + "\n"
-            )
-            labels.write(
-                json.dumps(
-                    {"item_id": f"{name}{i}", "annotator": "expert", "value": "A" if first else "B"}
-                )
-                + "\n"
-            )
+    rows, labels = easy_hard_pairs(name, n)
+    for suffix, records in (("", rows), ("_labels", labels)):
+        (folder / f"{name}{suffix}.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in records)
+        )
 
 
 def quiet(argv: list[str]) -> str:
@@ -87,7 +54,7 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.1)
     parser.add_argument("--delta", type=float, default=0.1)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, FakeProvider(responder=responder) as fake:
+    with tempfile.TemporaryDirectory() as tmp, FakeProvider(responder=weak_or_strong) as fake:
         folder = Path(tmp)
         write_pairs(folder, "cal", args.calibration)
         write_pairs(folder, "test", args.test)

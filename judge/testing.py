@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import math
 import random
@@ -68,6 +69,43 @@ class FakeRequest:
 
 
 Responder = Callable[[FakeRequest], "str | tuple[str, str | None]"]
+
+
+def weak_or_strong(request: FakeRequest) -> tuple[str, str | None]:
+    """A responder for two pairwise judges of known error: a model named ``…weak…`` is right
+    on easy pairs and tosses a coin per sample (seeded by prompt and request seed) on pairs
+    whose prompt says ``hard``; any other model is always right. The better response is the
+    one marked ``quality=5``, as in :func:`easy_hard_pairs`."""
+    right = "A" if "quality=5" in request.responses.get("RESPONSE A", "") else "B"
+    if "weak" in request.model and "hard" in request.user:
+        digest = hashlib.sha256(f"{request.user}{request.body.get('seed')}".encode()).digest()
+        right = "AB"[digest[0] % 2]
+    return json.dumps({"evidence": "compared", "winner": right}), None
+
+
+def easy_hard_pairs(prefix: str, n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``n`` pairwise items (ids ``{prefix}{i}``; every third one hard; the better response
+    first on even ``i``) and one expert's label on each, for :func:`weak_or_strong`."""
+    rows: list[dict[str, Any]] = []
+    labels: list[dict[str, Any]] = []
+    for i in range(n):
+        hard = "hard" if i % 3 == 0 else "easy"
+        good_first = i % 2 == 0
+        good, bad = "quality=5 good", "quality=1 bad"
+        a, b = (good, bad) if good_first else (bad, good)
+        item_id = f"{prefix}{i}"
+        rows.append(
+            {
+                "id": item_id,
+                "prompt": f"{hard} question {prefix}-{i}",
+                "response_a": a,
+                "response_b": b,
+            }
+        )
+        labels.append(
+            {"item_id": item_id, "annotator": "expert", "value": "A" if good_first else "B"}
+        )
+    return rows, labels
 
 
 @dataclass

@@ -5,7 +5,6 @@ savings exactly as the fake counts them, and its combined run is audited like an
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 
 from calibration.escalation import fit_threshold
-from judge.testing import FakeProvider, FakeRequest
+from judge.testing import FakeProvider, easy_hard_pairs, weak_or_strong
 from judgecal.cli import main
 
 
@@ -37,53 +36,17 @@ def test_the_guarantee_holds_over_a_thousand_splits() -> None:
     assert decided_any > 900  # and it does decide: the guarantee is not met by abstaining
 
 
-class TwoJudges:
-    """``weak``: right on easy pairs, a coin per sample on hard ones; ``strong``: always
-    right. The better response is marked quality=5."""
-
-    def __call__(self, request: FakeRequest) -> tuple[str, str | None]:
-        right = "A" if "quality=5" in request.responses.get("RESPONSE A", "") else "B"
-        if "weak" in request.model and "hard" in request.user:
-            digest = hashlib.sha256(f"{request.user}{request.body.get('seed')}".encode()).digest()
-            right = "AB"[digest[0] % 2]
-        return json.dumps({"evidence": "compared", "winner": right}), None
-
-
-def pairs(prefix: str, n: int) -> tuple[list[dict], list[dict]]:
-    rows, labels = [], []
-    for i in range(n):
-        hard = "hard" if i % 3 == 0 else "easy"
-        good_first = i % 2 == 0
-        a, b = (
-            ("quality=5 good", "quality=1 bad")
-            if good_first
-            else ("quality=1 bad", "quality=5 good")
-        )
-        rows.append(
-            {
-                "id": f"{prefix}{i}",
-                "prompt": f"{hard} question {i}",
-                "response_a": a,
-                "response_b": b,
-            }
-        )
-        labels.append(
-            {"item_id": f"{prefix}{i}", "annotator": "expert", "value": "A" if good_first else "B"}
-        )
-    return rows, labels
-
-
 def test_a_live_cascade_decides_escalates_and_counts_its_savings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    calibration, calibration_labels = pairs("cal", 120)
-    test, test_labels = pairs("test", 60)
+    calibration, calibration_labels = easy_hard_pairs("cal", 120)
+    test, test_labels = easy_hard_pairs("test", 60)
     for name, rows in (("cal", calibration), ("cal_labels", calibration_labels),
                        ("test", test), ("test_labels", test_labels)):  # fmt: skip
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     db = str(tmp_path / "cascade.duckdb")
-    with FakeProvider(responder=TwoJudges()) as fake:
+    with FakeProvider(responder=weak_or_strong) as fake:
         common = ["--db", db, "--base-url", fake.base_url, "--samples", "3", "--temperature", "0.7"]
         run = ["run", "--rubric", "pairwise_helpfulness", "--items", str(tmp_path / "cal.jsonl")]
         assert main([*run, "--model", "openai/weak", "--run-id", "weak-cal", *common]) == 0
@@ -142,7 +105,7 @@ def test_a_live_cascade_decides_escalates_and_counts_its_savings(
     merged = json.loads(capsys.readouterr().out)
     assert merged["n_added"] == routed["n_items"] and merged["n_verdicts"] == 60
     # a plain run marks each verdict decided or to escalate
-    with FakeProvider(responder=TwoJudges()) as fake:
+    with FakeProvider(responder=weak_or_strong) as fake:
         plain = [
             "run", "--rubric", "pairwise_helpfulness", "--items", str(tmp_path / "test.jsonl"),
             "--model", "openai/weak", "--run-id", "weak-marked", "--escalation", "weak",
