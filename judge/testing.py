@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -246,6 +247,201 @@ class ScriptedJudge:
             parts.append(f"[[ ## {name} ## ]]\n{value}")
         parts.append("[[ ## completed ## ]]")
         return "\n\n".join(parts)
+
+
+_SUM = re.compile(r"What is (\d+) \+ (\d+)\?")
+_NUMBER = re.compile(r"-?\d+")
+ATTENTIVE_INSTRUCTION = "Decide which response is correct, regardless of length."
+"""What :class:`InstructableJudge`'s prompt model proposes once it has seen evidence that
+length misleads; in a judge's instructions it makes the judge check correctness."""
+
+
+def arithmetic_items(
+    prefix: str, n: int, *, pairwise: bool = True, seed: int = 0
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``n`` items asking ``What is x + y?`` and one expert's label on each, for
+    :class:`InstructableJudge`. Pairwise: one correct and one wrong answer; on 60% of the
+    pairs the correct one is the short one (so a judge that prefers the longer response is
+    right on about 40%), the correct one first on even ``i``. Pointwise: one answer, correct
+    on even ``i``, short or long at random; experts give 5 to a correct answer, 1 otherwise."""
+    rng = random.Random(seed)
+    rows: list[dict[str, Any]] = []
+    labels: list[dict[str, Any]] = []
+    for i in range(n):
+        x, y = rng.randint(10, 99), rng.randint(10, 99)
+        right, wrong = x + y, x + y + rng.choice([-11, -2, 1, 3, 10])
+        short_right = rng.random() < 0.6
+        long_text = (
+            f"Let us add {x} and {y} carefully, column by column, carrying where needed, "
+            "and double-check the sum before answering. The answer is {}."
+        )
+        item_id = f"{prefix}{i}"
+        prompt = f"What is {x} + {y}?"
+        if pairwise:
+            good = f"{right}." if short_right else long_text.format(right)
+            bad = long_text.format(wrong) if short_right else f"{wrong}."
+            a, b = (good, bad) if i % 2 == 0 else (bad, good)
+            rows.append({"id": item_id, "prompt": prompt, "response_a": a, "response_b": b})
+            labels.append({"item_id": item_id, "annotator": "expert", "value": "AB"[i % 2]})
+        else:
+            value = right if i % 2 == 0 else wrong
+            text = f"{value}." if rng.random() < 0.5 else long_text.format(value)
+            rows.append({"id": item_id, "prompt": prompt, "response": text})
+            labels.append(
+                {
+                    "item_id": item_id,
+                    "annotator": "expert",
+                    "criterion": "correct",
+                    "value": 5 if i % 2 == 0 else 1,
+                    "value_num": 5.0 if i % 2 == 0 else 1.0,
+                }
+            )
+    return rows, labels
+
+
+@dataclass
+class InstructableJudge:
+    """A scripted DSPy judge that follows the instructions and demonstrations it is given, for
+    testing alignment (``judgecal align``) on :func:`arithmetic_items`.
+
+    Left alone it prefers the longer response (pairwise) or scores by length (pointwise). It
+    checks the arithmetic instead when its instructions say ``regardless of length``, or when
+    one of its demonstrations shows the shorter response winning (pointwise: a short answer
+    scored above a long one). As a prompt model (MIPROv2's proposer, GEPA's reflection) it
+    proposes :data:`ATTENTIVE_INSTRUCTION` when what it is shown holds that evidence (a
+    demonstration as above, or feedback saying the experts chose the shorter response), and
+    otherwise a neutral rewording."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+    """Requests by kind: judge, proposer, reflection."""
+
+    def __call__(self, request: FakeRequest) -> tuple[str, str | None]:
+        messages = [
+            (m.get("role"), _content(m))
+            for m in request.body.get("messages", [])
+            if isinstance(m, dict)
+        ]
+        system = request.system
+        outputs_block = _DSPY_OUTPUTS.search(system)
+        outputs = re.findall(r"`(\w+)`", outputs_block.group(1)) if outputs_block else []
+        if not outputs:  # GEPA's reflection prompt is plain text, answered in a code block
+            self.calls["reflection"] += 1
+            text = "\n".join(c for _, c in messages)
+            found = "shorter response" in text and "The experts chose" in text
+            return f"```\n{self._proposal(found)}\n```", None
+        if "winner" in outputs or any(o.startswith("score_") for o in outputs):
+            self.calls["judge"] += 1
+            return self._judge(messages, system, outputs), None
+        self.calls["proposer"] += 1
+        text = "\n".join(c for _, c in messages)
+        evidence = _shows_short_winner(text) or (
+            "The experts chose" in text and "shorter response" in text
+        )
+        values = {
+            name: self._proposal(evidence)
+            if "instruction" in name
+            else f"Notes on {name.replace('_', ' ')}: arithmetic questions, judged by experts."
+            for name in outputs
+        }
+        if "Outputs will be a JSON object" in system:  # DSPy's JSON adapter
+            return json.dumps(values), None
+        parts = [f"[[ ## {name} ## ]]\n{value}" for name, value in values.items()]
+        parts.append("[[ ## completed ## ]]")
+        return "\n\n".join(parts), None
+
+    @staticmethod
+    def _proposal(evidence: bool) -> str:
+        if evidence:
+            return f"Compare the two responses to the user's question. {ATTENTIVE_INSTRUCTION}"
+        return "Compare the two responses to the user's question and pick the better one."
+
+    def _judge(self, messages: list[tuple[Any, str]], system: str, outputs: list[str]) -> str:
+        users = [c for r, c in messages if r == "user"]
+        fields = {m.group(1): m.group(2).strip() for m in _DSPY_FIELD.finditer(users[-1])}
+        demos = [
+            {m.group(1): m.group(2).strip() for m in _DSPY_FIELD.finditer(u + "\n\n" + a)}
+            for (ru, u), (ra, a) in itertools.pairwise(messages)
+            if ru == "user" and ra == "assistant"
+        ]
+        attentive = ATTENTIVE_INSTRUCTION.lower() in system.lower() or any(
+            _demo_short_wins(d) for d in demos
+        )
+        sum_ = _SUM.search(fields.get("prompt", ""))
+        right = int(sum_.group(1)) + int(sum_.group(2)) if sum_ else None
+
+        def correct(text: str) -> bool:
+            numbers = _NUMBER.findall(text)
+            return right is not None and bool(numbers) and int(numbers[-1]) == right
+
+        parts = []
+        for name in outputs:
+            if name == "evidence":
+                value = (
+                    "Checked the arithmetic."
+                    if attentive
+                    else "The longer answer is more thorough."
+                )
+            elif name == "winner":
+                a, b = fields.get("response_a", ""), fields.get("response_b", "")
+                if attentive:
+                    value = (
+                        "A"
+                        if correct(a) and not correct(b)
+                        else "B"
+                        if correct(b) and not correct(a)
+                        else "tie"
+                    )
+                else:
+                    value = "A" if len(a) > len(b) else "B" if len(b) > len(a) else "tie"
+            else:
+                response = fields.get("response", "")
+                value = (
+                    str(5 if correct(response) else 1)
+                    if attentive
+                    else str(5 if len(response) > 40 else 2)
+                )
+            parts.append(f"[[ ## {name} ## ]]\n{value}")
+        parts.append("[[ ## completed ## ]]")
+        return "\n\n".join(parts)
+
+
+def _content(message: dict[str, Any]) -> str:
+    value = message.get("content", "")
+    if isinstance(value, list):
+        return "".join(part.get("text", "") for part in value if isinstance(part, dict))
+    return str(value)
+
+
+def _demo_short_wins(demo: dict[str, str]) -> bool:
+    """A demonstration whose winner is the shorter response, or whose short answer scored
+    high (pointwise)."""
+    winner = demo.get("winner", "")
+    a, b = demo.get("response_a"), demo.get("response_b")
+    if a is not None and b is not None and winner in ("A", "B") and len(a) != len(b):
+        return (len(a) < len(b)) == (winner == "A")
+    response, scores = demo.get("response"), [v for k, v in demo.items() if k.startswith("score_")]
+    return response is not None and len(response) <= 40 and any(_float(s) == 5 for s in scores)
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+_SHOWN_PAIR = re.compile(
+    r"Response A:\s*(.*?)\n\s*Response B:\s*(.*?)\n.*?Winner:\s*(A|B)\b", re.S | re.I
+)
+
+
+def _shows_short_winner(text: str) -> bool:
+    """Whether a proposer's prompt shows an example whose winner is the shorter response."""
+    for match in _SHOWN_PAIR.finditer(text):
+        a, b, winner = match.group(1).strip(), match.group(2).strip(), match.group(3).upper()
+        if len(a) != len(b) and (len(a) < len(b)) == (winner == "A"):
+            return True
+    return False
 
 
 def _last_json(text: str) -> dict[str, Any]:

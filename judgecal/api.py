@@ -29,7 +29,8 @@ from judge import (
     make_backend,
 )
 from judge.errors import ConfigError
-from judge.spec import RunnerConfig, resolved
+from judge.spec import ProtocolSettings, RunnerConfig, resolved
+from judge.types import content_hash
 from rubrics import Rubric, load_rubric, rubric_from_yaml
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -174,6 +175,7 @@ def run_repeats(
     run_id: str | None = None,
     workers: int = 1,
     prices: dict[str, tuple[float, float]] | None = None,
+    rubric: Rubric | None = None,
 ) -> list[RunSummary]:
     """``repeats`` runs of one judge on the same items, ``{run_id}-r1`` … with seeds
     ``spec.seed``, ``spec.seed + 1`` …: distinct requests, so none is answered from another's
@@ -189,6 +191,7 @@ def run_repeats(
             store,
             spec.with_overrides(seed=spec.seed + r),
             items,
+            rubric=rubric,
             dataset=dataset,
             run_id=f"{base}-r{r + 1}",
             workers=workers,
@@ -826,3 +829,241 @@ def distill(store: Store, run_id: str, **options: Any) -> dict[str, Any]:
     from calibration.distillation import distill as distill_run
 
     return distill_run(store, run_id, **options)
+
+
+def judge_ref(store: Store, ref: str | Path) -> tuple[JudgeSpec, Rubric | None]:
+    """A judge named by a YAML judge file, or by the id of a judge stored in ``store`` (an
+    aligned judge): its spec, and for a stored judge the exact rubric it was aligned under."""
+    from judge import load_judge_spec
+
+    if Path(ref).is_file() or str(ref).endswith((".yaml", ".yml")):
+        return load_judge_spec(ref), None
+    if not store.models.exists(str(ref)):
+        raise ConfigError(
+            f"--judge {ref}: neither a judge file nor a judge stored in {store.path} "
+            "(`judgecal models list` shows the stored ones)"
+        )
+    record = store.models.get(str(ref))
+    if record.kind != "aligned":
+        raise ConfigError(f"--judge {ref}: model {ref!r} is a {record.kind}, not a judge")
+    # The protocol settings it was evaluated with, and its endpoint (a flag may override).
+    keep = {*ProtocolSettings.model_fields, "base_url"}
+    settings = {k: v for k, v in record.spec["judge"].items() if k in keep}
+    rubric = rubric_from_yaml(store.runs.rubric_body(str(record.rubric_hash)))
+    return JudgeSpec(model=f"aligned/{ref}", **settings), rubric
+
+
+def align(
+    store: Store,
+    spec: JudgeSpec,
+    dataset: str,
+    *,
+    optimiser: str = "bootstrap",
+    name: str | None = None,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.5, 0.2, 0.3),
+    prompt_model: str | None = None,
+    rubric: Rubric | None = None,
+    budget: dict[str, int] | None = None,
+    prices: dict[str, tuple[float, float]] | None = None,
+    n_boot: int = 1000,
+) -> dict[str, Any]:
+    """Align the judge ``spec`` names to the experts' labels on ``dataset`` with a DSPy
+    optimiser and store the result as the judge ``aligned/<name>`` (see
+    :mod:`calibration.alignment`).
+
+    The labelled items are split (seeded, stored); the held-out test items become the dataset
+    ``<dataset>@<name>-test`` (items and labels copied), judged by the parent as run
+    ``<name>-before`` and by the aligned judge as ``<name>-after`` with the spec's protocol
+    settings; the optimiser's calls are the run ``<name>-optimise``. Returns the report:
+    both judges on the held-out items side by side (the judge leaderboard: agreement with
+    its interval, κ, position consistency, length and self-preference bias, cost), their
+    paired tests, and what the optimisation cost in calls and tokens by role.
+    """
+    from calibration import alignment as al
+    from calibration.leaderboard import compare_judges as leaderboard
+    from judge.pricing import PRICES
+
+    if optimiser not in al.OPTIMISERS:
+        raise ConfigError(f"--optimizer must be one of {list(al.OPTIMISERS)}, not {optimiser!r}")
+    model = spec.model or ""
+    state = None
+    if model.startswith("aligned/"):
+        parent_record = store.models.get(model.removeprefix("aligned/"))
+        if parent_record.kind != "aligned":
+            raise ConfigError(f"{model} is a {parent_record.kind}, not an aligned judge")
+        provider_model = str(parent_record.spec["model"])
+        state = parent_record.spec["state"]
+        stored = rubric_from_yaml(store.runs.rubric_body(str(parent_record.rubric_hash)))
+        rubric = rubric or (load_rubric_ref(spec.rubric) if spec.rubric else stored)
+        if rubric.content_hash != stored.content_hash:
+            raise ConfigError(f"{model} was aligned under another rubric than {rubric.ref}")
+        parent = model
+    elif model.startswith(("openai/", "anthropic/", "dspy/")):
+        provider_model = model.removeprefix("dspy/")
+        parent = f"dspy/{provider_model}"
+        rubric = rubric or load_rubric_ref(spec.rubric)
+    else:
+        raise ConfigError(
+            "align optimises an LLM judge's prompt: give --model openai/<m>, anthropic/<m>, "
+            f"dspy/<provider>/<m> or aligned/<judge-id>, not {model or 'nothing'!r}"
+        )
+    name = name or f"{provider_model.rsplit('/', 1)[-1]}-{optimiser}-{uuid.uuid4().hex[:6]}"
+    if store.models.exists(name):
+        raise ConfigError(f"a model named {name!r} already exists; choose another --name")
+    for suffix in ("before", "optimise", "after"):
+        store.runs.ensure_new(f"{name}-{suffix}")
+    items = store.runs.items(dataset)
+    if not items:
+        raise ConfigError(f"dataset {dataset!r} has no items in {store.path}")
+    labels = store.labels.get(dataset)
+    gold = al.gold_values(labels, rubric)
+    labelled = [item for item in items if item.id in gold]
+    if not labelled:
+        raise ConfigError(
+            f"no expert labels of dataset {dataset!r} settle an item under rubric {rubric.ref} "
+            "(pairwise: an overall A/B/tie majority; pointwise: labels on its criteria); "
+            "import them with `judgecal labels import`"
+        )
+    if any(item.rubric is not None for item in labelled):
+        raise ConfigError("items with their own criteria cannot be aligned under one rubric")
+    split = al.split_items([item.id for item in labelled], seed, fractions)
+    by_id = {item.id: item for item in labelled}
+    test_items = [by_id[i] for i in split.test]
+    test_dataset = f"{dataset}@{name}-test"
+    store.runs.put_items(test_dataset, test_items)
+    held_out = set(split.test)
+    store.labels.put(
+        test_dataset,
+        [
+            {
+                "item_id": label.item_id,
+                "annotator": label.annotator,
+                "criterion": label.criterion,
+                "value": label.value,
+                "value_num": label.value_num,
+            }
+            for label in labels
+            if label.item_id in held_out
+        ],
+        source=f"held-out split of {dataset} ({split.hash[:12]})",
+    )
+    evaluation = spec.with_overrides(model=parent, rubric=None)
+    before = run_judge(
+        store, evaluation, test_items, rubric=rubric, dataset=test_dataset,
+        run_id=f"{name}-before", prices=prices,
+    )  # fmt: skip
+
+    settings = al.OptimiserSettings(optimiser=optimiser, seed=seed, **(budget or {}))
+    optimise_run = f"{name}-optimise"
+    store.runs.put_rubric(rubric)
+    store.runs.create(
+        run_id=optimise_run,
+        dataset=dataset,
+        backend=parent,
+        protocol="align",
+        rubric_hash=rubric.content_hash,
+        spec={"judge": evaluation.identity(), "align": settings.as_dict(), "n_items": 0},
+        spec_hash=content_hash({"align": settings.as_dict(), "split": split.hash}),
+        seed=seed,
+    )
+
+    def write(calls: list[Any], cache_rows: list[Any]) -> None:
+        store.runs.write_results(calls, [])
+        store.cache.put(cache_rows)
+
+    recorder = al.CallRecorder(
+        run_id=optimise_run,
+        cache_get=store.cache.get,
+        write=write,
+        prices=prices or PRICES,
+        use_cache=spec.limits.cache,
+    )
+    task_lm = al.recorded_lm(
+        provider_model, recorder=recorder, role="judge", temperature=0.0,
+        max_tokens=spec.max_tokens, base_url=spec.base_url, timeout=spec.limits.timeout_s,
+    )  # fmt: skip
+    proposer = prompt_model or provider_model
+    same_family = proposer.split("/", 1)[0] == provider_model.split("/", 1)[0]
+    prompt_lm = al.recorded_lm(
+        proposer, recorder=recorder, role="prompt", temperature=1.0, max_tokens=4096,
+        base_url=spec.base_url if same_family else None, timeout=spec.limits.timeout_s,
+    )  # fmt: skip
+    train = al.examples([by_id[i] for i in split.train], gold)
+    validation = al.examples([by_id[i] for i in split.validation], gold)
+    try:
+        compiled = al.optimise(
+            al.make_program(rubric, state),
+            settings,
+            train,
+            validation,
+            rubric,
+            task_lm=task_lm,
+            prompt_lm=prompt_lm,
+        )
+    except BaseException:
+        recorder.flush()
+        store.runs.finish(optimise_run, "failed")
+        raise
+    recorder.flush()
+    store.runs.finish(optimise_run)
+    record = al.aligned_record(
+        name,
+        parent=parent,
+        rubric=rubric,
+        settings=settings,
+        split=split,
+        dataset=dataset,
+        state=al.program_state(compiled),
+        judge={**evaluation.identity(), "prompt_model": proposer},
+        metrics={},
+    )
+    store.models.put(record)
+    after = run_judge(
+        store, evaluation.with_overrides(model=f"aligned/{name}"), test_items, rubric=rubric,
+        dataset=test_dataset, run_id=f"{name}-after", prices=prices,
+    )  # fmt: skip
+    board = leaderboard(
+        [load_run_data(store, before.run_id), load_run_data(store, after.run_id)], n_boot=n_boot
+    )
+    rows = {row["run_id"]: row for row in board["judges"]}
+    cost = {role: dict(tally) for role, tally in recorder.counts.items()}
+    total: dict[str, Any] = {
+        key: sum(t[key] for t in cost.values())
+        for key in ("calls", "cache_hits", "errors", "tokens_in", "tokens_out")
+    }
+    costs = [t["cost_usd"] for t in cost.values()]
+    total["cost_usd"] = None if any(c is None for c in costs) else sum(costs)
+    evaluation_calls = before.n_calls + after.n_calls
+    report = {
+        "judge": f"aligned/{name}",
+        "parent": parent,
+        "optimiser": settings.as_dict(),
+        "prompt_model": proposer,
+        "dataset": dataset,
+        "held_out_dataset": test_dataset,
+        "split": {k: len(v) for k, v in split.as_dict().items() if isinstance(v, list)}
+        | {"seed": seed, "hash": split.hash},
+        "criterion": board["criterion"],
+        "kind": board["kind"],
+        "before": rows[before.run_id],
+        "after": rows[after.run_id],
+        "paired_tests": board["paired_tests"],
+        "leaderboard": board,
+        "optimisation": {
+            "run_id": optimise_run,
+            "by_role": cost,
+            **total,
+            "provider_calls": total["calls"] - total["cache_hits"] - total["errors"],
+            "calls_per_train_item": total["calls"] / max(1, len(split.train)),
+            "held_out_calls": evaluation_calls,
+        },
+    }
+    store.models.set_metrics(
+        name,
+        {
+            k: report[k]
+            for k in ("before", "after", "paired_tests", "optimisation", "criterion", "kind")
+        },
+    )
+    return report

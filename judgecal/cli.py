@@ -152,16 +152,22 @@ def cmd_run(args: argparse.Namespace) -> int:
                 retry_failed=args.retry_failed,
             )
     else:
-        spec = _spec_from_args(args)
-        missing = [f"--{n}" for n in ("rubric", "model") if not getattr(spec, n)]
+        # A judge stored in the database (an aligned judge) is read from it; anything else is
+        # checked before the database is opened, so a wrong call leaves no file behind.
+        stored = bool(args.judge) and not _is_judge_file(args.judge)
+        spec, rubric = (None, None) if stored else (_spec_from_args(args), None)
+        missing = [] if stored else [f"--{n}" for n in ("rubric", "model") if not getattr(spec, n)]
         missing += ["--items"] if args.items is None else []
         if missing:
             print(
-                f"judgecal: error: {', '.join(missing)} required (or --judge FILE, or --resume RUN)",
+                f"judgecal: error: {', '.join(missing)} required (or --judge FILE|ID, or "
+                "--resume RUN)",
                 file=sys.stderr,
             )
             return 2
         with api.open_store(args.db) as store:
+            if stored:
+                spec, rubric = _judge_from_args(args, store)
             if args.repeats > 1:
                 summaries = api.run_repeats(
                     store,
@@ -172,12 +178,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                     run_id=args.run_id,
                     workers=args.workers,
                     prices=load_prices(args.prices),
+                    rubric=rubric,
                 )
                 return _print_summaries(summaries, args.json, args.db)
             summary = api.run_judge(
                 store,
                 spec,
                 args.items,
+                rubric=rubric,
                 dataset=args.dataset,
                 run_id=args.run_id,
                 workers=args.workers,
@@ -293,6 +301,124 @@ def cmd_escalate_merge(args: argparse.Namespace) -> int:
             f"{result['n_verdicts']} verdicts in all"
         )
     return 0
+
+
+def cmd_align(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from calibration.jsonable import clean
+    from judge.pricing import load_prices
+
+    try:
+        fractions = tuple(float(x) for x in args.split.split(","))
+    except ValueError:
+        fractions = ()
+    if len(fractions) != 3:
+        print("judgecal: error: --split takes three fractions, e.g. 0.5,0.2,0.3", file=sys.stderr)
+        return 2
+    budget = {
+        k: getattr(args, k)
+        for k in ("max_demos", "candidates", "trials", "metric_calls", "threads")
+        if getattr(args, k) is not None
+    }
+    with api.open_store(args.db) as store:
+        spec, rubric = _judge_from_args(args, store)
+        if args.items:
+            from judge import load_items
+
+            store.runs.put_items(args.dataset, load_items(args.items))
+        report = api.align(
+            store,
+            spec,
+            args.dataset,
+            optimiser=args.optimizer,
+            name=args.name,
+            seed=args.split_seed,
+            fractions=(fractions[0], fractions[1], fractions[2]),
+            prompt_model=args.prompt_model,
+            rubric=rubric,
+            budget=budget,
+            prices=load_prices(args.prices),
+            n_boot=args.n_boot,
+        )
+    if args.out:
+        from judgecal.report.html import render_leaderboard
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "align.json").write_text(json.dumps(clean(report), indent=2, default=str))
+        (out / "align.html").write_text(render_leaderboard(report["leaderboard"]))
+    if args.json:
+        _print_json({k: v for k, v in report.items() if k != "leaderboard"})
+        return 0
+    split = report["split"]
+    print(
+        f"aligned {report['parent']} with {report['optimiser']['optimiser']} on "
+        f"{split['train']} train / {split['validation']} validation items; held out "
+        f"{split['test']} ({report['held_out_dataset']})"
+    )
+    stat = report["before"]["statistic"]
+    print(f"held-out {stat} (95% CI), before → after:")
+    rows = (
+        ("agreement", "agreement"),
+        ("κ", "kappa"),
+        ("position consistency", "position_consistency"),
+        ("prefers the longer response", "longer_preference"),
+        ("self-preference", "self_preference"),
+        ("unscored", "unscored_rate"),
+        ("tokens per item", "tokens_per_item"),
+        ("cost per item (USD)", "cost_per_item"),
+    )
+    for label, key in rows:
+        b, a = report["before"], report["after"]
+        extra = (
+            f" [{_fmt(b['ci_low'])}, {_fmt(b['ci_high'])}] → {_fmt(a[key])} "
+            f"[{_fmt(a['ci_low'])}, {_fmt(a['ci_high'])}]"
+            if key == "agreement"
+            else f" → {_fmt(a[key])}"
+        )
+        print(f"  {label}: {_fmt(b[key])}{extra}")
+    for t in report["paired_tests"]:
+        mcnemar = "" if t.get("p_mcnemar") is None else f", McNemar p {_fmt(t['p_mcnemar'])}"
+        print(
+            f"  paired difference {t['judges'][0]} − {t['judges'][1]}: {_fmt(t['difference'])} "
+            f"[{_fmt(t['ci_low'])}, {_fmt(t['ci_high'])}]{mcnemar}"
+        )
+    cost = report["optimisation"]
+    print(
+        f"optimisation: {cost['calls']} calls ({cost['provider_calls']} to the provider, "
+        f"{cost['cache_hits']} from the cache, {cost['errors']} failed), "
+        f"{cost['tokens_in'] + cost['tokens_out']} tokens, cost {_fmt(cost['cost_usd'])} USD; "
+        f"stored as run {cost['run_id']}"
+    )
+    print(
+        f"stored {report['judge']}: judgecal run --judge {report['judge'].split('/', 1)[1]} "
+        f"--items ... --db {args.db}"
+    )
+    if args.out:
+        print(f"report: {args.out}/align.html")
+    return 0
+
+
+def _is_judge_file(ref: str) -> bool:
+    from pathlib import Path
+
+    return Path(ref).is_file() or ref.endswith((".yaml", ".yml"))
+
+
+def _judge_from_args(args: argparse.Namespace, store: Any) -> tuple[Any, Any]:
+    """The judge the flags name (a judge file or a stored judge's id under --judge, with every
+    flag given applied over it), and the rubric a stored judge was aligned under."""
+    from judge import JudgeSpec
+
+    base, rubric = api.judge_ref(store, args.judge) if args.judge else (JudgeSpec(), None)
+    overrides = {n: getattr(args, n) for n in JudgeSpec.model_fields if hasattr(args, n)}
+    limits = {
+        n: getattr(args, f"limits.{n}") for n in _limit_fields() if hasattr(args, f"limits.{n}")
+    }
+    if overrides.get("rubric"):
+        rubric = None  # a rubric given on the command line wins (an aligned judge checks it)
+    return base.with_overrides(**overrides, limits=limits), rubric
 
 
 def cmd_jury_create(args: argparse.Namespace) -> int:
@@ -1211,8 +1337,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--judge",
-        metavar="FILE",
-        help="a YAML judge file (JudgeSpec); flags given here override its settings",
+        metavar="FILE|ID",
+        help="a YAML judge file (JudgeSpec), or the id of a judge stored by `judgecal align`; "
+        "flags given here override its settings",
     )
     p.add_argument("--items", help="items to judge: JSONL, CSV or Parquet")
     p.add_argument("--db", required=True, help="the judgecal DuckDB file")
@@ -1320,6 +1447,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_escalate_merge)
+
+    p = sub.add_parser(
+        "align",
+        help="optimise a judge against the experts' labels with DSPy; before/after held out",
+    )
+    p.add_argument("--dataset", required=True, help="the labelled dataset (labels imported)")
+    p.add_argument("--items", help="items to store under --dataset first (JSONL, CSV, Parquet)")
+    p.add_argument("--db", required=True)
+    p.add_argument(
+        "--judge", metavar="FILE|ID", help="a YAML judge file, or a stored aligned judge's id"
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=["bootstrap", "mipro", "gepa"],
+        default="bootstrap",
+        help="bootstrap: BootstrapFewShotWithRandomSearch; mipro: MIPROv2; gepa: GEPA",
+    )
+    p.add_argument("--name", help="the aligned judge's id (default: model-optimizer-random)")
+    p.add_argument(
+        "--split-seed", type=int, default=0, help="seeds the split and the optimiser (0)"
+    )
+    p.add_argument(
+        "--split", default="0.5,0.2,0.3", help="train,validation,test fractions of labelled items"
+    )
+    p.add_argument(
+        "--prompt-model",
+        help="the model that proposes instructions (MIPROv2) or reflects (GEPA); "
+        "default: the judge's own model",
+    )
+    p.add_argument("--max-demos", type=int, help="most demonstrations in the prompt (4)")
+    p.add_argument("--candidates", type=int, help="candidate demo sets / instructions to try (4)")
+    p.add_argument("--trials", type=int, help="MIPROv2 search trials (6)")
+    p.add_argument("--metric-calls", type=int, help="GEPA's budget of program runs (60)")
+    p.add_argument("--threads", type=int, help="examples judged at once while optimising (4)")
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument(
+        "--prices",
+        help='JSON file {"model": [usd per 1M input, per 1M output]} overriding the built-in table',
+    )
+    p.add_argument("--out", help="write align.json and align.html (before/after) here")
+    p.add_argument("--json", action="store_true")
+    from judge import JudgeSpec as _AlignSpec
+
+    add_model_flags(p.add_argument_group("judge settings"), _AlignSpec, exclude={"limits"})
+    p.set_defaults(func=cmd_align)
 
     jury = sub.add_parser("jury", help="several judges as one (a panel)").add_subparsers(
         dest="jury_command", required=True

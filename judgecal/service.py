@@ -307,7 +307,11 @@ class Service:
     @contextlib.asynccontextmanager
     async def lease(self, model: str, rubric: Rubric) -> AsyncIterator[Backend]:
         info = self._check_model(model)
-        key = f"{model}#{rubric.content_hash}" if info.prefix in ("dspy", "local") else model
+        key = (
+            f"{model}#{rubric.content_hash}"
+            if info.prefix in ("dspy", "local", "aligned")
+            else model
+        )
         if key in self.backends:
             self.backends.move_to_end(key)
         else:

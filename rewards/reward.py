@@ -267,6 +267,7 @@ class RubricReward:
                 # The store goes along: local judges and juries are read from it.
                 self.backend = backend or make_backend(
                     self.model,
+                    rubric=self.static,  # judges whose program is the rubric's (dspy, aligned)
                     base_url=self.base_url,
                     timeout=self.judge.limits.timeout_s,
                     store=self.store,

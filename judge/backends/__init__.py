@@ -1,6 +1,6 @@
 """Backends, chosen by name through the registry (:mod:`judge.backends.registry`):
 ``openai/<model>``, ``anthropic/<model>``, ``dspy/<provider>/<model>``, ``replay/<path>``,
-``mock/<behaviour>``, ``local/<model-id>``, ``jury/<jury-id>``. Importing this package registers them all; no
+``mock/<behaviour>``, ``local/<model-id>``, ``jury/<jury-id>``, ``aligned/<judge-id>``. Importing this package registers them all; no
 provider SDK is imported until a backend that needs it is built."""
 
 from __future__ import annotations
@@ -10,7 +10,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 # Importing the modules registers the backends (each module imports its SDK lazily).
-from judge.backends import anthropic_backend, dspy_backend, jury, local, openai_backend
+from judge.backends import (
+    aligned,
+    anthropic_backend,
+    dspy_backend,
+    jury,
+    local,
+    openai_backend,
+)
 from judge.backends.base import Backend
 from judge.backends.mock import MockBackend
 from judge.backends.registry import (
@@ -29,7 +36,7 @@ if TYPE_CHECKING:
     from judge.store import Store
     from rubrics import Rubric
 
-del anthropic_backend, dspy_backend, jury, local, openai_backend
+del aligned, anthropic_backend, dspy_backend, jury, local, openai_backend
 
 
 def make_backend(

@@ -32,6 +32,17 @@ class ModelStore:
             ],
         )
 
+    def exists(self, model_id: str) -> bool:
+        return bool(
+            self.db.con.execute("SELECT 1 FROM models WHERE model_id = ?", [model_id]).fetchone()
+        )
+
+    def set_metrics(self, model_id: str, metrics: dict[str, object]) -> None:
+        """Replace a stored model's metrics (measured after it was stored, e.g. held out)."""
+        self.db.con.execute(
+            "UPDATE models SET metrics = ? WHERE model_id = ?", [canonical_json(metrics), model_id]
+        )
+
     def get(self, model_id: str) -> ModelRecord:
         names, rows = self.db.query("SELECT * FROM models WHERE model_id = ?", [model_id])
         if not rows:
