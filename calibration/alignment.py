@@ -277,6 +277,7 @@ class CallRecorder:
     use_cache: bool = True
     calls: list[CallRecord] = field(default_factory=list)
     cache_rows: list[tuple[str, str, Completion]] = field(default_factory=list)
+    """(request hash, backend, completion) rows for the request cache, not yet written."""
     counts: dict[str, dict[str, Any]] = field(default_factory=dict)
     """role → calls, cache hits, errors, tokens in and out, cost."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -286,7 +287,7 @@ class CallRecorder:
         if not self.use_cache:
             return None
         with self._lock:
-            pending = next((c for _, h, c in self.cache_rows if h == request_hash), None)
+            pending = next((c for h, _, c in self.cache_rows if h == request_hash), None)
             return pending or self.cache_get(request_hash)
 
     def record(
@@ -329,8 +330,8 @@ class CallRecorder:
             if error is None and not cache_hit:
                 self.cache_rows.append(
                     (
-                        f"align/{model}",
                         request_hash,
+                        f"align/{model}",
                         Completion(
                             text=json.dumps(outputs), tokens_in=tokens_in, tokens_out=tokens_out
                         ),

@@ -982,12 +982,14 @@ def align(
     task_lm = al.recorded_lm(
         provider_model, recorder=recorder, role="judge", temperature=0.0,
         max_tokens=spec.max_tokens, base_url=spec.base_url, timeout=spec.limits.timeout_s,
+        num_retries=spec.limits.max_retries,
     )  # fmt: skip
     proposer = prompt_model or provider_model
     same_family = proposer.split("/", 1)[0] == provider_model.split("/", 1)[0]
     prompt_lm = al.recorded_lm(
         proposer, recorder=recorder, role="prompt", temperature=1.0, max_tokens=4096,
         base_url=spec.base_url if same_family else None, timeout=spec.limits.timeout_s,
+        num_retries=spec.limits.max_retries,
     )  # fmt: skip
     train = al.examples([by_id[i] for i in split.train], gold)
     validation = al.examples([by_id[i] for i in split.validation], gold)

@@ -113,6 +113,15 @@ def test_each_optimiser_aligns_a_length_biased_judge(optimiser: str) -> None:
             assert cost["by_role"]["prompt"]["calls"] > 0  # the proposer / reflection model
         assert store.runs.get("aligned-1-optimise").status == "finished"
 
+        # The same alignment again in this store: every optimiser request is answered from
+        # the stored cache (same program, same examples, same seeds), and stored as a call.
+        sent = sum(fake.completed.values())
+        again = api.align(store, spec_for(fake), "arith", optimiser=optimiser, name="again")
+        assert again["optimisation"]["provider_calls"] == 0
+        assert again["optimisation"]["cache_hits"] == again["optimisation"]["calls"] > 0
+        assert again["after"]["agreement"] == after["agreement"]
+        assert sum(fake.completed.values()) - sent == len(store.runs.calls("again-after"))
+
 
 def test_a_likert_judge_is_aligned_on_quadratic_agreement() -> None:
     with labelled_store(pairwise=False) as store, FakeProvider(
@@ -151,7 +160,7 @@ def test_a_cached_request_never_answers_a_changed_program() -> None:
 
     def write(calls: list, rows: list) -> None:
         recorded.extend(calls)
-        cache.update({h: c for _, h, c in rows})
+        cache.update({h: c for h, _, c in rows})
 
     rows, labels = arithmetic_items("c", 4)
     gold = al.gold_values(
