@@ -1205,20 +1205,31 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     rows = []
     for m in models:
         ev = m.metrics.get("evaluation", {})
+        humans = ev.get("local_vs_humans", {}).get("accuracy")
+        if m.kind == "aligned":  # held out: before → after
+            before, after = m.metrics.get("before", {}), m.metrics.get("after", {})
+            humans = f"{_fmt(before.get('agreement'))} → {_fmt(after.get('agreement'))}"
         rows.append(
             [
                 m.model_id,
                 m.kind,
-                m.teacher_run or "—",
+                m.teacher_run or str(m.spec.get("parent", "—")),
                 str(m.created_at)[:19],
                 _fmt(ev.get("local_vs_teacher", {}).get("accuracy")),
-                _fmt(ev.get("local_vs_humans", {}).get("accuracy")),
+                humans if isinstance(humans, str) else _fmt(humans),
             ]
         )
     print(
         _table(
             rows,
-            ["model", "kind", "teacher run", "created", "agrees w/ teacher", "agrees w/ humans"],
+            [
+                "model",
+                "kind",
+                "teacher run / parent",
+                "created",
+                "agrees w/ teacher",
+                "agrees w/ humans",
+            ],
         )
     )
     return 0
@@ -1297,12 +1308,27 @@ def _add_endpoint_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _Help(argparse.HelpFormatter):
+    """Help text wrapped at spaces only: ``local/<model-id>`` stays whole."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        import textwrap
+
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every (sub)command's parser, with :class:`_Help`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from judge import __version__
 
-    parser = argparse.ArgumentParser(
-        prog="judgecal", description="Audit, calibrate and serve LLM judges."
-    )
+    parser = _Parser(prog="judgecal", description="Audit, calibrate and serve LLM judges.")
     parser.add_argument("--version", action="version", version=f"judgecal {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 

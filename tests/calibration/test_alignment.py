@@ -124,9 +124,10 @@ def test_each_optimiser_aligns_a_length_biased_judge(optimiser: str) -> None:
 
 
 def test_a_likert_judge_is_aligned_on_quadratic_agreement() -> None:
-    with labelled_store(pairwise=False) as store, FakeProvider(
-        responder=InstructableJudge()
-    ) as fake:
+    with (
+        labelled_store(pairwise=False) as store,
+        FakeProvider(responder=InstructableJudge()) as fake,
+    ):
         store.runs.put_rubric(POINTWISE)
         report = api.align(
             store, spec_for(fake), "arith", name="likert", rubric=POINTWISE, n_boot=300
@@ -190,13 +191,41 @@ def test_a_cached_request_never_answers_a_changed_program() -> None:
         assert all(c.item_id == examples[1].item_id for c in recorded)
 
 
-def test_an_aligned_judge_runs_from_the_cli_the_service_and_rewards(tmp_path: Path) -> None:
+def test_an_aligned_judge_runs_from_the_cli_the_service_and_rewards(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     db = tmp_path / "aligned.duckdb"
     rows, _ = arithmetic_items("new", 10, seed=7)
     (tmp_path / "new.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     with FakeProvider(responder=InstructableJudge()) as fake:
-        with labelled_store(db) as store:
-            api.align(store, spec_for(fake), "arith", name="pairs", n_boot=100)
+        labelled_store(db).close()
+        flags = ["--dataset", "arith", "--db", str(db), "--base-url", fake.base_url,
+                 "--rubric", "pairwise_helpfulness", "--samples", "1", "--temperature", "0",
+                 "--n-boot", "100"]  # fmt: skip
+        capsys.readouterr()
+        out = tmp_path / "align"
+        assert main(["align", *flags, "--model", "openai/judge-model", "--name", "pairs",
+                     "--out", str(out), "--json"]) == 0  # fmt: skip
+        report = json.loads(capsys.readouterr().out)
+        assert report["judge"] == "aligned/pairs" and report["after"]["agreement"] == 1.0
+        assert json.loads((out / "align.json").read_text())["judge"] == "aligned/pairs"
+        assert "aligned-1" not in (out / "align.html").read_text()
+        assert "pairs-after" in (out / "align.html").read_text()
+
+        # Aligning an aligned judge again: it is the parent, and its state the start.
+        assert main(["align", *flags, "--judge", "pairs", "--optimizer", "gepa",
+                     "--name", "pairs-2"]) == 0  # fmt: skip
+        text = capsys.readouterr().out
+        assert "aligned aligned/pairs with gepa" in text and "held-out accuracy" in text
+        assert "stored aligned/pairs-2: judgecal run --judge pairs-2" in text
+        with Store(db, read_only=True) as store:
+            second = store.models.get("pairs-2")
+            assert second.spec["parent"] == "aligned/pairs"
+            assert second.spec["state"]["demos"] == store.models.get("pairs").spec["state"]["demos"]
+            assert api.audit(store, "pairs-after").agreement is not None
+        assert main(["models", "list", "--db", str(db)]) == 0
+        listed = capsys.readouterr().out
+        assert "aligned/pairs" in listed and "1.00" in listed
         # judgecal run --judge <id>: the stored judge, its rubric and its settings.
         assert main(
             ["run", "--judge", "pairs", "--items", str(tmp_path / "new.jsonl"), "--db", str(db),
@@ -227,9 +256,7 @@ def test_an_aligned_judge_runs_from_the_cli_the_service_and_rewards(tmp_path: Pa
                 timeout=60,
             )  # fmt: skip
             assert answer.status_code == 200, answer.text
-            assert [v["winner"] for v in answer.json()["verdicts"]] == [
-                _right(r) for r in rows[:4]
-            ]
+            assert [v["winner"] for v in answer.json()["verdicts"]] == [_right(r) for r in rows[:4]]
             other = httpx.post(
                 base + "/v1/judge",
                 json={"rubric": "answer_correctness", "model": "aligned/pairs",
@@ -284,9 +311,12 @@ def test_bad_requests_are_refused_before_anything_is_written() -> None:
 
 
 def test_provider_faults_while_optimising_are_recorded_not_lost() -> None:
-    with labelled_store() as store, FakeProvider(
-        responder=InstructableJudge(), faults=FaultPlan(rate=1.0, kinds=("server_error",))
-    ) as fake:
+    with (
+        labelled_store() as store,
+        FakeProvider(
+            responder=InstructableJudge(), faults=FaultPlan(rate=1.0, kinds=("server_error",))
+        ) as fake,
+    ):
         spec = spec_for(fake).with_overrides(limits={"max_retries": 0, "backoff_base_s": 0.01})
         with pytest.raises(Exception):  # noqa: B017 - DSPy's own error for a failed program
             api.align(store, spec, "arith", name="down", budget={"threads": 1})
