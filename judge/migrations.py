@@ -218,4 +218,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE items ADD COLUMN scope VARCHAR;
         """,
     ),
+    Migration(
+        "0009_service_requests",
+        """
+        -- One row per request the HTTP service answered from a standing run (one run per
+        -- owner, judge and rubric): which items it asked about, written in the same
+        -- transaction as their calls and verdicts.
+        CREATE TABLE service_requests (
+            request_id VARCHAR PRIMARY KEY,
+            run_id VARCHAR NOT NULL,
+            owner VARCHAR NOT NULL,
+            item_ids VARCHAR NOT NULL,        -- JSON list, in the request's order
+            created_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
 )

@@ -96,7 +96,9 @@ class RateLimiter:
 
 
 @dataclass
-class _Pending:
+class Results:
+    """What judging produced and a run writes: calls, verdicts, cache entries."""
+
     calls: list[CallRecord] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     cache: list[tuple[str, str, Completion]] = field(default_factory=list)
@@ -118,7 +120,7 @@ class RunState:
     total_items: int
     already_done: int
     items_done: int = 0
-    pending: _Pending = field(default_factory=_Pending)
+    pending: Results = field(default_factory=Results)
     deadline: float | None = None
     """``time.monotonic()`` after which no call is sent (the run deadline)."""
     journal: Journal | None = None
@@ -128,6 +130,8 @@ class RunState:
     """Items whose failed calls are sent again and whose verdicts are replaced."""
     flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     started: float = field(default_factory=time.perf_counter)
+    hold: bool = False
+    """Keep every result in ``pending`` for the caller (:meth:`Runner.judge`); never flush."""
 
 
 class Runner:
@@ -150,8 +154,12 @@ class Runner:
         progress_stream: TextIO | None = None,
         protocol: Protocol | None = None,
         executor: ThreadPoolExecutor | None = None,
+        slots: asyncio.Semaphore | None = None,
     ) -> None:
         self.store = store
+        self.slots = slots
+        """Provider calls in flight, shared with other runners (the service's global budget);
+        ``None``: this runner's own ``max_concurrency``."""
         self.backend = backend
         self.identity = backend.cache_identity()
         self.spec = spec or JudgeSpec()
@@ -240,6 +248,40 @@ class Runner:
         await self._db(setup)
         return await self._execute(run_id, dataset, list(items), {}, set())
 
+    async def judge(self, items: Sequence[Item], *, run_id: str) -> tuple[Results, RunSummary]:
+        """Judge ``items`` for the run ``run_id`` and return what a run would write — calls,
+        verdicts, cache entries — without writing it: no run is created or finished, nothing is
+        journaled. The caller stores the results (the service commits many requests' results
+        in one transaction, :class:`judge.store.group.GroupWriter`)."""
+        _check_modes(
+            self.protocol.mode,
+            items,
+            "the per-item rubrics are" if self.rubric is None else f"rubric {self.rubric.id!r} is",
+        )
+        config = self.config
+        summary = RunSummary(
+            run_id=run_id, dataset="", backend=self.backend.name, n_items=len(items)
+        )
+        state = RunState(
+            run_id=run_id,
+            summary=summary,
+            semaphore=self.slots or asyncio.Semaphore(config.max_concurrency),
+            rpm=RateLimiter(config.rpm) if config.rpm else None,
+            tpm=RateLimiter(config.tpm) if config.tpm else None,
+            total_items=len(items),
+            already_done=0,
+            deadline=time.monotonic() + config.run_deadline_s if config.run_deadline_s else None,
+            hold=True,
+        )
+        if self._use_cache() and not self.store.cache.warm_known(self.backend.name):
+            await self._db(self.store.cache.warm, self.backend.name)
+        await self._judge_all(state, list(items), {})
+        results = state.pending
+        summary.n_scored = sum(v.status == "scored" for v in results.verdicts)
+        summary.n_unscored = len(results.verdicts) - summary.n_scored
+        summary.wall_s = time.perf_counter() - state.started
+        return results, summary
+
     async def resume(
         self, run_id: str, *, retry_failed: bool = False, item_ids: set[str] | None = None
     ) -> RunSummary:
@@ -307,7 +349,7 @@ class Runner:
         state = RunState(
             run_id=run_id,
             summary=summary,
-            semaphore=asyncio.Semaphore(config.max_concurrency),
+            semaphore=self.slots or asyncio.Semaphore(config.max_concurrency),
             rpm=RateLimiter(config.rpm) if config.rpm else None,
             tpm=RateLimiter(config.tpm) if config.tpm else None,
             total_items=len(items),
@@ -439,7 +481,9 @@ class Runner:
         completion: Completion | None = None
         cache = self.store.cache
         if self._use_cache() and cache.contains(self.backend.name, request_hash):
-            completion = await self._db(cache.get, request_hash)
+            # A recent completion is served from memory; an older one is read on the store's
+            # thread.
+            completion = cache.peek(request_hash) or await self._db(cache.get, request_hash)
             record.cache_hit = completion is not None
         if completion is None and request_hash in state.journaled:
             completion = state.journaled.pop(request_hash)
@@ -572,6 +616,8 @@ class Runner:
     # -- writing -------------------------------------------------------------------------
 
     async def _maybe_flush(self, state: RunState) -> None:
+        if state.hold:
+            return
         if len(state.pending) >= self.config.flush_every and not state.flush_lock.locked():
             await self._flush(state)
 
@@ -584,7 +630,7 @@ class Runner:
 
     async def _flush(self, state: RunState) -> None:
         async with state.flush_lock:
-            pending, state.pending = state.pending, _Pending()
+            pending, state.pending = state.pending, Results()
             if not len(pending) and not pending.cache:
                 return
 

@@ -508,6 +508,9 @@ class FakeProvider:
         self.credentials: Counter[str] = Counter()
         """Every credential received (``Authorization`` bearer token or ``x-api-key``)."""
         self.lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        """Requests being answered at once, now and at most (the server's own loop counts)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
@@ -589,7 +592,12 @@ class FakeProvider:
                 credential = headers.get("x-api-key") or headers.get("authorization", "")
                 with self.lock:
                     self.credentials[credential.removeprefix("Bearer ").strip()] += 1
-                status, extra, payload = await self._route(method, path, body)
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    status, extra, payload = await self._route(method, path, body)
+                finally:
+                    self.in_flight -= 1
                 writer.write(_http(status, payload, extra))
                 await writer.drain()
                 if headers.get("connection", "").lower() == "close":

@@ -1064,6 +1064,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         allowed_models=args.allow_model,
         reward_model=args.reward_model,
         timeout_s=args.timeout,
+        max_concurrency=args.max_concurrency,
+        max_queued_items=args.max_queued_items,
+        commit_window_s=args.commit_window_ms / 1000,
     )
     if not service.keys:
         print(
@@ -1807,6 +1810,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=120.0, help="per-call timeout in seconds")
     p.add_argument("--reward-model", help="judge model behind POST /v1/rewards")
+    p.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=64,
+        help="provider calls in flight per provider family, shared by all requests (64)",
+    )
+    p.add_argument(
+        "--max-queued-items",
+        type=int,
+        help="items being judged at once before requests get 429 + Retry-After "
+        "(default 16 × --max-concurrency)",
+    )
+    p.add_argument(
+        "--commit-window-ms",
+        type=float,
+        default=5.0,
+        help="how long a group commit waits for other requests' rows (5)",
+    )
     p.set_defaults(func=cmd_serve)
 
     keys = sub.add_parser("keys", help="API keys of the service").add_subparsers(

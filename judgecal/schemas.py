@@ -118,6 +118,9 @@ class VerdictOut(BaseModel):
 
 class JudgeResponse(BaseModel):
     run_id: str
+    """The standing run this request's verdicts belong to (one per key, judge and rubric)."""
+    request_id: str | None = None
+    """This request's row in the run (``service_requests``): which items it asked about."""
     rubric: str
     """``id@version#hash``: the exact rubric text that produced these verdicts."""
     verdicts: list[VerdictOut]

@@ -34,6 +34,8 @@ from judge import JudgeSpec, Runner, RunnerConfig, Store, items_from_rows, make_
 from judge.backends import Backend, BackendInfo, backend_info, endpoint_for, usages
 from judge.errors import StoreError
 from judge.protocols import Protocol, make_protocol
+from judge.store.group import GroupWriter, Part, StandingRun
+from judge.types import content_hash
 from judgecal import api
 from judgecal.adapters.openrlhf import references, split_queries
 from judgecal.errors import USER_ERRORS
@@ -120,9 +122,12 @@ class RewardResponse(BaseModel):
 
 
 class ServiceError(Exception):
-    def __init__(self, status: int, kind: str, message: str) -> None:
+    def __init__(
+        self, status: int, kind: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.kind, self.message = status, kind, message
+        self.headers = headers
 
 
 def _content_id(*parts: str | None) -> str:
@@ -144,12 +149,20 @@ class Service:
         require_keys: bool = True,
         max_concurrency: int = 64,
         timeout_s: float = 120.0,
+        max_queued_items: int | None = None,
+        commit_window_s: float = 0.005,
     ) -> None:
         """``endpoints`` maps a provider family (``openai``, ``anthropic``, a DSPy provider)
         to the base URL its judges use; each backend gets only its own family's URL, so a
         provider key never travels to a host configured for another provider.
         ``allowed_models`` are glob patterns (``openai/gpt-4o*``) of the models clients may
-        name; by default every servable backend."""
+        name; by default every servable backend.
+
+        ``max_concurrency`` is the global budget of provider calls in flight, per provider
+        family, shared by every request and background run. ``max_queued_items`` bounds the
+        items of the requests being judged at once (default 16 × ``max_concurrency``); a
+        request beyond it gets 429 with ``Retry-After`` instead of waiting in memory.
+        ``commit_window_s`` is how long the group commit waits for other requests' rows."""
         self.store = Store(db)
         where = Path(str(db)).resolve()
         self.paths = {str(db), str(where), str(where.parent)}
@@ -184,6 +197,13 @@ class Service:
         """What ``POST /v1/rewards`` answers for a rollout the judge could not score, unless
         the request says: a number by default, since OpenRLHF cannot take ``null``."""
         self.limits = RunnerConfig(max_concurrency=max_concurrency, timeout_s=timeout_s)
+        self.slots: dict[str, asyncio.Semaphore] = {}
+        """Provider calls in flight per provider family: one budget for all requests."""
+        self.max_queued_items = max_queued_items or 16 * max_concurrency
+        self.queued_items = 0
+        """Items of the requests being judged now (admitted, not yet answered)."""
+        self.group = GroupWriter(self.store, self.writer, window_s=commit_window_s)
+        self.standing: dict[str, StandingRun] = {}
         self.reward = (
             RubricReward(
                 reward_model,
@@ -355,9 +375,9 @@ class Service:
         *,
         owner: str = LOCAL_OWNER,
         dataset: str = "api",
-        run_id: str | None = None,
-        resume: bool = False,
-    ) -> tuple[str, Rubric, list[VerdictOut]]:
+    ) -> tuple[str, str, Rubric, list[VerdictOut]]:
+        """Judge ``rows`` now: one request of the standing run for this key, judge and rubric.
+        Returns the run id, the request id, the rubric and the verdicts in the rows' order."""
         rubric = self.rubric(rubric_name, owner)
         if rubric.mode != mode:
             raise ServiceError(
@@ -386,38 +406,112 @@ class Service:
             source="request",
         )
         unique = list({item.id: item for item in items}.values())
-        async with self.lease(model, rubric) as backend:
-            run_id = await self._judge_with(
-                backend, rubric, model, unique, options, f"{owner}/{dataset}", run_id, resume
+        dataset = f"{owner}/{dataset}"
+        # Checked before any call is paid for: an id already stored with other content.
+        await self.read(self.read_store.runs.check_items, dataset, unique)
+        async with self.admitted(len(unique)), self.lease(model, rubric) as backend:
+            run_id, request_id, judged = await self._judge_standing(
+                backend, rubric, model, unique, options, owner, dataset
             )
-        verdicts = {v.item_id: v for v in await self.read(self.read_store.runs.verdicts, run_id)}
         out = [
             VerdictOut(
                 item_id=item.id,
-                status=verdicts[item.id].status,
-                score=verdicts[item.id].score,
-                winner=verdicts[item.id].winner,
-                criteria=verdicts[item.id].criteria,
-                confidence=verdicts[item.id].confidence,
-                position_conflict=verdicts[item.id].position_conflict,
-                reason=verdicts[item.id].reason,
-                evidence=(verdicts[item.id].details or {}).get("evidence"),
+                status=judged[item.id].status,
+                score=judged[item.id].score,
+                winner=judged[item.id].winner,
+                criteria=judged[item.id].criteria,
+                confidence=judged[item.id].confidence,
+                position_conflict=judged[item.id].position_conflict,
+                reason=judged[item.id].reason,
+                evidence=(judged[item.id].details or {}).get("evidence"),
             )
             for item in items
         ]
-        return run_id, rubric, out
+        return run_id, request_id, rubric, out
 
-    async def _judge_with(
+    @contextlib.asynccontextmanager
+    async def admitted(self, n_items: int) -> AsyncIterator[None]:
+        """Admit a request of ``n_items`` while the items being judged stay within
+        ``max_queued_items`` (a request alone is always admitted), else 429 with a
+        ``Retry-After`` of about how long the admitted work takes to drain."""
+        if self.queued_items and self.queued_items + n_items > self.max_queued_items:
+            wait = max(1, round(self.queued_items / max(1, self.limits.max_concurrency) * 0.5))
+            raise ServiceError(
+                429,
+                "overloaded",
+                f"{self.queued_items} items are being judged (limit {self.max_queued_items}); "
+                f"retry in {wait} s",
+                {"Retry-After": str(wait)},
+            )
+        self.queued_items += n_items
+        try:
+            yield
+        finally:
+            self.queued_items -= n_items
+
+    def slots_for(self, model: str) -> asyncio.Semaphore:
+        """The provider family's budget of calls in flight (created on first use)."""
+        from judge.backends import family_of
+
+        family = family_of(model) or model.split("/", 1)[0]
+        if family not in self.slots:
+            self.slots[family] = asyncio.Semaphore(self.limits.max_concurrency)
+        return self.slots[family]
+
+    async def _judge_standing(
         self,
         backend: Backend,
         rubric: Rubric,
         model: str,
         items: list[Any],
         options: JudgeOptions,
+        owner: str,
         dataset: str,
-        run_id: str | None,
-        resume: bool,
-    ) -> str:
+    ) -> tuple[str, str, dict[str, Any]]:
+        """Judge ``items`` as one request of the standing run for this key, judge and rubric,
+        and commit its rows with other requests' (group commit); returns the run id, the
+        request id and the verdicts as computed, never re-read."""
+        runner, spec = self._runner(backend, rubric, model, items, options)
+        run_spec = runner.run_spec(dataset)
+        run_id = "svc-" + content_hash({"owner": owner, **run_spec})[:16]
+        standing = self.standing.get(run_id)
+        if standing is None:
+            standing = StandingRun(
+                run_id=run_id,
+                dataset=dataset,
+                backend=backend.name,
+                protocol=runner.protocol.name,
+                rubric_hash=rubric.content_hash,
+                spec=run_spec,
+                spec_hash=content_hash(run_spec["judge"]),
+                seed=spec.seed,
+                rubrics=tuple(runner.protocol.rubrics()),
+            )
+            if len(self.standing) < MAX_PROTOCOLS:
+                self.standing[run_id] = standing
+        results, _ = await runner.judge(items, run_id=run_id)
+        request_id = f"req-{uuid.uuid4().hex[:16]}"
+        await self.group.submit(
+            Part(
+                request_id=request_id,
+                owner=owner,
+                run=standing,
+                items=items,
+                calls=results.calls,
+                verdicts=results.verdicts,
+                cache=results.cache,
+            )
+        )
+        return run_id, request_id, {v.item_id: v for v in results.verdicts}
+
+    def _runner(
+        self,
+        backend: Backend,
+        rubric: Rubric,
+        model: str,
+        items: list[Any],
+        options: JudgeOptions,
+    ) -> tuple[Runner, JudgeSpec]:
         spec = JudgeSpec(model=model, rubric=rubric.id, limits=self.limits, **options.model_dump())
         # Protocols (rendered instructions, output models) are built once per rubric, settings
         # and backend, not per request.
@@ -438,7 +532,22 @@ class Service:
             spec,
             executor=self.writer,
             protocol=own or self.protocols[key],
+            slots=self.slots_for(model),
         )
+        return runner, spec
+
+    async def _judge_with(
+        self,
+        backend: Backend,
+        rubric: Rubric,
+        model: str,
+        items: list[Any],
+        options: JudgeOptions,
+        dataset: str,
+        run_id: str | None,
+        resume: bool,
+    ) -> str:
+        runner, _ = self._runner(backend, rubric, model, items, options)
         run_id = run_id or f"api-{uuid.uuid4().hex[:16]}"
         if resume:
             await runner.resume(run_id, item_ids={item.id for item in items})
@@ -590,6 +699,7 @@ class Service:
         self.closed = True
         for task in list(self.tasks):
             await asyncio.gather(task, return_exceptions=True)
+        await self.group.aclose()
         for backend in [*self.backends.values(), *self.retiring.values()]:
             await backend.aclose()
         if self.reward is not None:
@@ -630,8 +740,12 @@ def http_protocol() -> type:
     return JSONErrorH11Protocol
 
 
-def _error(status: int, kind: str, message: str) -> Any:
-    return JSONResponse(status_code=status, content={"error": {"type": kind, "message": message}})
+def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> Any:
+    return JSONResponse(
+        status_code=status,
+        content={"error": {"type": kind, "message": message}},
+        headers=headers,
+    )
 
 
 def create_app(service: Service) -> Any:
@@ -677,7 +791,7 @@ def create_app(service: Service) -> Any:
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> Any:
-        return _error(exc.status, exc.kind, exc.message)
+        return _error(exc.status, exc.kind, exc.message, exc.headers)
 
     async def authorized(request: Request) -> str:
         return await service.check_key(
@@ -698,7 +812,7 @@ def create_app(service: Service) -> Any:
             escalation = (
                 await service.read(service.escalation, body.escalation) if body.escalation else None
             )
-            run_id, rubric, verdicts = await service.judge(
+            run_id, request_id, rubric, verdicts = await service.judge(
                 mode, body.rubric, body.model, items, body.options, owner=owner
             )
         except USER_ERRORS as exc:
@@ -716,7 +830,9 @@ def create_app(service: Service) -> Any:
                 )
                 for v in verdicts
             ]
-        return JudgeResponse(run_id=run_id, rubric=rubric.ref, verdicts=verdicts)
+        return JudgeResponse(
+            run_id=run_id, request_id=request_id, rubric=rubric.ref, verdicts=verdicts
+        )
 
     @app.post("/v1/judge", response_model=JudgeResponse)
     async def judge(body: JudgeRequest, owner: str = Depends(authorized)) -> JudgeResponse:

@@ -36,6 +36,7 @@ TABLES = (
     "rewards",
     "posted_rubrics",
     "jobs",
+    "service_requests",
 )
 
 

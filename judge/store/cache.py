@@ -4,6 +4,7 @@ cache of dynamic rubrics."""
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Iterable
 
 import pyarrow as pa
@@ -28,9 +29,13 @@ class RequestCache:
     and kept current on write, so a long-lived store (the service, a reward function) does not
     re-read the cache for every run."""
 
+    RECENT = 50_000
+    """Completions kept in memory after they are written or read (most recent first out)."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
         self._index: dict[str, set[str]] = {}
+        self._recent: OrderedDict[str, Completion] = OrderedDict()
 
     def _hashes(self, backend: str) -> set[str]:
         if backend not in self._index:
@@ -43,17 +48,51 @@ class RequestCache:
     def contains(self, backend: str, request_hash: str) -> bool:
         return request_hash in self._hashes(backend)
 
+    def warm_known(self, backend: str) -> bool:
+        """Whether the index for ``backend`` is read already (no query needed)."""
+        return backend in self._index
+
     def warm(self, backend: str) -> None:
         """Read the index for ``backend`` now (on the store's thread, before a run starts)."""
         self._hashes(backend)
 
+    def peek(self, request_hash: str) -> Completion | None:
+        """A recently written or read completion, from memory only (any thread; no query)."""
+        found = self._recent.get(request_hash)
+        return None if found is None else Completion.from_cache(found.to_cache())
+
     def get(self, request_hash: str) -> Completion | None:
+        recent = self.peek(request_hash)
+        if recent is not None:
+            return recent
         row = self.db.con.execute(
             "SELECT completion FROM request_cache WHERE request_hash = ?", [request_hash]
         ).fetchone()
-        return None if row is None else Completion.from_cache(json.loads(row[0]))
+        if row is None:
+            return None
+        completion = Completion.from_cache(json.loads(row[0]))
+        self._remember([(request_hash, completion)])
+        return completion
 
-    def put(self, entries: Iterable[tuple[str, str, Completion]]) -> None:
+    def _remember(self, entries: Iterable[tuple[str, Completion]]) -> None:
+        recent = self._recent
+        for request_hash, completion in entries:
+            recent[request_hash] = Completion.from_cache(completion.to_cache())
+            recent.move_to_end(request_hash)
+        while len(recent) > self.RECENT:
+            recent.popitem(last=False)
+
+    def index(self, entries: Iterable[tuple[str, str, Completion]]) -> None:
+        """Make written ``entries`` known to :meth:`contains` and :meth:`peek`."""
+        entries = list(entries)
+        for request_hash, backend, _ in entries:
+            if backend in self._index:
+                self._index[backend].add(request_hash)
+        self._remember((h, c) for h, _, c in entries)
+
+    def put(self, entries: Iterable[tuple[str, str, Completion]], *, index: bool = True) -> None:
+        """Write ``entries`` (request hash, backend, completion); ``index=False`` when the
+        caller's transaction may still roll back (it calls :meth:`index` after the commit)."""
         entries = list(entries)
         stamp = now()
         rows = [
@@ -66,10 +105,9 @@ class RequestCache:
             for h, b, c in entries
         ]
         self.db.insert("request_cache", rows, CACHE_SCHEMA, ignore=True)
-        # Indexed only once written, so the index never names a missing entry.
-        for request_hash, backend, _ in entries:
-            if backend in self._index:
-                self._index[backend].add(request_hash)
+        if index:
+            # Indexed only once written, so the index never names a missing entry.
+            self.index(entries)
 
 
 class RubricCache:

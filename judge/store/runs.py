@@ -180,6 +180,14 @@ class RunStore:
         Returns the number of new items. Only the rows that share an id with the new items are
         read back, so adding a batch to a large dataset costs the batch, not the dataset.
         """
+        rows = self.check_items(dataset, items)
+        with self.db.transaction():
+            self.db.insert("items", rows, ITEM_SCHEMA)
+        return len(rows)
+
+    def check_items(self, dataset: str, items: Sequence[Item]) -> list[dict[str, Any]]:
+        """The rows of ``items`` not stored yet; a :class:`StoreError` when one of them is
+        stored under the same id with other content. Reads only."""
         columns = (
             "i.item_id, i.prompt, i.response, i.response_a, i.response_b, i.reference, i.meta, "
             "i.rubric, i.messages, i.trajectory, i.scope"
@@ -220,9 +228,7 @@ class RunStore:
                     f"dataset {dataset!r} already has item {item.id!r} with different content; "
                     "use a new dataset name for changed items"
                 )
-        with self.db.transaction():
-            self.db.insert("items", rows, ITEM_SCHEMA)
-        return len(rows)
+        return rows
 
     def items(self, dataset: str) -> list[Item]:
         names, rows = self.db.query(
@@ -255,12 +261,15 @@ class RunStore:
         spec: dict[str, Any],
         spec_hash: str,
         seed: int | None,
+        status: str = "running",
     ) -> None:
+        """A new run, ``running`` until finished; ``standing`` for a run that outlives
+        requests (the service's, never finished, never recovered)."""
         self.ensure_new(run_id)
         self.db.con.execute(
             "INSERT INTO runs (run_id, created_at, finished_at, dataset, backend, protocol, "
             "rubric_hash, spec, spec_hash, seed, status) "
-            "VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, 'running')",
+            "VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 run_id,
                 now(),
@@ -271,6 +280,7 @@ class RunStore:
                 canonical_json(spec),
                 spec_hash,
                 seed,
+                status,
             ],
         )
 
@@ -333,10 +343,16 @@ class RunStore:
     # -- calls and verdicts --------------------------------------------------------------
 
     def write_results(
-        self, calls: Iterable[CallRecord], verdicts: Iterable[Verdict], *, replace: bool = False
+        self,
+        calls: Iterable[CallRecord],
+        verdicts: Iterable[Verdict],
+        *,
+        replace: bool = False,
+        ignore_existing: bool = False,
     ) -> None:
         """Insert calls and the verdicts they produced in one transaction; with ``replace`` a
-        verdict replaces the item's stored one (a re-judged item)."""
+        verdict replaces the item's stored one (a re-judged item); with ``ignore_existing``
+        rows whose key is stored already are skipped (an item asked about again)."""
         stamp = now()
         call_rows = [call_row(c, stamp) for c in calls]
         verdict_rows = [verdict_row(v, stamp) for v in verdicts]
@@ -353,8 +369,8 @@ class RunStore:
                         "DELETE FROM verdicts WHERE (run_id, item_id) IN "
                         "(SELECT run_id, item_id FROM _replaced)"
                     )
-            self.db.insert("calls", call_rows, CALL_SCHEMA)
-            self.db.insert("verdicts", verdict_rows, VERDICT_SCHEMA)
+            self.db.insert("calls", call_rows, CALL_SCHEMA, ignore=ignore_existing)
+            self.db.insert("verdicts", verdict_rows, VERDICT_SCHEMA, ignore=ignore_existing)
 
     def calls(self, run_id: str) -> list[CallRecord]:
         columns = ", ".join(f'"{n}"' for n in CALL_SCHEMA.names if n != "created_at")

@@ -432,7 +432,10 @@ def test_rewards_endpoint(server: dict) -> None:
 
 
 def test_concurrent_requests_each_stored_exactly_once(server: dict) -> None:
-    def one(i: int) -> str:
+    """32 concurrent requests land in one standing run, committed in groups: every item's
+    verdict once, one request row each naming its items, fewer transactions than requests."""
+
+    def one(i: int) -> dict:
         items = [
             {
                 "id": f"c{i}-{k}",
@@ -448,18 +451,31 @@ def test_concurrent_requests_each_stored_exactly_once(server: dict) -> None:
             {"rubric": "pairwise_helpfulness", "model": "openai/gpt-4.1-mini", "items": items},
         )
         assert response.status_code == 200, response.text
-        return response.json()["run_id"]
+        return response.json()
 
+    groups = server["service"].group.groups
     with ThreadPoolExecutor(16) as pool:
-        runs = list(pool.map(one, range(32)))
-    assert len(set(runs)) == 32
+        answers = list(pool.map(one, range(32)))
+    assert server["service"].group.groups - groups < 32  # requests shared transactions
+    (run,) = {a["run_id"] for a in answers}
+    requests = {a["request_id"] for a in answers}
+    assert len(requests) == 32
     with Store(server["db"], read_only=False) as store:
-        placeholders = ",".join("?" * len(runs))
-        counts = store.con.execute(
-            f"SELECT run_id, count(*), count(DISTINCT item_id) FROM verdicts WHERE run_id IN ({placeholders}) GROUP BY run_id",
-            runs,
+        n, distinct = store.con.execute(
+            "SELECT count(*), count(DISTINCT item_id) FROM verdicts "
+            "WHERE run_id = ? AND item_id LIKE 'c%-%'",
+            [run],
+        ).fetchone()
+        rows = store.con.execute(
+            "SELECT request_id, run_id, item_ids FROM service_requests"
         ).fetchall()
-    assert len(counts) == 32 and all(n == distinct == 5 for _, n, distinct in counts)
+    assert n == distinct == 160
+    mine = {r: (run_id, json.loads(ids)) for r, run_id, ids in rows if r in requests}
+    assert len(mine) == 32 and all(len(ids) == 5 and rid == run for rid, ids in mine.values())
+    # Each answer is the verdict that was stored.
+    with Store(server["db"], read_only=False) as store:
+        stored = {v.item_id: v.winner for v in store.runs.verdicts(run)}
+    assert all(stored[v["item_id"]] == v["winner"] for a in answers for v in a["verdicts"])
 
 
 def test_python_client(server: dict) -> None:

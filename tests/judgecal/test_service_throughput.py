@@ -1,0 +1,185 @@
+"""The service under concurrent load: one budget of provider calls for every request and
+background run, 429 with Retry-After instead of unbounded queues, and group commit that stores
+every answered request exactly once — also across a ``kill -9``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from judge import Store
+from judge.testing import FakeProvider, provider_process, serving
+from judgecal.service import Service, create_app, http_protocol
+from tests.conftest import ROOT
+
+
+def pairs(tag: str, n: int) -> list[dict]:
+    return [
+        {
+            "id": f"{tag}-{k}",
+            "prompt": f"question {tag} {k}",
+            "response_a": f"quality={k % 3} a",
+            "response_b": f"quality={(k + 1) % 3} b",
+        }
+        for k in range(n)
+    ]
+
+
+def test_one_budget_of_calls_and_backpressure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    db = tmp_path / "s.duckdb"
+    with Store(db) as store:
+        key = store.keys.create("t")
+    headers = {"Authorization": f"Bearer {key}"}
+    with FakeProvider(latency_s=0.15) as fake:
+        service = Service(
+            db, endpoints={"openai": fake.base_url}, max_concurrency=4, max_queued_items=8
+        )
+        with serving(create_app(service), http=http_protocol()) as base:
+            job = httpx.post(
+                base + "/v1/runs",
+                json={"rubric": "pairwise_helpfulness", "model": "openai/gpt-4.1-mini",
+                      "dataset": "bg", "items": pairs("bg", 6),
+                      "options": {"samples": 1}},
+                headers=headers,
+                timeout=30,
+            )  # fmt: skip
+            assert job.status_code == 202, job.text
+
+            def one(i: int) -> httpx.Response:
+                return httpx.post(
+                    base + "/v1/compare",
+                    json={"rubric": "pairwise_helpfulness", "model": "openai/gpt-4.1-mini",
+                          "items": pairs(f"r{i}", 2), "options": {"samples": 1}},
+                    headers=headers,
+                    timeout=60,
+                )  # fmt: skip
+
+            with ThreadPoolExecutor(20) as pool:
+                answers = list(pool.map(one, range(20)))
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                status = httpx.get(
+                    base + f"/v1/runs/{job.json()['run_id']}", headers=headers
+                ).json()
+                if status["status"] == "finished":
+                    break
+                time.sleep(0.1)
+            assert status["status"] == "finished"
+    ok = [i for i, a in enumerate(answers) if a.status_code == 200]
+    busy = [i for i, a in enumerate(answers) if a.status_code == 429]
+    assert ok and busy and len(ok) + len(busy) == 20
+    for i in busy:
+        error = answers[i].json()["error"]
+        assert error["type"] == "overloaded" and "limit 8" in error["message"]
+        assert int(answers[i].headers["retry-after"]) >= 1
+    # Requests and the background run together never had more than 4 calls in flight.
+    assert fake.max_in_flight <= 4
+    with Store(db, read_only=True) as store:
+        stored = {r[0] for r in store.con.execute("SELECT item_id FROM verdicts").fetchall()}
+    assert all(f"r{i}-0" in stored and f"r{i}-1" in stored for i in ok)
+    assert not any(f"r{i}-0" in stored or f"r{i}-1" in stored for i in busy)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_answered_requests_are_stored_exactly_once_across_a_kill(tmp_path: Path) -> None:
+    """Requests flood the service; it is killed with SIGKILL mid-flood. Every request that got
+    an answer is stored (its row, every verdict, once); sending every request again to a
+    restarted service stores each item exactly once."""
+    db = tmp_path / "s.duckdb"
+    with Store(db) as store:
+        key = store.keys.create("t")
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def serve(base_url: str) -> tuple[subprocess.Popen, str]:
+        port = _free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "judgecal", "serve", "--db", str(db), "--port", str(port),
+             "--base-url", base_url],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "OPENAI_API_KEY": "sk-test", "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    return process, url
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        process.kill()
+        raise AssertionError(process.stderr.read() if process.stderr else "no service")
+
+    def body(i: int) -> dict:
+        return {"rubric": "pairwise_helpfulness", "model": "openai/gpt-4.1-mini",
+                "items": pairs(f"k{i}", 3), "options": {"samples": 1}}  # fmt: skip
+
+    with provider_process(0.05, cwd=str(ROOT)) as provider:
+        process, url = serve(provider)
+        answered: dict[int, str] = {}
+
+        def one(i: int) -> None:
+            try:
+                response = httpx.post(
+                    url + "/v1/compare", json=body(i), headers=headers, timeout=30
+                )
+            except httpx.HTTPError:
+                return  # cut off by the kill
+            if response.status_code == 200:
+                answered[i] = response.json()["request_id"]
+
+        with ThreadPoolExecutor(24) as pool:
+            futures = [pool.submit(one, i) for i in range(120)]
+            while len(answered) < 20:
+                time.sleep(0.01)
+            os.kill(process.pid, signal.SIGKILL)
+            for future in futures:
+                future.result()
+        process.wait()
+        assert 20 <= len(answered) < 120
+        with Store(db) as store:  # the killed process's file, recovered by reopening it
+            rows = dict(
+                store.con.execute("SELECT request_id, item_ids FROM service_requests").fetchall()
+            )
+            verdicts = store.con.execute(
+                "SELECT item_id, count(*) FROM verdicts GROUP BY 1"
+            ).fetchall()
+        assert all(request_id in rows for request_id in answered.values())
+        stored = dict(verdicts)
+        for i, request_id in answered.items():
+            assert json.loads(rows[request_id]) == [f"k{i}-{k}" for k in range(3)]
+            assert all(stored.get(f"k{i}-{k}") == 1 for k in range(3))
+
+        # Everything again, to a restarted service: each item ends up stored exactly once.
+        process, url = serve(provider)
+        try:
+            with ThreadPoolExecutor(8) as pool:
+                again = list(pool.map(lambda i: httpx.post(url + "/v1/compare", json=body(i), headers=headers, timeout=60), range(120)))  # fmt: skip
+        finally:
+            process.terminate()
+            process.wait()
+        assert all(r.status_code == 200 for r in again)
+    with Store(db, read_only=True) as store:
+        counts = store.con.execute(
+            "SELECT item_id, count(*) FROM verdicts WHERE item_id LIKE 'k%' GROUP BY 1"
+        ).fetchall()
+    assert len(counts) == 360 and all(n == 1 for _, n in counts)
