@@ -1,19 +1,30 @@
-"""The HTTP service under load: 200 concurrent clients for 60 seconds, POST /v1/compare with
-one pair per request, against the service backed by the distilled local judge and, separately,
-by the fake provider (50 ms latency). The service runs in its own process, as deployed.
+"""The HTTP service against its own engine, on the same pairs, in the same run.
 
-Reports throughput, p50/p99 latency and errors, then checks in the database that every
-accepted request's verdict is stored exactly once.
+A fake provider answers at 50 ms in its own process. First the engine: ``judgecal run`` over
+``--engine-pairs`` pairs (both orders, one sample, 64 calls in flight): its provider calls per
+second are the reference. Then ``judgecal serve`` in its own process (64 calls in flight per
+provider, shared by all requests) under two loads, each for ``--seconds``:
 
-    python bench/service.py [--clients 200] [--seconds 60]
+* one-pair requests from ``--clients`` (200) concurrent clients (an RL trainer's rollouts);
+* 64-pair requests from 64 concurrent clients (a harness sending batches).
+
+Reported per load: requests/s, pairs/s, provider calls/s, p50/p99 latency, errors, 429s, the
+ratio of the service's calls/s to the engine's, the group commits per request, and whether
+every answered request's verdicts are stored exactly once (checked in the database afterwards:
+its ``service_requests`` row names its items, each with one verdict in the standing run).
+
+    python bench/service.py [--clients 200] [--seconds 30] [--engine-pairs 4000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -26,76 +37,92 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from judge import JudgeSpec, Store  # noqa: E402
+from judge import Store  # noqa: E402
 from judge.testing import provider_process  # noqa: E402
-from judgecal import api  # noqa: E402
-from judgecal.datasets import pandalm, write_jsonl  # noqa: E402
+from judgecal.cli import main as judgecal  # noqa: E402
+
+MODEL = "openai/gpt-4.1-mini"
+CALLS_PER_PAIR = 2  # both orders, one sample
 
 
-def prepare(db: Path, tmp: Path) -> tuple[str, str]:
-    """A local judge distilled from GPT-3.5's PandaLM verdicts, and an API key."""
-    items, _ = pandalm(ROOT.parent / "shared" / "data" / "pandalm" / "testset-v1.json")
-    write_jsonl(tmp / "items.jsonl", items)
-    verdicts = json.loads(
-        (ROOT.parent / "shared" / "data" / "pandalm" / "gpt-3.5-turbo-testset-v1.json").read_text()
-    )
-    replay = [
-        {
-            "item_id": f"pandalm-{v['idx']:04d}",
-            "order": "ab",
-            "sample": 0,
-            "text": "",
-            **(
-                {"verdict": {"1": "A", "2": "B", "Tie": "tie"}[v["gpt_result"]]}
-                if v["gpt_result"] in ("1", "2", "Tie")
-                else {}
-            ),
-        }
-        for v in verdicts
-    ]
-    write_jsonl(tmp / "replay.jsonl", replay)
-    with api.open_store(db) as store:
-        spec = JudgeSpec(model=f"replay/{tmp / 'replay.jsonl'}", rubric="pairwise_helpfulness")
-        api.run_judge(store, spec, tmp / "items.jsonl", run_id="teacher")
-        model_id = api.distill(store, "teacher", model_id="bench-local")["model_id"]
-        key = store.keys.create("bench")
-    return model_id, key
+def pair(tag: str) -> dict:
+    return {
+        "id": tag,
+        "prompt": f"question {tag}",
+        "response_a": f"quality={hash(tag) % 5} answer {tag}",
+        "response_b": f"quality={(hash(tag) + 2) % 5} other {tag}",
+    }
 
 
-async def load(base: str, key: str, model: str, clients: int, seconds: float) -> dict:
+def engine(db: Path, tmp: Path, base_url: str, n: int) -> dict:
+    items = tmp / "engine.jsonl"
+    items.write_text("".join(json.dumps(pair(f"e{i}")) + "\n" for i in range(n)))
+    out = io.StringIO()
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(out):
+        code = judgecal(
+            ["run", "--items", str(items), "--db", str(db), "--model", MODEL,
+             "--rubric", "pairwise_helpfulness", "--base-url", base_url, "--samples", "1",
+             "--concurrency", "64", "--run-id", "engine", "--json"]
+        )  # fmt: skip
+    wall = time.perf_counter() - started
+    if code != 0:
+        raise SystemExit("judgecal run failed")
+    summary = json.loads(out.getvalue())
+    return {
+        "pairs": n,
+        "calls": summary["n_calls"],
+        "wall_s": round(wall, 2),
+        "calls_per_s": round(summary["n_calls"] / wall, 1),
+    }
+
+
+async def load(base: str, key: str, clients: int, per_request: int, seconds: float) -> dict:
+    """``clients`` concurrent clients, each sending its next request when the last is
+    answered (aiohttp: httpx's pool costs several times the CPU per request at 200
+    connections, and the load generator shares the machine's two cores with the service)."""
+    import aiohttp
+
     latencies: list[float] = []
     errors: list[str] = []
-    accepted: list[str] = []
+    busy = 0
+    answered: list[tuple[str, list[str]]] = []
     deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(
-        base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60, limits=limits
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(
+        base, headers={"Authorization": f"Bearer {key}"}, connector=connector, timeout=timeout
     ) as http:
 
         async def client(c: int) -> None:
+            nonlocal busy
             n = 0
             while time.perf_counter() < deadline:
+                # No ids, as trainers send rollouts: the service derives each from content.
+                tags = [f"l{per_request}-{c}-{n}-{k}" for k in range(per_request)]
                 body = {
                     "rubric": "pairwise_helpfulness",
-                    "model": model,
-                    "items": [
-                        {
-                            "prompt": f"client {c} question {n}",
-                            "response_a": f"quality={n % 5} answer {c}-{n}",
-                            "response_b": f"quality={(n + 2) % 5} other {c}-{n}",
-                        }
-                    ],
+                    "model": MODEL,
+                    "items": [{k: v for k, v in pair(t).items() if k != "id"} for t in tags],
+                    "options": {"samples": 1},
                 }
                 started = time.perf_counter()
                 try:
-                    response = await http.post("/v1/compare", json=body)
-                    if response.status_code == 200:
-                        accepted.append(response.json()["run_id"])
-                        latencies.append(time.perf_counter() - started)
-                    else:
-                        errors.append(f"{response.status_code} {response.text[:100]}")
-                except httpx.HTTPError as exc:
+                    async with http.post("/v1/compare", json=body) as response:
+                        text = await response.text()
+                        if response.status == 200:
+                            answer = json.loads(text)
+                            ids = [v["item_id"] for v in answer["verdicts"]]
+                            answered.append((answer["request_id"], ids))
+                            latencies.append(time.perf_counter() - started)
+                        elif response.status == 429:
+                            busy += 1
+                            await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+                        else:
+                            errors.append(f"{response.status} {text[:100]}")
+                except (aiohttp.ClientError, TimeoutError) as exc:
                     errors.append(type(exc).__name__)
                 n += 1
 
@@ -103,24 +130,27 @@ async def load(base: str, key: str, model: str, clients: int, seconds: float) ->
         await asyncio.gather(*(client(c) for c in range(clients)))
         wall = time.perf_counter() - started
     lat = np.array(latencies) * 1000 if latencies else np.array([float("nan")])
+    pairs = sum(len(ids) for _, ids in answered)
     return {
-        "requests_ok": len(accepted),
+        "clients": clients,
+        "pairs_per_request": per_request,
+        "requests_ok": len(answered),
         "errors": len(errors),
         "error_examples": sorted(set(errors))[:3],
-        "requests_per_s": round(len(accepted) / wall, 1),
+        "refused_429": busy,
+        "requests_per_s": round(len(answered) / wall, 1),
+        "pairs_per_s": round(pairs / wall, 1),
+        "calls_per_s": round(pairs * CALLS_PER_PAIR / wall, 1),
         "p50_ms": round(float(np.percentile(lat, 50)), 1),
         "p99_ms": round(float(np.percentile(lat, 99)), 1),
-        "run_ids": accepted,
+        "answered": answered,
     }
 
 
-def serve(db: Path, port: int, base_url: str | None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "judgecal", "serve", "--db", str(db), "--port", str(port)]
-    if base_url:
-        cmd += ["--base-url", base_url]
-    process = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+def serve(db: Path, port: int, base_url: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "judgecal", "serve", "--db", str(db), "--port", str(port),
+           "--base-url", base_url, "--max-concurrency", "64"]  # fmt: skip
+    process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -129,54 +159,67 @@ def serve(db: Path, port: int, base_url: str | None) -> subprocess.Popen:
         except httpx.HTTPError:
             time.sleep(0.2)
     process.kill()
-    raise RuntimeError(
-        f"the service did not start: {process.stderr.read() if process.stderr else ''}"
+    raise RuntimeError(f"the service did not start: {process.stderr.read().decode()[-500:]}")
+
+
+def stored_once(db: Path, answered: list[tuple[str, list[str]]]) -> bool:
+    with Store(db, read_only=True) as store:
+        rows = dict(
+            store.con.execute("SELECT request_id, item_ids FROM service_requests").fetchall()
+        )
+        counts = dict(
+            store.con.execute(
+                "SELECT v.item_id, count(*) FROM verdicts v JOIN runs r USING (run_id) "
+                "WHERE r.status = 'standing' GROUP BY 1"
+            ).fetchall()
+        )
+    return all(
+        request_id in rows
+        and json.loads(rows[request_id]) == ids
+        and all(counts.get(i) == 1 for i in ids)
+        for request_id, ids in answered
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=200)
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--engine-pairs", type=int, default=4000)
     args = parser.parse_args()
     result: dict = {
-        "benchmark": "service",
-        "clients": args.clients,
-        "seconds": args.seconds,
-        "goal_errors": 0,
-        "backends": {},
+        "benchmark": "service vs engine",
+        "provider_latency_ms": 50,
+        "goal": "one-pair requests >= 0.8x the engine's calls/s, p99 < 1 s, 0 errors",
     }
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         db = tmp / "service.duckdb"
-        model_id, key = prepare(db, tmp)
         with provider_process(0.05, cwd=str(ROOT)) as fake_url:
-            for name, model in (
-                ("local_judge", f"local/{model_id}"),
-                ("fake_provider_50ms", "openai/gpt-4.1-mini"),
+            result["engine"] = engine(db, tmp, fake_url, args.engine_pairs)
+            with Store(db) as store:
+                key = store.keys.create("bench")
+            for name, clients, per_request in (
+                ("one_pair_requests", args.clients, 1),
+                ("64_pair_requests", 64, 64),
             ):
-                process = serve(db, args.port, fake_url)
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", 0))
+                    port = s.getsockname()[1]
+                process = serve(db, port, fake_url)
                 try:
                     stats = asyncio.run(
-                        load(
-                            f"http://127.0.0.1:{args.port}", key, model, args.clients, args.seconds
-                        )
+                        load(f"http://127.0.0.1:{port}", key, clients, per_request, args.seconds)
                     )
                 finally:
                     process.terminate()
                     process.wait(30)
-                runs = stats.pop("run_ids")
-                with Store(db) as store:
-                    counts = dict(
-                        store.con.execute(
-                            "SELECT run_id, count(*) FROM verdicts WHERE run_id LIKE 'api-%' GROUP BY run_id"
-                        ).fetchall()
-                    )
-                stats["verdicts_stored_exactly_once"] = all(
-                    counts.get(r) == 1 for r in runs
-                ) and len(set(runs)) == len(runs)
-                result["backends"][name] = stats
+                answered = stats.pop("answered")
+                stats["stored_exactly_once"] = stored_once(db, answered)
+                stats["ratio_to_engine_calls_per_s"] = round(
+                    stats["calls_per_s"] / result["engine"]["calls_per_s"], 3
+                )
+                result[name] = stats
     print(json.dumps(result, indent=2))
 
 

@@ -178,6 +178,8 @@ class Service:
         self.backends: OrderedDict[str, Backend] = OrderedDict()
         """Provider clients, least recently used first, at most :data:`MAX_BACKENDS`."""
         self.leases: Counter[str] = Counter()
+        self.building: dict[str, asyncio.Future[None]] = {}
+        """Clients being built, so concurrent first requests share one."""
         self.retiring: dict[str, Backend] = {}
         """Evicted clients still in use by a request; closed when the last one finishes."""
         self.protocols: OrderedDict[str, Protocol] = OrderedDict()
@@ -203,7 +205,9 @@ class Service:
         self.queued_items = 0
         """Items of the requests being judged now (admitted, not yet answered)."""
         self.group = GroupWriter(self.store, self.writer, window_s=commit_window_s)
-        self.standing: dict[str, StandingRun] = {}
+        self.standing: OrderedDict[str, StandingRun] = OrderedDict()
+        """Standing runs by owner, dataset and protocol key (the run id is a hash of its
+        spec, computed once)."""
         self.reward = (
             RubricReward(
                 reward_model,
@@ -334,17 +338,30 @@ class Service:
         )
         if key in self.backends:
             self.backends.move_to_end(key)
+        elif key in self.building:
+            # Another request is building this client: wait for it instead of building a
+            # second one (concurrent first requests would each build, and leak, a client).
+            await asyncio.shield(self.building[key])
         else:
-            # Built on the reader's thread: a local judge is read from the store.
-            self.backends[key] = await self.read(
-                lambda: make_backend(
-                    model,
-                    rubric=rubric,
-                    endpoints=self.endpoints,
-                    timeout=self.limits.timeout_s,
-                    store=self.read_store,
+            building = self.building[key] = asyncio.get_running_loop().create_future()
+            try:
+                # Built on the reader's thread: a local judge is read from the store.
+                self.backends[key] = await self.read(
+                    lambda: make_backend(
+                        model,
+                        rubric=rubric,
+                        endpoints=self.endpoints,
+                        timeout=self.limits.timeout_s,
+                        store=self.read_store,
+                    )
                 )
-            )
+                building.set_result(None)
+            except BaseException as exc:
+                building.set_exception(exc)
+                building.exception()  # retrieved: waiters re-raise it, nobody else must
+                raise
+            finally:
+                del self.building[key]
             while len(self.backends) > MAX_BACKENDS:
                 old_key, old = self.backends.popitem(last=False)
                 if self.leases[old_key]:
@@ -385,6 +402,7 @@ class Service:
                 "wrong_mode",
                 f"rubric {rubric.id!r} is {rubric.mode}; use {'/v1/compare' if rubric.mode == 'pairwise' else '/v1/judge'}",
             )
+        given = {str(row["id"]) for row in rows if row.get("id")}
         for row in rows:
             if not row.get("id"):
                 row["id"] = _content_id(
@@ -407,8 +425,11 @@ class Service:
         )
         unique = list({item.id: item for item in items}.values())
         dataset = f"{owner}/{dataset}"
-        # Checked before any call is paid for: an id already stored with other content.
-        await self.read(self.read_store.runs.check_items, dataset, unique)
+        # Checked before any call is paid for: an id the client chose, already stored with
+        # other content. An id derived from the item's content cannot clash.
+        chosen = [item for item in unique if item.id in given]
+        if chosen:
+            await self.read(self.read_store.runs.check_items, dataset, chosen)
         async with self.admitted(len(unique)), self.lease(model, rubric) as backend:
             run_id, request_id, judged = await self._judge_standing(
                 backend, rubric, model, unique, options, owner, dataset
@@ -471,11 +492,12 @@ class Service:
         """Judge ``items`` as one request of the standing run for this key, judge and rubric,
         and commit its rows with other requests' (group commit); returns the run id, the
         request id and the verdicts as computed, never re-read."""
-        runner, spec = self._runner(backend, rubric, model, items, options)
-        run_spec = runner.run_spec(dataset)
-        run_id = "svc-" + content_hash({"owner": owner, **run_spec})[:16]
-        standing = self.standing.get(run_id)
+        runner, spec, key = self._runner(backend, rubric, model, items, options)
+        known = f"{owner}#{dataset}#{key}" if runner.protocol is self.protocols.get(key) else None
+        standing = self.standing.get(known) if known else None
         if standing is None:
+            run_spec = runner.run_spec(dataset)
+            run_id = "svc-" + content_hash({"owner": owner, **run_spec})[:16]
             standing = StandingRun(
                 run_id=run_id,
                 dataset=dataset,
@@ -487,8 +509,11 @@ class Service:
                 seed=spec.seed,
                 rubrics=tuple(runner.protocol.rubrics()),
             )
-            if len(self.standing) < MAX_PROTOCOLS:
-                self.standing[run_id] = standing
+            if known is not None:
+                self.standing[known] = standing
+                while len(self.standing) > MAX_PROTOCOLS:
+                    self.standing.popitem(last=False)
+        run_id = standing.run_id
         results, _ = await runner.judge(items, run_id=run_id)
         request_id = f"req-{uuid.uuid4().hex[:16]}"
         await self.group.submit(
@@ -511,7 +536,9 @@ class Service:
         model: str,
         items: list[Any],
         options: JudgeOptions,
-    ) -> tuple[Runner, JudgeSpec]:
+    ) -> tuple[Runner, JudgeSpec, str]:
+        """A runner for one request (or job), with the shared protocol for its rubric,
+        settings and backend, and that protocol's key."""
         spec = JudgeSpec(model=model, rubric=rubric.id, limits=self.limits, **options.model_dump())
         # Protocols (rendered instructions, output models) are built once per rubric, settings
         # and backend, not per request.
@@ -534,7 +561,7 @@ class Service:
             protocol=own or self.protocols[key],
             slots=self.slots_for(model),
         )
-        return runner, spec
+        return runner, spec, key
 
     async def _judge_with(
         self,
@@ -547,7 +574,7 @@ class Service:
         run_id: str | None,
         resume: bool,
     ) -> str:
-        runner, _ = self._runner(backend, rubric, model, items, options)
+        runner, _, _ = self._runner(backend, rubric, model, items, options)
         run_id = run_id or f"api-{uuid.uuid4().hex[:16]}"
         if resume:
             await runner.resume(run_id, item_ids={item.id for item in items})
@@ -748,6 +775,50 @@ def _error(status: int, kind: str, message: str, headers: dict[str, str] | None 
     )
 
 
+class _Guard:
+    """Body limits and the last line of defence, as plain ASGI (Starlette's
+    ``BaseHTTPMiddleware`` costs about a millisecond of CPU per request): a write without
+    ``Content-Length`` gets 411, one over :data:`MAX_BODY_BYTES` 413, and an exception that
+    escapes the app a JSON 500 without a stack trace."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            headers = dict(scope.get("headers") or [])
+            length = headers.get(b"content-length")
+            refusal = None
+            if length is None:
+                refusal = _error(411, "length_required", "send a Content-Length header")
+            elif not length.isdigit() or int(length) > MAX_BODY_BYTES:
+                refusal = _error(
+                    413, "too_large", f"request bodies are limited to {MAX_BODY_BYTES:,} bytes"
+                )
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        started = False
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            if started:
+                raise
+            failure = _error(
+                500, "internal_error", "the server failed to handle this request; see its log"
+            )
+            await failure(scope, receive, send)
+
+
 def create_app(service: Service) -> Any:
     """The FastAPI app around ``service`` (OpenAPI docs at /docs)."""
     app = FastAPI(
@@ -756,22 +827,7 @@ def create_app(service: Service) -> Any:
         description="Judge, compare and reward with calibrated LLM judges.",
     )
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        if request.method in ("POST", "PUT", "PATCH"):
-            length = request.headers.get("content-length")
-            if length is None:
-                return _error(411, "length_required", "send a Content-Length header")
-            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-                return _error(
-                    413, "too_large", f"request bodies are limited to {MAX_BODY_BYTES:,} bytes"
-                )
-        try:
-            return await call_next(request)
-        except Exception:  # noqa: BLE001 - never leak a stack trace to a client
-            return _error(
-                500, "internal_error", "the server failed to handle this request; see its log"
-            )
+    app.add_middleware(_Guard)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Any:

@@ -6,10 +6,12 @@ verdict names the exact rubric text that produced it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -363,6 +365,12 @@ class Rubric(_Strict):
                 return criterion
         raise KeyError(f"rubric {self.id!r} has no criterion {criterion_id!r}")
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Rubric:
+        """A copy (with ``update`` applied) whose content hash is computed afresh."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("content_hash", None)
+        return copy
+
     def canonical_json(self) -> str:
         """The rubric as canonical JSON: sorted keys, no insignificant whitespace."""
         payload = self.model_dump(mode="json")
@@ -371,9 +379,10 @@ class Rubric(_Strict):
                 criterion.pop("tags", None)
         return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
-    @property
+    @functools.cached_property
     def content_hash(self) -> str:
-        """SHA-256 of the canonical JSON; changes whenever any text or number changes."""
+        """SHA-256 of the canonical JSON; changes whenever any text or number changes
+        (computed once: a rubric is frozen)."""
         return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
 
     @property

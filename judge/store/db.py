@@ -18,8 +18,9 @@ from judge.errors import StoreError
 from judge.migrations import MIGRATIONS, Migration
 from judge.types import canonical_json
 
-#: Up to this many rows are written with one VALUES statement instead of an Arrow view.
-SMALL_BATCH = 32
+#: Up to this many rows are written with one VALUES statement instead of an Arrow view
+#: (binding costs about 0.2 ms per 21-column row; an Arrow view about 2 ms whatever its size).
+SMALL_BATCH = 8
 
 
 def now() -> dt.datetime:

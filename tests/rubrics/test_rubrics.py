@@ -204,3 +204,21 @@ def test_rubric_validation_is_linear_and_bounded() -> None:
     bad["criteria"][1].update(kind="optional", weight=9)
     with pytest.raises(RubricError, match=r"optional criterion 'c1'.*outweighs essential"):
         rubric_from_dict(bad, source="request")
+
+
+def test_the_content_hash_is_computed_once_and_never_stale() -> None:
+    from rubrics import load_rubric
+
+    rubric = load_rubric("pairwise_helpfulness")
+    first = rubric.content_hash
+    assert rubric.content_hash is first  # cached: a rubric is frozen
+    changed = rubric.model_copy(update={"task": "Another task."})
+    assert changed.content_hash != first
+    assert changed.content_hash == load_rubric_dict_hash(changed)
+    assert rubric.model_copy().content_hash == first
+
+
+def load_rubric_dict_hash(rubric):  # type: ignore[no-untyped-def]
+    import hashlib
+
+    return hashlib.sha256(rubric.canonical_json().encode()).hexdigest()
