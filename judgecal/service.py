@@ -16,6 +16,7 @@ import fnmatch
 import hashlib
 import hmac
 import json
+import logging
 import time
 import uuid
 from collections import Counter, OrderedDict
@@ -811,6 +812,11 @@ class _Guard:
         try:
             await self.app(scope, receive, sending)
         except Exception:
+            # Never a stack trace to a client: it goes to the server's log, with the method
+            # and path only (never a body or a key).
+            logging.getLogger("judgecal.service").exception(
+                "unhandled error in %s %s", scope["method"], scope["path"]
+            )
             if started:
                 raise
             failure = _error(

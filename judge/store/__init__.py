@@ -83,7 +83,7 @@ class Store:
         """Rows per table (tests and diagnostics)."""
         out = {}
         for table in TABLES:
-            row = self.db.con.execute(f"SELECT count(*) FROM {table}").fetchone()
+            row = self.db.one(f"SELECT count(*) FROM {table}")
             out[table] = int(row[0]) if row else 0
         return out
 
@@ -138,7 +138,7 @@ class Store:
         return added
 
     def _count(self, table: str) -> int:
-        row = self.db.con.execute(f"SELECT count(*) FROM {table}").fetchone()
+        row = self.db.one(f"SELECT count(*) FROM {table}")
         return int(row[0]) if row else 0
 
 

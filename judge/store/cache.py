@@ -65,9 +65,9 @@ class RequestCache:
         recent = self.peek(request_hash)
         if recent is not None:
             return recent
-        row = self.db.con.execute(
+        row = self.db.one(
             "SELECT completion FROM request_cache WHERE request_hash = ?", [request_hash]
-        ).fetchone()
+        )
         if row is None:
             return None
         completion = Completion.from_cache(json.loads(row[0]))
@@ -119,11 +119,11 @@ class RubricCache:
 
     def get(self, prompt_hash: str) -> tuple[str, int] | None:
         """The current rubric body and the number of groups seen for a prompt, if any."""
-        row = self.db.con.execute(
+        row = self.db.one(
             "SELECT r.body, d.groups_seen FROM dynamic_rubrics d "
             "JOIN rubrics r ON r.rubric_hash = d.rubric_hash WHERE d.prompt_hash = ?",
             [prompt_hash],
-        ).fetchone()
+        )
         return None if row is None else (str(row[0]), int(row[1]))
 
     def put(self, prompt_hash: str, rubric: Rubric) -> None:

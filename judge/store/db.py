@@ -98,9 +98,9 @@ class Database:
     # -- migrations ----------------------------------------------------------------------
 
     def _applied(self) -> list[str]:
-        exists = self.con.execute(
+        exists = self.one(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = '_migrations'"
-        ).fetchone()
+        )
         if not exists or not exists[0]:
             return []
         return [
@@ -137,6 +137,12 @@ class Database:
         return done
 
     # -- reading and writing -------------------------------------------------------------
+
+    def one(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        """The first row of one statement, or ``None``; the result is read to its end (DuckDB
+        refuses further work on a connection while a result is unfinished)."""
+        rows = self.con.execute(sql, params or []).fetchall()
+        return rows[0] if rows else None
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> tuple[list[str], list[Any]]:
         """Column names and rows of one statement."""

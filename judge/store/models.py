@@ -33,9 +33,7 @@ class ModelStore:
         )
 
     def exists(self, model_id: str) -> bool:
-        return bool(
-            self.db.con.execute("SELECT 1 FROM models WHERE model_id = ?", [model_id]).fetchone()
-        )
+        return bool(self.db.one("SELECT 1 FROM models WHERE model_id = ?", [model_id]))
 
     def set_metrics(self, model_id: str, metrics: dict[str, object]) -> None:
         """Replace a stored model's metrics (measured after it was stored, e.g. held out)."""

@@ -154,9 +154,7 @@ class RunStore:
         )
 
     def rubric_body(self, rubric_hash: str) -> str:
-        row = self.db.con.execute(
-            "SELECT body FROM rubrics WHERE rubric_hash = ?", [rubric_hash]
-        ).fetchone()
+        row = self.db.one("SELECT body FROM rubrics WHERE rubric_hash = ?", [rubric_hash])
         if row is None:
             raise StoreError(f"no rubric with hash {rubric_hash[:12]} in {self.db.path}")
         return str(row[0])
@@ -285,7 +283,7 @@ class RunStore:
         )
 
     def exists(self, run_id: str) -> bool:
-        return bool(self.db.con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone())
+        return bool(self.db.one("SELECT 1 FROM runs WHERE run_id = ?", [run_id]))
 
     def recover(self) -> dict[str, str]:
         """Runs still marked ``running`` when no process holds the database were cut short:
@@ -315,7 +313,7 @@ class RunStore:
 
     def ensure_new(self, run_id: str) -> None:
         """Raise when ``run_id`` is taken (before anything of a new run is written)."""
-        exists = self.db.con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        exists = self.db.one("SELECT 1 FROM runs WHERE run_id = ?", [run_id])
         if exists:
             raise StoreError(
                 f"run {run_id!r} already exists; choose another --run-id "

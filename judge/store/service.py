@@ -24,10 +24,10 @@ class ServiceStore:
     def post_rubric(self, owner: str, rubric: Rubric) -> None:
         """Store ``rubric`` under ``owner``. Posting the same id and version again with the
         same content is a no-op; with other content it is refused (bump the version)."""
-        found = self.db.con.execute(
+        found = self.db.one(
             "SELECT rubric_hash FROM posted_rubrics WHERE owner = ? AND rubric_id = ? AND version = ?",
             [owner, rubric.id, rubric.version],
-        ).fetchone()
+        )
         if found is not None:
             if found[0] != rubric.content_hash:
                 raise StoreError(

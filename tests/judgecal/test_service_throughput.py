@@ -48,6 +48,18 @@ def test_one_budget_of_calls_and_backpressure(
             db, endpoints={"openai": fake.base_url}, max_concurrency=4, max_queued_items=8
         )
         with serving(create_app(service), http=http_protocol()) as base:
+            # The first request creates the standing run and writes more rows than fit one
+            # VALUES statement, in one transaction; a request larger than the queue is
+            # admitted when nothing else is queued.
+            first = httpx.post(
+                base + "/v1/compare",
+                json={"rubric": "pairwise_helpfulness", "model": "openai/gpt-4.1-mini",
+                      "items": pairs("first", 12), "options": {"samples": 1}},
+                headers=headers,
+                timeout=60,
+            )  # fmt: skip
+            assert first.status_code == 200, first.text
+            assert len(first.json()["verdicts"]) == 12
             job = httpx.post(
                 base + "/v1/runs",
                 json={"rubric": "pairwise_helpfulness", "model": "openai/gpt-4.1-mini",
@@ -183,3 +195,22 @@ def test_answered_requests_are_stored_exactly_once_across_a_kill(tmp_path: Path)
             "SELECT item_id, count(*) FROM verdicts WHERE item_id LIKE 'k%' GROUP BY 1"
         ).fetchall()
     assert len(counts) == 360 and all(n == 1 for _, n in counts)
+
+
+def test_a_restarted_service_writes_to_its_standing_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second process finds the standing run in the file (DuckDB 2 refuses more work on a
+    connection while a result is unread: the existence check must read its result out)."""
+    from fastapi.testclient import TestClient
+
+    db = tmp_path / "s.duckdb"
+    body = {"rubric": "pairwise_helpfulness", "model": "mock/longer", "options": {"samples": 1}}
+    for attempt in range(2):
+        service = Service(db, require_keys=False)
+        with TestClient(create_app(service)) as client:
+            answer = client.post("/v1/compare", json={**body, "items": pairs(f"a{attempt}", 12)})
+            assert answer.status_code == 200, answer.text
+    with Store(db, read_only=True) as store:
+        (run,) = store.con.execute("SELECT run_id FROM runs WHERE status = 'standing'").fetchall()
+        assert len(store.runs.verdicts(run[0])) == 24
