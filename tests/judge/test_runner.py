@@ -443,7 +443,7 @@ def test_a_flush_cancelled_while_queued_still_writes_its_batch() -> None:
     """The flush loop is cancelled at the end of every run; a batch it had taken but whose
     write was still queued behind other store work must be written anyway (regression:
     verdicts vanished under load)."""
-    from judge.runner import RunState, RunSummary, _Pending
+    from judge.runner import Results, RunState, RunSummary
     from judge.types import CallRecord
 
     with Store() as store:
@@ -467,7 +467,7 @@ def test_a_flush_cancelled_while_queued_still_writes_its_batch() -> None:
                 tpm=None,
                 total_items=1,
                 already_done=0,
-                pending=_Pending(calls=[record]),
+                pending=Results(calls=[record]),
             )
             blocker = asyncio.get_running_loop().run_in_executor(runner._executor, time.sleep, 0.2)
             flush = asyncio.create_task(runner._flush(state))
