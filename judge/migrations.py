@@ -233,4 +233,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        "0010_provider_batches",
+        """
+        -- A run's calls sent through a provider's batch API (OpenAI Batch, Anthropic Message
+        -- Batches). The row is written before the batch is submitted (token), and the
+        -- provider's batch id as soon as it is known, so a resumed run never submits twice.
+        CREATE TABLE batches (
+            token VARCHAR PRIMARY KEY,
+            run_id VARCHAR NOT NULL,
+            provider VARCHAR NOT NULL,        -- openai | anthropic
+            batch_id VARCHAR,
+            n_requests INTEGER NOT NULL,
+            status VARCHAR NOT NULL,          -- submitting | submitted | downloaded | failed
+            error VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            updated_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
 )

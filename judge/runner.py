@@ -10,6 +10,7 @@ repeated and none is lost.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import sys
 import time
@@ -63,6 +64,9 @@ class RunSummary:
     """Completions received before a crash, read from the journal instead of paid again."""
     retried_failed: int = 0
     """Calls recorded as errors by an earlier run and sent again (``retry_failed``)."""
+    batch_calls: int = 0
+    """Calls answered through the provider's batch API and stored by this invocation (billed
+    at batch prices)."""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -223,6 +227,165 @@ class Runner:
             "the per-item rubrics are" if self.rubric is None else f"rubric {self.rubric.id!r} is",
         )
         run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
+        await self._setup(run_id, dataset, items)
+        return await self._execute(run_id, dataset, list(items), {}, set())
+
+    async def run_batch(
+        self,
+        items: Sequence[Item],
+        *,
+        dataset: str,
+        run_id: str | None = None,
+        poll_s: float = 30.0,
+    ) -> RunSummary:
+        """Start a new run whose first calls go through the provider's batch API at half the
+        price (:mod:`judge.batches`); see :meth:`finish_batches`."""
+        from judge.batches import batch_api
+
+        _check_modes(
+            self.protocol.mode,
+            items,
+            "the per-item rubrics are" if self.rubric is None else f"rubric {self.rubric.id!r} is",
+        )
+        api = batch_api(self.backend)  # refused before anything is written
+        run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
+        await self._setup(run_id, dataset, items)
+        return await self.finish_batches(run_id, poll_s=poll_s, api=api, submit=True)
+
+    async def finish_batches(
+        self, run_id: str, *, poll_s: float = 30.0, api: Any = None, submit: bool = False
+    ) -> RunSummary:
+        """Send the run's first-round calls as one provider batch (when ``submit`` and the run
+        has none recorded), wait for every batch it recorded, store the answers as ordinary
+        call rows (cost at batch prices), then finish the run with ordinary calls: requests
+        the cache answers, lines that failed in the batch, re-asks and later rounds.
+
+        Resumable at any step: the batch row is written before submission and its provider
+        id as soon as it is returned, so a resumed run polls the batch it sent instead of
+        sending another; an OpenAI batch whose id was not stored is found by the token in its
+        metadata; a downloaded batch is never downloaded again."""
+        from judge.batches import BATCH_DISCOUNT, batch_api
+
+        started = time.perf_counter()
+        api = api or batch_api(self.backend)
+        runs, batches = self.store.runs, self.store.batches
+        run = await self._db(runs.get, run_id)
+        items = await self._db(runs.items, run.dataset)
+        recorded = await self._db(runs.calls, run_id)
+        have = {(c.item_id, c.order, c.sample) for c in recorded}
+        planned: dict[str, tuple[Item, PlannedCall]] = {}
+        for item in items:
+            for plan in self.protocol.next_calls(item, {}):
+                if (item.id, plan.order, plan.sample) not in have:
+                    planned[plan.request.hash(self.identity)] = (item, plan)
+        sent = await self._db(batches.of_run, run_id)
+        if submit and not sent:
+            if self._use_cache():
+                await self._db(self.store.cache.warm, self.backend.name)
+            todo = [
+                h
+                for h in planned
+                if not (self._use_cache() and self.store.cache.contains(self.backend.name, h))
+            ]
+            if todo:
+                token = uuid.uuid4().hex
+                await self._db(batches.start, token, run_id, api.provider, len(todo))
+                lines = [(h, self.backend.request_body(planned[h][1].request)) for h in todo]
+                batch_id = await api.submit(lines, token)
+                await self._db(
+                    functools.partial(batches.update, token, status="submitted", batch_id=batch_id)
+                )
+                sent = await self._db(batches.of_run, run_id)
+        n_batched = 0
+        batch_records: list[CallRecord] = []
+        batch_costs: list[float | None] = []
+        for batch in sent:
+            if batch.status in ("downloaded", "failed"):
+                continue
+            batch_id = batch.batch_id or await api.find(batch.token)
+            if batch_id is None:
+                await self._db(
+                    functools.partial(
+                        batches.update,
+                        batch.token,
+                        status="failed",
+                        error="the process stopped while submitting; the provider knows no "
+                        "batch with this token, so its calls are sent as ordinary calls",
+                    )
+                )
+                continue
+            if batch.batch_id is None:
+                await self._db(
+                    functools.partial(
+                        batches.update, batch.token, status="submitted", batch_id=batch_id
+                    )
+                )
+            state, detail = await api.state(batch_id)
+            while state == "running":
+                await asyncio.sleep(poll_s)
+                state, detail = await api.state(batch_id)
+            if state == "failed":
+                await self._db(
+                    functools.partial(batches.update, batch.token, status="failed", error=detail)
+                )
+                continue
+            results = await api.results(batch_id)
+            records: list[CallRecord] = []
+            cache_rows: list[tuple[str, str, Completion]] = []
+            for request_hash, body in results.items():
+                if request_hash not in planned or body is None:
+                    continue  # already stored, or failed in the batch: sent as an ordinary call
+                item, plan = planned[request_hash]
+                try:
+                    completion = self.backend.completion_from(body)
+                except BackendError:
+                    continue
+                price = cost_usd(
+                    self.model, completion.tokens_in, completion.tokens_out, self.prices
+                )
+                completion.cost_usd = None if price is None else price * BATCH_DISCOUNT
+                record = CallRecord(
+                    run_id=run_id,
+                    item_id=item.id,
+                    order=plan.order,
+                    sample=plan.sample,
+                    request_hash=request_hash,
+                )
+                self._interpret(item, plan, completion, record)
+                records.append(record)
+                if record.ok and self._use_cache():
+                    cache_rows.append((request_hash, self.backend.name, completion))
+
+            await self._db(self._store_batch, batch.token, records, cache_rows)
+            n_batched += len(records)
+            batch_records += records
+            batch_costs += [r.cost_usd for r in records]
+        summary = await self.resume(run_id)
+        summary.batch_calls = n_batched
+        summary.wall_s = time.perf_counter() - started
+        if summary.cost_usd is not None:
+            costs = [c for c in batch_costs if c is not None]
+            summary.cost_usd = (
+                None if len(costs) < len(batch_costs) else summary.cost_usd + sum(costs)
+            )
+        summary.tokens_in += sum(r.tokens_in or 0 for r in batch_records)
+        summary.tokens_out += sum(r.tokens_out or 0 for r in batch_records)
+        return summary
+
+    def _store_batch(
+        self,
+        token: str,
+        records: list[CallRecord],
+        cache_rows: list[tuple[str, str, Completion]],
+    ) -> None:
+        """A downloaded batch's calls, cache entries and status, in one transaction."""
+        with self.store.db.transaction():
+            self.store.runs.write_results(records, [])
+            self.store.cache.put(cache_rows, index=False)
+            self.store.batches.update(token, status="downloaded")
+        self.store.cache.index(cache_rows)
+
+    async def _setup(self, run_id: str, dataset: str, items: Sequence[Item]) -> None:
         spec = self.run_spec(dataset, len(items))
         runs = self.store.runs
 
@@ -246,7 +409,6 @@ class Runner:
                     runs.put_rubric(rubric)
 
         await self._db(setup)
-        return await self._execute(run_id, dataset, list(items), {}, set())
 
     async def judge(self, items: Sequence[Item], *, run_id: str) -> tuple[Results, RunSummary]:
         """Judge ``items`` for the run ``run_id`` and return what a run would write — calls,

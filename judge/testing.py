@@ -481,6 +481,7 @@ class FakeProvider:
         outputs: Sequence[str] | None = None,
         logprob_confidence: float = 0.8,
         hold_after: int | None = None,
+        batch_polls: int = 1,
     ) -> None:
         if sum(x is not None for x in (judge, responder, outputs)) > 1:
             raise ValueError("script the provider one way: a judge, a responder or outputs")
@@ -508,6 +509,15 @@ class FakeProvider:
         self.credentials: Counter[str] = Counter()
         """Every credential received (``Authorization`` bearer token or ``x-api-key``)."""
         self.lock = threading.Lock()
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        """Batches submitted (OpenAI ``batch_*``, Anthropic ``msgbatch_*``), by id."""
+        self.batch_requests: Counter[str] = Counter()
+        """Batch API requests by method and route (``POST v1/batches`` …)."""
+        self.batch_lines: Counter[str] = Counter()
+        self.batch_polls = batch_polls
+        """A batch reports itself finished only after this many status polls."""
+        self._background: set[asyncio.Task[None]] = set()
         self.in_flight = 0
         self.max_in_flight = 0
         """Requests being answered at once, now and at most (the server's own loop counts)."""
@@ -595,7 +605,14 @@ class FakeProvider:
                 self.in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
                 try:
-                    status, extra, payload = await self._route(method, path, body)
+                    if path.split("?", 1)[0].startswith(
+                        ("/v1/files", "/v1/batches", "/v1/messages/batches")
+                    ):
+                        status, extra, payload = await self._batch_route(
+                            method, path.split("?", 1)[0], headers, body
+                        )
+                    else:
+                        status, extra, payload = await self._route(method, path, body)
                 finally:
                     self.in_flight -= 1
                 writer.write(_http(status, payload, extra))
@@ -611,6 +628,152 @@ class FakeProvider:
             pass
         finally:
             writer.close()
+
+    # -- batch APIs: OpenAI Batch (files + batches) and Anthropic Message Batches ---------------
+
+    async def _batch_route(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        parts = path.strip("/").split("/")
+        with self.lock:
+            self.batch_requests[
+                f"{method} {'/'.join(p if not p.startswith(('file-', 'batch_', 'msgbatch_')) else '{id}' for p in parts)}"
+            ] += 1
+        if method == "POST" and path == "/v1/files":
+            content = _multipart_file(headers.get("content-type", ""), body)
+            if content is None:
+                return 400, {}, _error(False, "invalid_request_error", "no file in the upload")
+            file_id = f"file-{len(self.files) + 1}"
+            self.files[file_id] = content
+            return 200, {}, json.dumps(_file_object(file_id, content)).encode()
+        if method == "GET" and len(parts) == 4 and parts[1] == "files" and parts[3] == "content":
+            if parts[2] not in self.files:
+                return 404, {}, _error(False, "not_found_error", "no such file")
+            return 200, {"content-type": "application/octet-stream"}, self.files[parts[2]]
+        if path == "/v1/batches" and method == "POST":
+            request = json.loads(body)
+            batch_id = f"batch_{len(self.batches) + 1}"
+            self.batches[batch_id] = {
+                "id": batch_id,
+                "object": "batch",
+                "endpoint": request["endpoint"],
+                "input_file_id": request["input_file_id"],
+                "completion_window": request["completion_window"],
+                "status": "in_progress",
+                "created_at": int(time.time()),
+                "metadata": request.get("metadata"),
+                "output_file_id": None,
+                "error_file_id": None,
+                "request_counts": {"total": 0, "completed": 0, "failed": 0},
+                "polls": 0,
+            }
+            self._start_batch(batch_id, anthropic=False)
+            return 200, {}, json.dumps(_public(self.batches[batch_id])).encode()
+        if path == "/v1/batches" and method == "GET":
+            data = [_public(b) for b in reversed(self.batches.values()) if b["object"] == "batch"]
+            page = {"object": "list", "data": data, "has_more": False,
+                    "first_id": data[0]["id"] if data else None,
+                    "last_id": data[-1]["id"] if data else None}  # fmt: skip
+            return 200, {}, json.dumps(page).encode()
+        if path == "/v1/messages/batches" and method == "POST":
+            request = json.loads(body)
+            batch_id = f"msgbatch_{len(self.batches) + 1}"
+            self.files[f"input-{batch_id}"] = "".join(
+                json.dumps({"custom_id": r["custom_id"], "body": r["params"]}) + "\n"
+                for r in request["requests"]
+            ).encode()
+            self.batches[batch_id] = {
+                "id": batch_id,
+                "type": "message_batch",
+                "processing_status": "in_progress",
+                "request_counts": {"processing": len(request["requests"]), "succeeded": 0,
+                                   "errored": 0, "canceled": 0, "expired": 0},
+                "created_at": "2026-01-01T00:00:00Z",
+                "expires_at": "2026-01-02T00:00:00Z",
+                "ended_at": None,
+                "cancel_initiated_at": None,
+                "archived_at": None,
+                "results_url": None,
+                "polls": 0,
+            }  # fmt: skip
+            self._start_batch(batch_id, anthropic=True)
+            return 200, {}, json.dumps(_public(self.batches[batch_id])).encode()
+        batch_id = parts[-2] if parts[-1] == "results" else parts[-1]
+        batch = self.batches.get(batch_id)
+        if method != "GET" or batch is None:
+            return 404, {}, _error("messages" in parts, "not_found_error", "no such batch")
+        if parts[-1] == "results":
+            return 200, {"content-type": "application/binary"}, self.files[f"results-{batch_id}"]
+        batch["polls"] += 1
+        done = batch["polls"] > self.batch_polls and f"results-{batch_id}" in self.files
+        if "object" in batch:
+            if done:
+                batch["status"] = "completed"
+        elif done:
+            batch["processing_status"] = "ended"
+            batch["results_url"] = (
+                f"{self.anthropic_base_url}/v1/messages/batches/{batch_id}/results"
+            )
+        return 200, {}, json.dumps(_public(batch)).encode()
+
+    def _start_batch(self, batch_id: str, *, anthropic: bool) -> None:
+        """Answer every line of a batch (in the background, as a provider would), with the
+        responder and the fault plan of ordinary calls; results wait for the next polls."""
+
+        async def process() -> None:
+            batch = self.batches[batch_id]
+            source = self.files[f"input-{batch_id}" if anthropic else batch["input_file_id"]]
+            out: list[dict[str, Any]] = []
+            errors: list[dict[str, Any]] = []
+            for line in source.decode().splitlines():
+                row = json.loads(line)
+                status, _, payload = await self._route(
+                    "POST",
+                    "/v1/messages" if anthropic else "/v1/chat/completions",
+                    json.dumps(row["body"]).encode(),
+                )
+                body = (
+                    json.loads(payload)
+                    if payload.startswith(b"{") and payload.rstrip().endswith(b"}")
+                    else None
+                )
+                ok = status == 200 and body is not None
+                with self.lock:
+                    self.batch_lines["ok" if ok else "failed"] += 1
+                if anthropic:
+                    result = ({"type": "succeeded", "message": body} if ok else
+                              {"type": "errored", "error": {"type": "error", "error": {"type": "api_error", "message": f"status {status}"}}})  # fmt: skip
+                    out.append({"custom_id": row["custom_id"], "result": result})
+                else:
+                    entry = {"id": f"req_{len(out) + len(errors)}", "custom_id": row["custom_id"],
+                             "response": {"status_code": status if ok else 500, "request_id": "r",
+                                          "body": body if ok else {"error": {"message": f"status {status}"}}},
+                             "error": None}  # fmt: skip
+                    (out if ok else errors).append(entry)
+            if anthropic:
+                counts = batch["request_counts"]
+                counts["processing"] = 0
+                counts["succeeded"] = sum(r["result"]["type"] == "succeeded" for r in out)
+                counts["errored"] = len(out) - counts["succeeded"]
+                self.files[f"results-{batch_id}"] = "".join(
+                    json.dumps(r) + "\n" for r in out
+                ).encode()
+                return
+            for kind, rows in (("output_file_id", out), ("error_file_id", errors)):
+                if rows:
+                    file_id = f"file-{len(self.files) + 1}"
+                    self.files[file_id] = "".join(json.dumps(r) + "\n" for r in rows).encode()
+                    batch[kind] = file_id
+            batch["request_counts"] = {
+                "total": len(out) + len(errors),
+                "completed": len(out),
+                "failed": len(errors),
+            }
+            self.files[f"results-{batch_id}"] = b""
+
+        task = asyncio.get_running_loop().create_task(process())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _route(
         self, method: str, path: str, body: bytes
@@ -708,6 +871,34 @@ class FakeProvider:
             "stop_sequence": None,
             "usage": {"input_tokens": _tokens(request), "output_tokens": len(text.split())},
         }
+
+
+def _multipart_file(content_type: str, body: bytes) -> bytes | None:
+    """The ``file`` part of a multipart/form-data upload."""
+    found = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not found:
+        return None
+    for part in body.split(b"--" + found.group(1).encode()):
+        head, _, content = part.partition(b"\r\n\r\n")
+        if b'name="file"' in head:
+            return content[:-2] if content.endswith(b"\r\n") else content
+    return None
+
+
+def _file_object(file_id: str, content: bytes) -> dict[str, Any]:
+    return {
+        "id": file_id,
+        "object": "file",
+        "bytes": len(content),
+        "created_at": int(time.time()),
+        "filename": f"{file_id}.jsonl",
+        "purpose": "batch",
+        "status": "processed",
+    }
+
+
+def _public(batch: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in batch.items() if k != "polls"}
 
 
 def _request_key(request: dict[str, Any]) -> str:

@@ -83,10 +83,14 @@ def run_judge(
     run_id: str | None = None,
     workers: int = 1,
     prices: dict[str, tuple[float, float]] | None = None,
+    batch: bool = False,
+    poll_s: float = 30.0,
 ) -> RunSummary:
     """Judge every item with the judge ``spec`` names and store calls and verdicts.
 
-    Builds one backend and closes it (and every client it opened) before returning.
+    With ``batch`` the first calls go through the provider's batch API at half the price,
+    polled every ``poll_s`` seconds (:meth:`judge.Runner.run_batch`). Builds one backend and
+    closes it (and every client it opened) before returning.
     """
     rubric = rubric or load_rubric_ref(spec.rubric)
     if isinstance(items, (str, Path)):
@@ -101,6 +105,8 @@ def run_judge(
 
     async def go() -> RunSummary:
         try:
+            if batch:
+                return await engine.run_batch(items, dataset=dataset, run_id=run_id, poll_s=poll_s)
             return await engine.run(items, dataset=dataset, run_id=run_id)
         finally:
             await engine.aclose()
@@ -135,9 +141,12 @@ def resume_run(
     limits: RunnerConfig | None = None,
     base_url: str | None = None,
     retry_failed: bool = False,
+    poll_s: float = 30.0,
 ) -> RunSummary:
     """Finish an interrupted run with the judge spec it was started with; ``retry_failed``
-    also re-sends calls recorded as errors (see :meth:`judge.Runner.resume`)."""
+    also re-sends calls recorded as errors (see :meth:`judge.Runner.resume`). A run sent
+    through a batch API waits for the batches it recorded (never submitting again) and
+    stores their answers first (:meth:`judge.Runner.finish_batches`)."""
     run = store.runs.get(run_id)
     if run.rubric_hash is None:
         raise StoreError(
@@ -156,8 +165,12 @@ def resume_run(
     protocol = protocol_for_items(store.runs.items(run.dataset), rubric, spec, backend)
     engine = Runner(store, backend, rubric, spec, protocol=protocol)
 
+    batched = bool(store.batches.of_run(run_id))
+
     async def go() -> RunSummary:
         try:
+            if batched and not retry_failed:
+                return await engine.finish_batches(run_id, poll_s=poll_s)
             return await engine.resume(run_id, retry_failed=retry_failed)
         finally:
             await engine.aclose()

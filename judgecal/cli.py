@@ -150,6 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 limits=spec.limits,
                 base_url=spec.base_url,
                 retry_failed=args.retry_failed,
+                poll_s=args.batch_poll_s,
             )
     else:
         # A judge stored in the database (an aligned judge) is read from it; anything else is
@@ -190,6 +191,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 run_id=args.run_id,
                 workers=args.workers,
                 prices=load_prices(args.prices),
+                batch=args.batch,
+                poll_s=args.batch_poll_s,
             )
             applied = (
                 api.apply_escalation(store, summary.run_id, args.escalation)
@@ -588,7 +591,13 @@ def _print_summary(summary: Any, as_json: bool) -> None:
             f"({data['n_cache_hits']} cached, {data['n_parse_failures']} unparseable, "
             f"{data['n_call_errors']} failed, {data['n_retries']} retries"
             + (f", {data['calls_saved']} saved by adaptive sampling" if data["calls_saved"] else "")
-            + f"); cost {cost}; {data['wall_s']:.1f}s"
+            + ")"
+            + (
+                f" + {data['batch_calls']} through the batch API at half price"
+                if data.get("batch_calls")
+                else ""
+            )
+            + f"; cost {cost}; {data['wall_s']:.1f}s"
         )
 
 
@@ -1383,6 +1392,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--escalation",
         help="a stored escalation (judgecal calibrate): mark each verdict decided or to escalate",
+    )
+    p.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the calls through the provider's batch API (OpenAI Batch, Anthropic Message "
+        "Batches) at half the price; resumable with --resume RUN, never submitted twice",
+    )
+    p.add_argument(
+        "--batch-poll-s",
+        type=float,
+        default=30.0,
+        help="seconds between polls of a submitted batch (30)",
     )
     p.add_argument(
         "--repeats",

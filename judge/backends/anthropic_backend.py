@@ -69,36 +69,42 @@ class AnthropicBackend(Backend):
             "temperature_sent": self.supports_temperature,
         }
 
-    async def generate(self, request: GenerateRequest) -> Completion:
+    def request_body(self, request: GenerateRequest) -> dict[str, Any]:
+        """The Messages API parameters for ``request`` (also a batch request's ``params``)."""
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
         messages = [
             {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
         ]
-        kwargs: dict[str, Any] = {
+        body: dict[str, Any] = {
             "model": request.model,
             "messages": messages,
             "max_tokens": request.max_tokens,
         }
         if self.supports_temperature:
-            kwargs["temperature"] = min(request.temperature, 1.0)
+            body["temperature"] = min(request.temperature, 1.0)
         if system:
-            kwargs["system"] = system
+            body["system"] = system
+        return body
+
+    async def generate(self, request: GenerateRequest) -> Completion:
         started = time.perf_counter()
-        response = await self.client.messages.create(**kwargs)
-        latency = time.perf_counter() - started
-        blocks = getattr(response, "content", None)
+        response = await self.client.messages.create(**self.request_body(request))
+        return self.completion_from(response.model_dump(), time.perf_counter() - started)
+
+    def completion_from(self, message: Any, latency_s: float = 0.0) -> Completion:
+        """A Messages API reply (also a batch result's message) as a :class:`Completion`."""
+        blocks = message.get("content") if isinstance(message, dict) else None
         if not blocks:
-            raise BackendError(
-                f"response has no content (stop_reason={response.stop_reason})", kind="transient"
-            )
-        text = "".join(getattr(b, "text", "") for b in blocks if getattr(b, "type", "") == "text")
-        usage = response.usage
+            stop = message.get("stop_reason") if isinstance(message, dict) else None
+            raise BackendError(f"response has no content (stop_reason={stop})", kind="transient")
+        text = "".join(b.get("text") or "" for b in blocks if b.get("type") == "text")
+        usage = message.get("usage") or {}
         return Completion(
             text=text,
-            tokens_in=usage.input_tokens if usage else 0,
-            tokens_out=usage.output_tokens if usage else 0,
-            latency_s=latency,
-            finish_reason=response.stop_reason,
+            tokens_in=int(usage.get("input_tokens") or 0),
+            tokens_out=int(usage.get("output_tokens") or 0),
+            latency_s=latency_s,
+            finish_reason=message.get("stop_reason"),
         )
 
     def classify(self, exc: BaseException) -> BackendError:

@@ -38,6 +38,14 @@ class Backend(ABC):
         """Answer one request or raise :class:`BackendError` (or any exception, see
         :meth:`classify`)."""
 
+    def request_body(self, request: GenerateRequest) -> dict[str, Any]:
+        """The provider's request body for ``request`` (batch APIs send it as a line)."""
+        raise NotImplementedError(f"{self.name} has no batch API")
+
+    def completion_from(self, body: Any, latency_s: float = 0.0) -> Completion:
+        """The provider's reply body (a batch result) as a :class:`Completion`."""
+        raise NotImplementedError(f"{self.name} has no batch API")
+
     def classify(self, exc: BaseException) -> BackendError:
         """Turn any exception into a classified :class:`BackendError`."""
         if isinstance(exc, BackendError):

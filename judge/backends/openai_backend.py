@@ -77,32 +77,46 @@ class OpenAIBackend(Backend):
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "base_url": self.base_url}
 
-    async def generate(self, request: GenerateRequest) -> Completion:
-        kwargs: dict[str, Any] = {
+    def request_body(self, request: GenerateRequest) -> dict[str, Any]:
+        """The chat-completions body for ``request`` (also a batch line's body)."""
+        body: dict[str, Any] = {
             "model": request.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             "temperature": request.temperature,
             "max_tokens": request.max_tokens,
         }
         if request.seed is not None:
-            kwargs["seed"] = request.seed + request.sample
+            body["seed"] = request.seed + request.sample
         if request.logprobs:
-            kwargs["logprobs"] = True
+            body["logprobs"] = True
             if request.top_logprobs:
-                kwargs["top_logprobs"] = request.top_logprobs
+                body["top_logprobs"] = request.top_logprobs
+        return body
+
+    async def generate(self, request: GenerateRequest) -> Completion:
         started = time.perf_counter()
         # `chat.completions.create` re-walks every message through the SDK's TypedDict transform
         # and builds a pydantic model of the reply (together over a millisecond a call). The
         # messages are plain dicts of strings already, so post them through the same client,
         # which keeps auth, error types and timeouts, and read the JSON reply directly.
-        raw = await self.client.post("/chat/completions", body=kwargs, cast_to=str)
+        raw = await self.client.post(
+            "/chat/completions", body=self.request_body(request), cast_to=str
+        )
         latency = time.perf_counter() - started
         try:
             response = json.loads(raw)
+        except ValueError:
+            raise BackendError(f"malformed response: {raw[:200]!r}", kind="transient") from None
+        return self.completion_from(response, latency)
+
+    def completion_from(self, response: Any, latency_s: float = 0.0) -> Completion:
+        """A chat-completions reply (also a batch result's body) as a :class:`Completion`."""
+        try:
             choice = response["choices"][0]
             text = choice["message"].get("content")
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            raise BackendError(f"malformed response: {raw[:200]!r}", kind="transient") from None
+        except (KeyError, IndexError, TypeError, AttributeError):
+            shown = json.dumps(response)[:200] if isinstance(response, dict) else repr(response)
+            raise BackendError(f"malformed response: {shown}", kind="transient") from None
         if text is None:
             raise BackendError(
                 f"response has no text (finish_reason={choice.get('finish_reason')})",
@@ -124,7 +138,7 @@ class OpenAIBackend(Backend):
             text=text,
             tokens_in=int(usage.get("prompt_tokens") or 0),
             tokens_out=int(usage.get("completion_tokens") or 0),
-            latency_s=latency,
+            latency_s=latency_s,
             finish_reason=choice.get("finish_reason"),
             logprobs=logprobs,
         )

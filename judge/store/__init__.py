@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 
+from judge.store.batches import BatchStore
 from judge.store.cache import RequestCache, RubricCache
 from judge.store.db import Database
 from judge.store.keys import KeyStore
@@ -37,6 +38,7 @@ TABLES = (
     "posted_rubrics",
     "jobs",
     "service_requests",
+    "batches",
 )
 
 
@@ -61,6 +63,7 @@ class Store:
         self.rubric_cache = RubricCache(self.db, self.runs)
         self.rewards = RewardStore(self.db)
         self.service = ServiceStore(self.db, self.runs)
+        self.batches = BatchStore(self.db)
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
