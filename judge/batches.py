@@ -23,6 +23,11 @@ ENDED = ("ended", "failed")
 
 class BatchAPI(Protocol):
     provider: str
+    findable: bool
+    """Whether :meth:`find` can tell if a batch with a token exists."""
+
+    def chunks(self, hashes: list[str], bodies: dict[str, dict[str, Any]]) -> list[list[str]]:
+        """``hashes`` split into batches within the provider's limits."""
 
     async def submit(self, lines: list[tuple[str, dict[str, Any]]], token: str) -> str:
         """Submit ``(custom_id, body)`` lines; returns the provider's batch id."""
@@ -37,11 +42,30 @@ class BatchAPI(Protocol):
         """custom id → the reply body (``None``: that request failed in the batch)."""
 
 
-class OpenAIBatches:
+class _Chunking:
+    max_requests = 50_000
+    max_bytes = 190_000_000
+
+    def chunks(self, hashes: list[str], bodies: dict[str, dict[str, Any]]) -> list[list[str]]:
+        out: list[list[str]] = []
+        size = 0
+        for request_hash in hashes:
+            line = len(json.dumps(bodies[request_hash])) + 200
+            if not out or len(out[-1]) >= self.max_requests or size + line > self.max_bytes:
+                out.append([])
+                size = 0
+            out[-1].append(request_hash)
+            size += line
+        return out
+
+
+class OpenAIBatches(_Chunking):
     """``POST /v1/files`` (purpose ``batch``), ``POST /v1/batches``, polled, and the output
-    file read back; the batch carries the token in its metadata."""
+    file read back; the batch carries the token in its metadata. At most 50,000 requests and
+    200 MB a batch."""
 
     provider = "openai"
+    findable = True
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -98,10 +122,14 @@ class OpenAIBatches:
         return out
 
 
-class AnthropicBatches:
-    """``POST /v1/messages/batches``, polled until ``ended``, and its results streamed."""
+class AnthropicBatches(_Chunking):
+    """``POST /v1/messages/batches``, polled until ``ended``, and its results streamed. At
+    most 100,000 requests and 256 MB a batch."""
 
     provider = "anthropic"
+    findable = False
+    max_requests = 100_000
+    max_bytes = 250_000_000
 
     def __init__(self, client: Any) -> None:
         self.client = client

@@ -237,15 +237,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         "0010_provider_batches",
         """
         -- A run's calls sent through a provider's batch API (OpenAI Batch, Anthropic Message
-        -- Batches). The row is written before the batch is submitted (token), and the
-        -- provider's batch id as soon as it is known, so a resumed run never submits twice.
+        -- Batches). Every batch's row is written before any is submitted (pending), marked
+        -- submitting just before its submission and given the provider's batch id as soon
+        -- as it is known, so a resumed run never submits a batch twice.
         CREATE TABLE batches (
             token VARCHAR PRIMARY KEY,
             run_id VARCHAR NOT NULL,
             provider VARCHAR NOT NULL,        -- openai | anthropic
             batch_id VARCHAR,
             n_requests INTEGER NOT NULL,
-            status VARCHAR NOT NULL,          -- submitting | submitted | downloaded | failed
+            requests VARCHAR NOT NULL,        -- JSON list of the request hashes (custom ids)
+            status VARCHAR NOT NULL,          -- pending | submitting | submitted | downloaded | failed
             error VARCHAR,
             created_at TIMESTAMP NOT NULL,
             updated_at TIMESTAMP NOT NULL

@@ -255,15 +255,18 @@ class Runner:
     async def finish_batches(
         self, run_id: str, *, poll_s: float = 30.0, api: Any = None, submit: bool = False
     ) -> RunSummary:
-        """Send the run's first-round calls as one provider batch (when ``submit`` and the run
-        has none recorded), wait for every batch it recorded, store the answers as ordinary
-        call rows (cost at batch prices), then finish the run with ordinary calls: requests
-        the cache answers, lines that failed in the batch, re-asks and later rounds.
+        """Send the run's first-round calls as provider batches (when ``submit`` and the run
+        has none recorded; split at the provider's limits), wait for every batch, store the
+        answers as ordinary call rows (cost at batch prices), then finish the run with
+        ordinary calls: requests the cache answers, lines that failed in a batch, re-asks and
+        later rounds.
 
-        Resumable at any step: the batch row is written before submission and its provider
-        id as soon as it is returned, so a resumed run polls the batch it sent instead of
-        sending another; an OpenAI batch whose id was not stored is found by the token in its
-        metadata; a downloaded batch is never downloaded again."""
+        Resumable at any step: every batch's row (with its request hashes) is written before
+        any is submitted, marked ``submitting`` just before its submission and given the
+        provider's id as soon as it returns. A resumed run submits the ``pending`` ones,
+        polls the ``submitted`` ones, asks the provider about a ``submitting`` one (an OpenAI
+        batch is found by the token in its metadata; not found, it was never created), and
+        never reads a downloaded batch again."""
         from judge.batches import BATCH_DISCOUNT, batch_api
 
         started = time.perf_counter()
@@ -287,39 +290,61 @@ class Runner:
                 for h in planned
                 if not (self._use_cache() and self.store.cache.contains(self.backend.name, h))
             ]
-            if todo:
-                token = uuid.uuid4().hex
-                await self._db(batches.start, token, run_id, api.provider, len(todo))
-                lines = [(h, self.backend.request_body(planned[h][1].request)) for h in todo]
-                batch_id = await api.submit(lines, token)
-                await self._db(
-                    functools.partial(batches.update, token, status="submitted", batch_id=batch_id)
-                )
-                sent = await self._db(batches.of_run, run_id)
+            bodies = {h: self.backend.request_body(planned[h][1].request) for h in todo}
+            # Tokens sort in submission order (rows are read back ordered by token).
+            chunks = [
+                (f"{n:05d}-{uuid.uuid4().hex}", chunk)
+                for n, chunk in enumerate(api.chunks(todo, bodies))
+            ]
+            await self._db(batches.plan, run_id, api.provider, chunks)
+            sent = await self._db(batches.of_run, run_id)
         n_batched = 0
         batch_records: list[CallRecord] = []
         batch_costs: list[float | None] = []
         for batch in sent:
             if batch.status in ("downloaded", "failed"):
                 continue
-            batch_id = batch.batch_id or await api.find(batch.token)
-            if batch_id is None:
-                await self._db(
-                    functools.partial(
-                        batches.update,
-                        batch.token,
-                        status="failed",
-                        error="the process stopped while submitting; the provider knows no "
-                        "batch with this token, so its calls are sent as ordinary calls",
+            batch_id = batch.batch_id
+            if batch_id is None and batch.status == "submitting":
+                # Stopped while submitting: sent or not? Ask the provider (OpenAI finds the
+                # token in the batch's metadata); not found there, it was never created.
+                batch_id = await api.find(batch.token)
+                if batch_id is None and not api.findable:
+                    await self._db(
+                        functools.partial(
+                            batches.update,
+                            batch.token,
+                            status="failed",
+                            error="the process stopped while submitting and this provider "
+                            "cannot say whether the batch exists; its calls are sent as "
+                            "ordinary calls",
+                        )
                     )
-                )
-                continue
+                    continue
+            if batch_id is None:
+                lines = [
+                    (h, self.backend.request_body(planned[h][1].request))
+                    for h in batch.requests
+                    if h in planned
+                ]
+                if not lines:  # every request of it is recorded already
+                    await self._db(
+                        functools.partial(batches.update, batch.token, status="downloaded")
+                    )
+                    continue
+                await self._db(functools.partial(batches.update, batch.token, status="submitting"))
+                batch_id = await api.submit(lines, batch.token)
             if batch.batch_id is None:
                 await self._db(
                     functools.partial(
                         batches.update, batch.token, status="submitted", batch_id=batch_id
                     )
                 )
+        # Every batch is with the provider now; wait for each and store its answers.
+        for batch in await self._db(batches.of_run, run_id):
+            if batch.status != "submitted" or batch.batch_id is None:
+                continue
+            batch_id = batch.batch_id
             state, detail = await api.state(batch_id)
             while state == "running":
                 await asyncio.sleep(poll_s)

@@ -3,6 +3,7 @@ knows what it sent (:mod:`judge.batches`)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from judge.store.db import Database, now
@@ -14,7 +15,7 @@ class BatchRecord:
     run_id: str
     provider: str
     batch_id: str | None
-    n_requests: int
+    requests: tuple[str, ...]
     status: str
     error: str | None = None
 
@@ -23,13 +24,18 @@ class BatchStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def start(self, token: str, run_id: str, provider: str, n_requests: int) -> None:
-        """Record a batch about to be submitted (status ``submitting``)."""
+    def plan(self, run_id: str, provider: str, chunks: list[tuple[str, list[str]]]) -> None:
+        """Record batches to submit, each ``(token, request hashes)``, as ``pending``, all in
+        one transaction (before any is submitted)."""
         stamp = now()
-        self.db.con.execute(
-            "INSERT INTO batches VALUES (?, ?, ?, NULL, ?, 'submitting', NULL, ?, ?)",
-            [token, run_id, provider, n_requests, stamp, stamp],
-        )
+        with self.db.transaction():
+            for token, hashes in chunks:
+                self.db.con.execute(
+                    "INSERT INTO batches (token, run_id, provider, batch_id, n_requests, "
+                    "requests, status, error, created_at, updated_at) "
+                    "VALUES (?, ?, ?, NULL, ?, ?, 'pending', NULL, ?, ?)",
+                    [token, run_id, provider, len(hashes), json.dumps(hashes), stamp, stamp],
+                )
 
     def update(
         self,
@@ -47,8 +53,8 @@ class BatchStore:
 
     def of_run(self, run_id: str) -> list[BatchRecord]:
         rows = self.db.con.execute(
-            "SELECT token, run_id, provider, batch_id, n_requests, status, error FROM batches "
-            "WHERE run_id = ? ORDER BY created_at",
+            "SELECT token, run_id, provider, batch_id, requests, status, error FROM batches "
+            "WHERE run_id = ? ORDER BY created_at, token",
             [run_id],
         ).fetchall()
-        return [BatchRecord(*row) for row in rows]
+        return [BatchRecord(t, r, p, b, tuple(json.loads(q)), s, e) for t, r, p, b, q, s, e in rows]

@@ -169,3 +169,52 @@ def test_batch_from_the_cli_and_refused_for_backends_without_one(
             api.run_judge(store, spec, items_from_rows(ROWS), dataset="other", batch=True)
         finally:
             assert store.table_counts() == counts
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_large_runs_split_into_batches_and_resume_submits_each_once(
+    model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """16 requests at 6 a batch: three batches, all recorded before the first is sent. The
+    process stops after the first submission; the resumed run submits the other two once
+    each. Stopped in the middle of a submission, an Anthropic batch (no metadata to find it
+    by) is given up and its calls are sent as ordinary calls."""
+    from judge import batches as batch_module
+
+    api_class = (
+        batch_module.OpenAIBatches if model.startswith("openai") else batch_module.AnthropicBatches
+    )
+    monkeypatch.setattr(api_class, "max_requests", 6)
+    submit = api_class.submit
+    submitted = 0
+
+    async def stop_after_first(self: object, lines: list, token: str) -> str:
+        nonlocal submitted
+        if submitted == 1:
+            raise KeyboardInterrupt  # stopped while submitting the second batch
+        submitted += 1
+        return await submit(self, lines, token)  # type: ignore[arg-type]
+
+    with FakeProvider() as fake, Store() as store:
+        with monkeypatch.context() as patch:
+            patch.setattr(api_class, "submit", stop_after_first)
+            with pytest.raises(KeyboardInterrupt):
+                api.run_judge(
+                    store, spec_for(model, fake), items_from_rows(ROWS), dataset="d",
+                    run_id="b", batch=True, poll_s=0.01,
+                )  # fmt: skip
+        rows = store.batches.of_run("b")
+        assert [len(r.requests) for r in rows] == [6, 6, 4]
+        assert sorted(r.status for r in rows) == ["pending", "submitted", "submitting"]
+        summary = api.resume_run(store, "b", poll_s=0.01)
+        assert summary.n_scored == 8
+        statuses = sorted(r.status for r in store.batches.of_run("b"))
+        if model.startswith("openai"):
+            # The one stopped mid-submission was never created (not found by its token).
+            assert len(fake.batches) == 3 and statuses == ["downloaded"] * 3
+            assert summary.batch_calls == 16 and ordinary_calls(fake) == 0
+        else:
+            assert len(fake.batches) == 2 and statuses == ["downloaded", "downloaded", "failed"]
+            assert summary.batch_calls == 10 and ordinary_calls(fake) == 6
+        calls = store.runs.calls("b")
+        assert len({(c.item_id, c.order) for c in calls}) == len(calls) == 16
