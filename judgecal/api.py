@@ -37,8 +37,37 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
 def open_store(path: str | Path = ":memory:", *, read_only: bool = False) -> Store:
-    """Open (and migrate, unless read-only) a judgecal database."""
-    return Store(path, read_only=read_only)
+    """Open (and migrate, unless read-only) a judgecal database.
+
+    Read-only, ``path`` may name several files — a glob (``shards/*.duckdb``) or a
+    comma-separated list — read together as one without copying (:meth:`Store.union`): the
+    shards written by several service replicas or trainer nodes."""
+    paths = shard_paths(path)
+    if len(paths) == 1 and not any(c in str(path) for c in "*?[,"):
+        return Store(path, read_only=read_only)
+    if not read_only:
+        raise StoreError(
+            f"{path}: several files are read together, read-only; to write, merge them into "
+            "one first (`judgecal merge FILES --out ALL.duckdb`)"
+        )
+    if not paths:
+        raise StoreError(f"{path}: no such database files")
+    return Store.union(paths)
+
+
+def shard_paths(path: str | Path) -> list[str]:
+    """The files ``path`` names: a glob or a comma-separated list, sorted; or itself."""
+    import glob
+
+    text = str(path)
+    if text == ":memory:":
+        return [text]
+    parts = [p.strip() for p in text.split(",") if p.strip()] if "," in text else [text]
+    out: list[str] = []
+    for part in parts:
+        found = sorted(glob.glob(part)) if any(c in part for c in "*?[") else [part]
+        out += [f for f in found if f not in out]
+    return out
 
 
 def load_rubric_ref(rubric: Rubric | str | Path | None) -> Rubric:

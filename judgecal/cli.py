@@ -1792,6 +1792,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_rewards_merge)
 
     p = sub.add_parser(
+        "merge",
+        help="consolidate judgecal files (shards of service replicas, trainer nodes) into one",
+    )
+    p.add_argument("inputs", nargs="+", help="the shard files, e.g. shards/*.duckdb")
+    p.add_argument("--out", required=True, help="the database to merge into (created if new)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rewards_merge)
+
+    p = sub.add_parser(
         "distill", help="distil a run into a cheap local judge stored in the database"
     )
     p.add_argument("--run", required=True)

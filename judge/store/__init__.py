@@ -9,6 +9,7 @@ service send every write through a single thread (the one-writer rule), and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -64,6 +65,11 @@ class Store:
         self.rewards = RewardStore(self.db)
         self.service = ServiceStore(self.db, self.runs)
         self.batches = BatchStore(self.db)
+
+    @classmethod
+    def union(cls, paths: Sequence[str | Path]) -> Store:
+        """Several judgecal files read as one, read-only (:meth:`Database.union`)."""
+        return cls(_db=Database.union(paths))
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:

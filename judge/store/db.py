@@ -64,6 +64,51 @@ class Database:
         else:
             self.migrate()
 
+    @classmethod
+    def union(cls, paths: Sequence[str | Path]) -> Database:
+        """Several judgecal files (shards: one per service replica or trainer node) read as
+        one, read-only and without copying: each is attached read-only, and each table is a
+        view of its rows across the shards, the first shard's row winning per primary key,
+        as :meth:`judge.store.Store.merge_from` keeps it (a prompt's dynamic rubric: the most
+        recently updated)."""
+        if not paths:
+            raise StoreError("no database files to read")
+        for path in paths:
+            Database(path, read_only=True).close()  # a judgecal file with every migration
+        db = cls.__new__(cls)
+        db.path = " + ".join(str(p) for p in paths)
+        db.read_only = True
+        db.con = duckdb.connect(":memory:")
+        for number, path in enumerate(paths):
+            quoted = str(path).replace("'", "''")
+            db.con.execute(f"ATTACH '{quoted}' AS shard_{number} (READ_ONLY)")
+        keys = {
+            table: columns
+            for table, columns in db.con.execute(
+                "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
+                "WHERE database_name = 'shard_0' AND constraint_type = 'PRIMARY KEY'"
+            ).fetchall()
+        }
+        tables = [
+            r[0]
+            for r in db.con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = 'shard_0'"
+            ).fetchall()
+        ]
+        for table in tables:
+            rows = " UNION ALL ".join(
+                f"SELECT *, {n} AS _shard FROM shard_{n}.main.{table}" for n in range(len(paths))
+            )
+            key = ", ".join(f'"{c}"' for c in keys.get(table, []))
+            order = "updated_at DESC, _shard" if table == "dynamic_rubrics" else "_shard"
+            if key:
+                rows = (
+                    f"SELECT * FROM ({rows}) QUALIFY row_number() OVER "
+                    f"(PARTITION BY {key} ORDER BY {order}) = 1"
+                )
+            db.con.execute(f"CREATE VIEW {table} AS SELECT * EXCLUDE (_shard) FROM ({rows})")
+        return db
+
     def cursor(self) -> Database:
         """A second connection to the same database (already migrated), for another thread."""
         other = Database.__new__(Database)
