@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -182,6 +183,30 @@ def cmd_run(args: argparse.Namespace) -> int:
                     rubric=rubric,
                 )
                 return _print_summaries(summaries, args.json, args.db)
+            if args.ray_shards:
+                from judge import load_items
+                from judgecal.sharded import run_sharded
+
+                result = run_sharded(
+                    store,
+                    spec,
+                    load_items(args.items),
+                    rubric or api.load_rubric_ref(spec.rubric),
+                    dataset=args.dataset or api.default_dataset_name(args.items),
+                    run_id=args.run_id or f"run-{uuid.uuid4().hex[:12]}",
+                    shards=args.ray_shards,
+                    shard_dir=args.shard_dir or f"{args.db}.shards",
+                    address=args.ray_address,
+                )
+                if args.json:
+                    _print_json(result)
+                else:
+                    print(
+                        f"run {result['run_id']}: {result['n_scored']}/{result['n_items']} items "
+                        f"scored in {len(result['shards'])} Ray shards ({result['n_calls']} "
+                        f"calls), merged into {args.db}"
+                    )
+                return 0
             summary = api.run_judge(
                 store,
                 spec,
@@ -1392,6 +1417,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--escalation",
         help="a stored escalation (judgecal calibrate): mark each verdict decided or to escalate",
+    )
+    p.add_argument(
+        "--ray-shards",
+        type=int,
+        help="split the items into this many Ray Data shards, each judged into its own store "
+        "file, then merged into --db (needs the ray extra)",
+    )
+    p.add_argument(
+        "--ray-address", help="a Ray cluster's address (default: start Ray on this machine)"
+    )
+    p.add_argument(
+        "--shard-dir",
+        help="where the shard files go (default: DB.shards/; shared storage on a cluster)",
     )
     p.add_argument(
         "--batch",

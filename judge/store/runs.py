@@ -320,6 +320,13 @@ class RunStore:
                 f"or continue it with --resume {run_id}"
             )
 
+    def set_n_items(self, run_id: str, n_items: int) -> None:
+        """Record how many items a run covers (a run merged from shards covers them all)."""
+        self.db.con.execute(
+            "UPDATE runs SET spec = json_merge_patch(spec, ?) WHERE run_id = ?",
+            [canonical_json({"n_items": n_items}), run_id],
+        )
+
     def finish(self, run_id: str, status: str = "finished") -> None:
         self.db.con.execute(
             "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?", [status, now(), run_id]
