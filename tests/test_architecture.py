@@ -272,3 +272,29 @@ def test_version_and_help_show_defaults(capsys: pytest.CaptureFixture[str]) -> N
         main(["run", "--help"])
     text = capsys.readouterr().out
     assert "(default: 3)" in text and "(default: 0.7)" in text and "local/<model-id>" in text
+
+
+def test_judging_and_serving_import_no_scikit_learn_or_scipy(tmp_path: Path) -> None:
+    """`judgecal run` and `judgecal serve` start without the statistics stack (issue 17: it
+    cost about 0.9 s of start-up that judging does not use)."""
+    import subprocess
+    import sys
+
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"id": "a", "prompt": "q", "response_a": "x", "response_b": "yy"}\n')
+    script = (
+        "import sys, os\n"
+        "os.environ['OPENAI_API_KEY'] = 'sk-x'\n"
+        "from judgecal.cli import main\n"
+        f"assert main(['run', '--items', {str(items)!r}, '--db', {str(tmp_path / 'r.duckdb')!r},"
+        " '--model', 'mock/longer', '--rubric', 'pairwise_helpfulness']) == 0\n"
+        "import judgecal.service\n"
+        "from judge.backends import make_backend\n"
+        "make_backend('openai/gpt-4.1-mini', base_url='http://127.0.0.1:9/v1')\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy'}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
