@@ -221,11 +221,7 @@ class Runner:
         self, items: Sequence[Item], *, dataset: str, run_id: str | None = None
     ) -> RunSummary:
         """Start a new run over ``items``."""
-        _check_modes(
-            self.protocol.mode,
-            items,
-            "the per-item rubrics are" if self.rubric is None else f"rubric {self.rubric.id!r} is",
-        )
+        self._check_modes(items)
         run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
         await self._setup(run_id, dataset, items)
         return await self._execute(run_id, dataset, list(items), {}, set())
@@ -242,11 +238,7 @@ class Runner:
         price (:mod:`judge.batches`); see :meth:`finish_batches`."""
         from judge.batches import batch_api
 
-        _check_modes(
-            self.protocol.mode,
-            items,
-            "the per-item rubrics are" if self.rubric is None else f"rubric {self.rubric.id!r} is",
-        )
+        self._check_modes(items)
         api = batch_api(self.backend)  # refused before anything is written
         run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
         await self._setup(run_id, dataset, items)
@@ -440,26 +432,9 @@ class Runner:
         verdicts, cache entries — without writing it: no run is created or finished, nothing is
         journaled. The caller stores the results (the service commits many requests' results
         in one transaction, :class:`judge.store.group.GroupWriter`)."""
-        _check_modes(
-            self.protocol.mode,
-            items,
-            "the per-item rubrics are" if self.rubric is None else f"rubric {self.rubric.id!r} is",
-        )
-        config = self.config
-        summary = RunSummary(
-            run_id=run_id, dataset="", backend=self.backend.name, n_items=len(items)
-        )
-        state = RunState(
-            run_id=run_id,
-            summary=summary,
-            semaphore=self.slots or asyncio.Semaphore(config.max_concurrency),
-            rpm=RateLimiter(config.rpm) if config.rpm else None,
-            tpm=RateLimiter(config.tpm) if config.tpm else None,
-            total_items=len(items),
-            already_done=0,
-            deadline=time.monotonic() + config.run_deadline_s if config.run_deadline_s else None,
-            hold=True,
-        )
+        self._check_modes(items)
+        state = self._new_state(run_id, "", len(items), hold=True)
+        summary = state.summary
         if self._use_cache() and not self.store.cache.warm_known(self.backend.name):
             await self._db(self.store.cache.warm, self.backend.name)
         await self._judge_all(state, list(items), {})
@@ -516,6 +491,28 @@ class Runner:
 
     # -- execution -----------------------------------------------------------------------
 
+    def _new_state(self, run_id: str, dataset: str, n_items: int, **extra: Any) -> RunState:
+        """A fresh :class:`RunState` under this runner's limits (or the shared ``slots``)."""
+        config = self.config
+        return RunState(
+            run_id=run_id,
+            summary=RunSummary(
+                run_id=run_id, dataset=dataset, backend=self.backend.name, n_items=n_items
+            ),
+            semaphore=self.slots or asyncio.Semaphore(config.max_concurrency),
+            rpm=RateLimiter(config.rpm) if config.rpm else None,
+            tpm=RateLimiter(config.tpm) if config.tpm else None,
+            total_items=n_items,
+            deadline=time.monotonic() + config.run_deadline_s if config.run_deadline_s else None,
+            **{"already_done": 0, **extra},
+        )
+
+    def _check_modes(self, items: Sequence[Item]) -> None:
+        which = (
+            "the per-item rubrics are" if self.rubric is None else f"rubric {self.rubric.id!r} is"
+        )
+        _check_modes(self.protocol.mode, items, which)
+
     def _use_cache(self) -> bool:
         return self.config.cache and self.backend.cacheable
 
@@ -529,22 +526,16 @@ class Runner:
         retry: set[str] | None = None,
     ) -> RunSummary:
         config = self.config
-        summary = RunSummary(
-            run_id=run_id, dataset=dataset, backend=self.backend.name, n_items=len(items)
-        )
-        summary.resumed_calls = sum(len(v) for v in done.values())
-        state = RunState(
-            run_id=run_id,
-            summary=summary,
-            semaphore=self.slots or asyncio.Semaphore(config.max_concurrency),
-            rpm=RateLimiter(config.rpm) if config.rpm else None,
-            tpm=RateLimiter(config.tpm) if config.tpm else None,
-            total_items=len(items),
+        state = self._new_state(
+            run_id,
+            dataset,
+            len(items),
             already_done=len(finished),
             items_done=len(finished),
-            deadline=time.monotonic() + config.run_deadline_s if config.run_deadline_s else None,
             retry=retry or set(),
         )
+        summary = state.summary
+        summary.resumed_calls = sum(len(v) for v in done.values())
         if self.backend.cacheable:  # a backend that is paid per call (free ones need none)
             state.journal = Journal.for_run(self.store.path, run_id)
             if state.journal is not None:
