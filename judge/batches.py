@@ -113,9 +113,12 @@ class OpenAIBatches(_Chunking):
                 continue
             content = await self.client.files.content(file_id)
             for line in content.text.splitlines():
-                if not line.strip():
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # an unreadable line: its request is sent as an ordinary call
+                if not isinstance(row, dict):
                     continue
-                row = json.loads(line)
                 response = row.get("response") or {}
                 ok = response.get("status_code") == 200 and not row.get("error")
                 out[str(row.get("custom_id"))] = response.get("body") if ok else None

@@ -5,6 +5,7 @@ a run stopped after submitting resumes without submitting again."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -218,3 +219,32 @@ def test_large_runs_split_into_batches_and_resume_submits_each_once(
             assert summary.batch_calls == 10 and ordinary_calls(fake) == 6
         calls = store.runs.calls("b")
         assert len({(c.item_id, c.order) for c in calls}) == len(calls) == 16
+
+
+def test_an_unreadable_result_line_is_sent_as_an_ordinary_call() -> None:
+    """A provider's output file with a garbled line: that request is sent again as an
+    ordinary call, the others are read."""
+    with FakeProvider(batch_polls=3) as fake, Store() as store:
+        original = fake._start_batch
+
+        def garble(batch_id: str, *, anthropic: bool) -> None:
+            original(batch_id, anthropic=anthropic)
+
+            async def after() -> None:
+                while not any(k.startswith("results-") for k in fake.files):
+                    await asyncio.sleep(0.01)
+                output = fake.files[fake.batches[batch_id]["output_file_id"]]
+                lines = output.decode().splitlines()
+                lines[0] = lines[0][: len(lines[0]) // 2]  # cut in half
+                fake.files[fake.batches[batch_id]["output_file_id"]] = (
+                    "\n".join(lines) + "\n"
+                ).encode()
+
+            asyncio.get_running_loop().create_task(after())
+
+        fake._start_batch = garble  # type: ignore[method-assign]
+        summary = api.run_judge(
+            store, spec_for(MODELS[0], fake), items_from_rows(ROWS), dataset="d", run_id="b",
+            batch=True, poll_s=0.05,
+        )  # fmt: skip
+        assert summary.batch_calls == 15 and summary.n_calls == 1 and summary.n_scored == 8
