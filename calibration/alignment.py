@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from calibration.agreement import OVERALL, gold_labels
+from judge.backends.aligned import ALIGNED_KIND
 from judge.backends.base import require
 from judge.backends.dspy_backend import build_signature, field_name
 from judge.items import Item
@@ -56,7 +57,6 @@ from judge.records import LabelRecord, ModelRecord
 from judge.types import CallRecord, Completion, content_hash
 from rubrics import LikertScale, Rubric
 
-ALIGNED_KIND = "aligned"
 OPTIMISERS = ("bootstrap", "mipro", "gepa")
 _current_item: contextvars.ContextVar[str] = contextvars.ContextVar("judgecal_align_item")
 

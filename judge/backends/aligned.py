@@ -17,7 +17,7 @@ from typing import Any
 
 from judge.backends.base import Backend
 from judge.backends.dspy_backend import DSPyBackend
-from judge.backends.registry import BackendContext, register
+from judge.backends.registry import BackendContext, register, stored_model
 from judge.errors import ConfigError
 
 ALIGNED_KIND = "aligned"
@@ -27,11 +27,7 @@ ALIGNED_KIND = "aligned"
 class AlignedBackend(DSPyBackend):
     @classmethod
     def create(cls, rest: str, context: BackendContext) -> Backend:
-        if context.store is None:
-            raise ConfigError("aligned judges live in a judgecal database: pass --db")
-        record = context.store.models.get(rest)
-        if record.kind != ALIGNED_KIND:
-            raise ConfigError(f"model {rest!r} is a {record.kind}, not an aligned judge")
+        record = stored_model(context, rest, ALIGNED_KIND, "an aligned judge", "aligned judges")
         rubric = context.rubric
         if rubric is None:
             raise ConfigError(

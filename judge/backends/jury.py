@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from judge.backends.base import Backend
-from judge.backends.registry import BackendContext, family_of, register
+from judge.backends.registry import BackendContext, family_of, register, stored_model
 from judge.errors import ConfigError
 from judge.parsers import extract_pairwise, find_json_objects
 from judge.records import ModelRecord
@@ -67,11 +67,7 @@ def jury_record(
 class JuryBackend(Backend):
     @classmethod
     def create(cls, rest: str, context: BackendContext) -> Backend:
-        if context.store is None:
-            raise ConfigError("juries live in a judgecal database: pass --db")
-        record = context.store.models.get(rest)
-        if record.kind != JURY_KIND:
-            raise ConfigError(f"model {rest!r} is a {record.kind}, not a jury")
+        record = stored_model(context, rest, JURY_KIND, "a jury", "juries")
         from judge.backends import make_backend
 
         # Each member gets only its own family's endpoint (the server's per-family map); a

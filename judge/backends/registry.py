@@ -112,3 +112,14 @@ def endpoint_for(name: str, endpoints: Mapping[str, str] | None) -> str | None:
 
 def usages(predicate: Callable[[BackendInfo], bool] = lambda info: True) -> str:
     return ", ".join(info.usage for info in REGISTRY.values() if predicate(info))
+
+
+def stored_model(context: BackendContext, model_id: str, kind: str, what: str, plural: str) -> Any:
+    """The ``models`` row behind a judge that lives in the database (a jury, an aligned
+    judge), checked to be of ``kind`` (``what``: "a jury"; ``plural``: "juries")."""
+    if context.store is None:
+        raise ConfigError(f"{plural} live in a judgecal database: pass --db")
+    record = context.store.models.get(model_id)
+    if record.kind != kind:
+        raise ConfigError(f"model {model_id!r} is a {record.kind}, not {what}")
+    return record

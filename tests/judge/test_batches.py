@@ -42,6 +42,14 @@ def spec_for(model: str, fake: FakeProvider) -> JudgeSpec:
     return JudgeSpec(model=model, base_url=base, rubric="pairwise_helpfulness", samples=1)
 
 
+def batch_run(store: Store, model: str, fake: FakeProvider) -> object:
+    """The run ``b`` over :data:`ROWS`, through the batch API."""
+    return api.run_judge(
+        store, spec_for(model, fake), items_from_rows(ROWS), dataset="d", run_id="b",
+        batch=True, poll_s=0.01,
+    )  # fmt: skip
+
+
 def ordinary_calls(fake: FakeProvider) -> int:
     return len(fake.log) - sum(fake.batch_lines.values())
 
@@ -106,10 +114,7 @@ def test_a_run_stopped_after_submitting_resumes_without_submitting_again(
         with monkeypatch.context() as patch:
             patch.setattr(api_class, "state", stopped)
             with pytest.raises(KeyboardInterrupt):
-                api.run_judge(
-                    store, spec_for(model, fake), items_from_rows(ROWS), dataset="d",
-                    run_id="b", batch=True, poll_s=0.01,
-                )  # fmt: skip
+                batch_run(store, model, fake)
         (row,) = store.batches.of_run("b")
         assert row.status == "submitted" and row.batch_id in fake.batches
         summary = api.resume_run(store, "b", poll_s=0.01)
@@ -133,10 +138,7 @@ def test_an_openai_batch_whose_id_was_never_stored_is_found_by_its_token(
         with monkeypatch.context() as patch:
             patch.setattr(BatchStore, "update", lost)
             with pytest.raises(KeyboardInterrupt):
-                api.run_judge(
-                    store, spec_for(model, fake), items_from_rows(ROWS), dataset="d",
-                    run_id="b", batch=True, poll_s=0.01,
-                )  # fmt: skip
+                batch_run(store, model, fake)
         (row,) = store.batches.of_run("b")
         assert row.status == "submitting" and row.batch_id is None
         summary = api.resume_run(store, "b", poll_s=0.01)
@@ -200,10 +202,7 @@ def test_large_runs_split_into_batches_and_resume_submits_each_once(
         with monkeypatch.context() as patch:
             patch.setattr(api_class, "submit", stop_after_first)
             with pytest.raises(KeyboardInterrupt):
-                api.run_judge(
-                    store, spec_for(model, fake), items_from_rows(ROWS), dataset="d",
-                    run_id="b", batch=True, poll_s=0.01,
-                )  # fmt: skip
+                batch_run(store, model, fake)
         rows = store.batches.of_run("b")
         assert [len(r.requests) for r in rows] == [6, 6, 4]
         assert sorted(r.status for r in rows) == ["pending", "submitted", "submitting"]
