@@ -4,7 +4,8 @@ cores, against the replay path and the LLM path measured in the same run.
 Pairs are built from PandaLM's real responses (instruction plus two responses drawn from the
 pool); the teacher labels follow a noisy rule so there is something to learn. Throughput is
 pairwise predictions per second, in one process and split over two processes, for the default
-features (word 1–2-grams + character 3–4-grams) and the word-only features.
+features (word 1–2-grams + character 3–4-grams) and the word-only features; and, for both,
+held-out agreement with a real teacher (GPT-3.5's recorded verdicts on PandaLM, several seeds).
 
     python bench/local_judge.py [--items 50000]
 """
@@ -59,6 +60,12 @@ def pairs(n: int, seed: int = 0) -> tuple[list[dict], list[str]]:
         score = np.log1p(len(a)) - np.log1p(len(b)) + rng.normal(0, 0.7)
         labels.append("A" if score > 0.25 else "B" if score < -0.25 else "tie")
     return examples, labels
+
+
+CONFIGS = (
+    ("default (word 1-2 + char 3-4)", {}),
+    ("word only", {"char_ngrams": None}),
+)
 
 
 def throughput(model: LocalJudge, examples: list[dict], processes: int) -> float:
@@ -131,6 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=50_000)
     parser.add_argument("--predict", type=int, default=40_000)
+    parser.add_argument("--seeds", type=int, default=5, help="distillations per feature set")
     args = parser.parse_args()
     examples, labels = pairs(args.items)
     test, _ = pairs(args.predict, seed=1)
@@ -140,7 +148,7 @@ def main() -> None:
         "goal_predictions_per_s": 20_000,
         "configs": {},
     }
-    for name, params in (("word+char", {}), ("word only", {"char_ngrams": None})):
+    for name, params in CONFIGS:
         model = LocalJudge(**params)
         started = time.perf_counter()
         model.fit(examples, labels)
@@ -150,8 +158,60 @@ def main() -> None:
             "predictions_per_s_1_process": round(throughput(model, test, 1)),
             "predictions_per_s_2_processes": round(throughput(model, test, 2)),
         }
+    result["agreement_with_teacher_pandalm"] = teacher_agreement(args.seeds)
     result["runner_judgments_per_s"] = replay_and_llm(2000)
     print(json.dumps(result, indent=2))
+
+
+def teacher_agreement(seeds: int) -> dict:
+    """Both feature sets distilled from GPT-3.5's recorded verdicts on PandaLM's 999 real
+    pairs (``judgecal distill``: 30% held out, seeds 0..n-1): held-out accuracy against the
+    teacher, per seed and on average, and the paired difference."""
+    from judgecal import api
+    from judgecal.datasets import pandalm, write_jsonl
+
+    data = ROOT.parent / "shared" / "data" / "pandalm"
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        items, _ = pandalm(data / "testset-v1.json")
+        write_jsonl(tmp / "items.jsonl", items)
+        verdicts = json.loads((data / "gpt-3.5-turbo-testset-v1.json").read_text())
+        winners = {"1": "A", "2": "B", "Tie": "tie"}
+        write_jsonl(
+            tmp / "replay.jsonl",
+            [
+                {
+                    "item_id": f"pandalm-{v['idx']:04d}",
+                    "order": "ab",
+                    "sample": 0,
+                    "text": "",
+                    **({"verdict": winners[v["gpt_result"]]} if v["gpt_result"] in winners else {}),
+                }
+                for v in verdicts
+            ],
+        )
+        with api.open_store() as store:
+            spec = JudgeSpec(model=f"replay/{tmp / 'replay.jsonl'}", rubric="pairwise_helpfulness")
+            api.run_judge(store, spec, tmp / "items.jsonl", run_id="teacher")
+            for name, params in CONFIGS:
+                accuracies = []
+                for seed in range(seeds):
+                    fitted = api.distill(
+                        store, "teacher", model_id=f"{name}-{seed}", random_state=seed, **params
+                    )
+                    accuracies.append(fitted["evaluation"]["local_vs_teacher"]["accuracy"])
+                out[name] = {
+                    "accuracy_per_seed": [round(a, 4) for a in accuracies],
+                    "mean_accuracy": round(float(np.mean(accuracies)), 4),
+                }
+    default, words = (out[k]["accuracy_per_seed"] for k in out)
+    out["paired_difference_word_only_minus_default"] = {
+        "mean": round(float(np.mean(np.subtract(words, default))), 4),
+        "min": round(float(np.min(np.subtract(words, default))), 4),
+        "max": round(float(np.max(np.subtract(words, default))), 4),
+    }
+    return out
 
 
 if __name__ == "__main__":
