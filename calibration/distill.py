@@ -173,6 +173,20 @@ class LocalJudge(ClassifierMixin, BaseEstimator):
             blocks.append(self.tfidf_[index].transform(counts))
         return sp.hstack(blocks, format="csr")
 
+    @staticmethod
+    def _dense_difference(x: Example, a: str, b: str) -> Any:
+        """Response A's dense features minus B's (the prompt's and reference's words read
+        once for both)."""
+        prompt, reference = str(x.get("prompt") or ""), str(x.get("reference") or "")
+        shared = {
+            "prompt_words": _words(prompt),
+            "reference_words": _words(reference) if reference else set(),
+        }
+        return np.subtract(
+            dense_features(a, prompt, reference, **shared),
+            dense_features(b, prompt, reference, **shared),
+        )
+
     def _features(self, X: Sequence[Example], *, fit: bool = False) -> sp.csr_matrix:
         if self.mode == "pairwise":
             a = [str(x.get("response_a") or "") for x in X]
@@ -181,17 +195,7 @@ class LocalJudge(ClassifierMixin, BaseEstimator):
             n = len(X)
             diff = text[:n] - text[n:]
             dense = np.array(
-                [
-                    np.subtract(
-                        dense_features(
-                            ra, str(x.get("prompt") or ""), str(x.get("reference") or "")
-                        ),
-                        dense_features(
-                            rb, str(x.get("prompt") or ""), str(x.get("reference") or "")
-                        ),
-                    )
-                    for x, ra, rb in zip(X, a, b, strict=True)
-                ]
+                [self._dense_difference(x, ra, rb) for x, ra, rb in zip(X, a, b, strict=True)]
             )
             return sp.hstack([diff, sp.csr_matrix(dense)], format="csr")
         responses = [str(x.get("response") or "") for x in X]
