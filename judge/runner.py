@@ -274,6 +274,7 @@ class Runner:
                 if (item.id, plan.order, plan.sample) not in have:
                     planned[plan.request.hash(self.identity)] = (item, plan)
         sent = await self._db(batches.of_run, run_id)
+        bodies: dict[str, dict[str, Any]] = {}
         if submit and not sent:
             if self._use_cache():
                 await self._db(self.store.cache.warm, self.backend.name)
@@ -290,9 +291,6 @@ class Runner:
             ]
             await self._db(batches.plan, run_id, api.provider, chunks)
             sent = await self._db(batches.of_run, run_id)
-        n_batched = 0
-        batch_records: list[CallRecord] = []
-        batch_costs: list[float | None] = []
         for batch in sent:
             if batch.status in ("downloaded", "failed"):
                 continue
@@ -315,7 +313,7 @@ class Runner:
                     continue
             if batch_id is None:
                 lines = [
-                    (h, self.backend.request_body(planned[h][1].request))
+                    (h, bodies.get(h) or self.backend.request_body(planned[h][1].request))
                     for h in batch.requests
                     if h in planned
                 ]
@@ -333,6 +331,7 @@ class Runner:
                     )
                 )
         # Every batch is with the provider now; wait for each and store its answers.
+        batch_records: list[CallRecord] = []
         for batch in await self._db(batches.of_run, run_id):
             if batch.status != "submitted" or batch.batch_id is None:
                 continue
@@ -374,17 +373,14 @@ class Runner:
                     cache_rows.append((request_hash, self.backend.name, completion))
 
             await self._db(self._store_batch, batch.token, records, cache_rows)
-            n_batched += len(records)
             batch_records += records
-            batch_costs += [r.cost_usd for r in records]
         summary = await self.resume(run_id)
-        summary.batch_calls = n_batched
+        summary.batch_calls = len(batch_records)
         summary.wall_s = time.perf_counter() - started
+        costs = [r.cost_usd for r in batch_records if r.cost_usd is not None]
         if summary.cost_usd is not None:
-            costs = [c for c in batch_costs if c is not None]
-            summary.cost_usd = (
-                None if len(costs) < len(batch_costs) else summary.cost_usd + sum(costs)
-            )
+            known = len(costs) == len(batch_records)
+            summary.cost_usd = summary.cost_usd + sum(costs) if known else None
         summary.tokens_in += sum(r.tokens_in or 0 for r in batch_records)
         summary.tokens_out += sum(r.tokens_out or 0 for r in batch_records)
         return summary

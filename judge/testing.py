@@ -929,21 +929,15 @@ def _fake_request(body: dict[str, Any], anthropic: bool) -> FakeRequest:
 
 
 def _texts(request: dict[str, Any], anthropic: bool) -> tuple[str, str]:
-    def content(message: dict[str, Any]) -> str:
-        value = message.get("content", "")
-        if isinstance(value, list):
-            return "".join(part.get("text", "") for part in value if isinstance(part, dict))
-        return str(value)
-
     messages = request.get("messages", [])
     system = (
         request.get("system", "")
         if anthropic
-        else "\n".join(content(m) for m in messages if m.get("role") == "system")
+        else "\n".join(_content(m) for m in messages if m.get("role") == "system")
     )
     if isinstance(system, list):
         system = "".join(part.get("text", "") for part in system)
-    user = "\n".join(content(m) for m in messages if m.get("role") == "user")
+    user = "\n".join(_content(m) for m in messages if m.get("role") == "user")
     return str(system), user
 
 

@@ -885,14 +885,22 @@ def judge_ref(store: Store, ref: str | Path) -> tuple[JudgeSpec, Rubric | None]:
             f"--judge {ref}: neither a judge file nor a judge stored in {store.path} "
             "(`judgecal models list` shows the stored ones)"
         )
-    record = store.models.get(str(ref))
-    if record.kind != "aligned":
-        raise ConfigError(f"--judge {ref}: model {ref!r} is a {record.kind}, not a judge")
+    try:
+        record, rubric = _aligned_judge(store, str(ref))
+    except ConfigError as exc:
+        raise ConfigError(f"--judge {ref}: {exc}") from None
     # The protocol settings it was evaluated with, and its endpoint (a flag may override).
     keep = {*ProtocolSettings.model_fields, "base_url"}
     settings = {k: v for k, v in record.spec["judge"].items() if k in keep}
-    rubric = rubric_from_yaml(store.runs.rubric_body(str(record.rubric_hash)))
     return JudgeSpec(model=f"aligned/{ref}", **settings), rubric
+
+
+def _aligned_judge(store: Store, judge_id: str) -> tuple[Any, Rubric]:
+    """A stored aligned judge's record and the exact rubric it was aligned under."""
+    record = store.models.get(judge_id)
+    if record.kind != "aligned":
+        raise ConfigError(f"model {judge_id!r} is a {record.kind}, not an aligned judge")
+    return record, rubric_from_yaml(store.runs.rubric_body(str(record.rubric_hash)))
 
 
 def align(
@@ -931,12 +939,9 @@ def align(
     model = spec.model or ""
     state = None
     if model.startswith("aligned/"):
-        parent_record = store.models.get(model.removeprefix("aligned/"))
-        if parent_record.kind != "aligned":
-            raise ConfigError(f"{model} is a {parent_record.kind}, not an aligned judge")
+        parent_record, stored = _aligned_judge(store, model.removeprefix("aligned/"))
         provider_model = str(parent_record.spec["model"])
         state = parent_record.spec["state"]
-        stored = rubric_from_yaml(store.runs.rubric_body(str(parent_record.rubric_hash)))
         rubric = rubric or (load_rubric_ref(spec.rubric) if spec.rubric else stored)
         if rubric.content_hash != stored.content_hash:
             raise ConfigError(f"{model} was aligned under another rubric than {rubric.ref}")

@@ -120,11 +120,13 @@ def cmd_rubric_list(args: argparse.Namespace) -> int:
 # -- run -----------------------------------------------------------------------------------
 
 
-def _spec_from_args(args: argparse.Namespace) -> Any:
-    """The judge file (if any) with every flag given on the command line applied over it."""
+def _spec_from_args(args: argparse.Namespace, base: Any = None) -> Any:
+    """``base`` (default: the judge file, if any) with every flag given on the command line
+    applied over it."""
     from judge import JudgeSpec, load_judge_spec
 
-    base = load_judge_spec(args.judge) if args.judge else JudgeSpec()
+    if base is None:
+        base = load_judge_spec(args.judge) if args.judge else JudgeSpec()
     overrides = {n: getattr(args, n) for n in JudgeSpec.model_fields if hasattr(args, n)}
     limits = {
         n: getattr(args, f"limits.{n}") for n in _limit_fields() if hasattr(args, f"limits.{n}")
@@ -440,13 +442,9 @@ def _judge_from_args(args: argparse.Namespace, store: Any) -> tuple[Any, Any]:
     from judge import JudgeSpec
 
     base, rubric = api.judge_ref(store, args.judge) if args.judge else (JudgeSpec(), None)
-    overrides = {n: getattr(args, n) for n in JudgeSpec.model_fields if hasattr(args, n)}
-    limits = {
-        n: getattr(args, f"limits.{n}") for n in _limit_fields() if hasattr(args, f"limits.{n}")
-    }
-    if overrides.get("rubric"):
+    if getattr(args, "rubric", None):
         rubric = None  # a rubric given on the command line wins (an aligned judge checks it)
-    return base.with_overrides(**overrides, limits=limits), rubric
+    return _spec_from_args(args, base), rubric
 
 
 def cmd_jury_create(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Any
 
 import pyarrow as pa
 
@@ -35,7 +36,7 @@ class RequestCache:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._index: dict[str, set[str]] = {}
-        self._recent: OrderedDict[str, Completion] = OrderedDict()
+        self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     def _hashes(self, backend: str) -> set[str]:
         if backend not in self._index:
@@ -59,7 +60,7 @@ class RequestCache:
     def peek(self, request_hash: str) -> Completion | None:
         """A recently written or read completion, from memory only (any thread; no query)."""
         found = self._recent.get(request_hash)
-        return None if found is None else Completion.from_cache(found.to_cache())
+        return None if found is None else Completion.from_cache(found)
 
     def get(self, request_hash: str) -> Completion | None:
         recent = self.peek(request_hash)
@@ -70,14 +71,15 @@ class RequestCache:
         )
         if row is None:
             return None
-        completion = Completion.from_cache(json.loads(row[0]))
-        self._remember([(request_hash, completion)])
-        return completion
+        data = json.loads(row[0])
+        self._remember([(request_hash, data)])
+        return Completion.from_cache(data)
 
-    def _remember(self, entries: Iterable[tuple[str, Completion]]) -> None:
+    def _remember(self, entries: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Keep completions (their cache form: each :meth:`peek` builds a fresh object)."""
         recent = self._recent
-        for request_hash, completion in entries:
-            recent[request_hash] = Completion.from_cache(completion.to_cache())
+        for request_hash, data in entries:
+            recent[request_hash] = data
             recent.move_to_end(request_hash)
         while len(recent) > self.RECENT:
             recent.popitem(last=False)
@@ -85,29 +87,35 @@ class RequestCache:
     def index(self, entries: Iterable[tuple[str, str, Completion]]) -> None:
         """Make written ``entries`` known to :meth:`contains` and :meth:`peek`."""
         entries = list(entries)
+        self._indexed(entries, [c.to_cache() for _, _, c in entries])
+
+    def _indexed(
+        self, entries: list[tuple[str, str, Completion]], forms: list[dict[str, Any]]
+    ) -> None:
         for request_hash, backend, _ in entries:
             if backend in self._index:
                 self._index[backend].add(request_hash)
-        self._remember((h, c) for h, _, c in entries)
+        self._remember((h, form) for (h, _, _), form in zip(entries, forms, strict=True))
 
     def put(self, entries: Iterable[tuple[str, str, Completion]], *, index: bool = True) -> None:
         """Write ``entries`` (request hash, backend, completion); ``index=False`` when the
         caller's transaction may still roll back (it calls :meth:`index` after the commit)."""
         entries = list(entries)
+        forms = [c.to_cache() for _, _, c in entries]
         stamp = now()
         rows = [
             {
                 "request_hash": h,
                 "backend": b,
-                "completion": canonical_json(c.to_cache()),
+                "completion": canonical_json(form),
                 "created_at": stamp,
             }
-            for h, b, c in entries
+            for (h, b, _), form in zip(entries, forms, strict=True)
         ]
         self.db.insert("request_cache", rows, CACHE_SCHEMA, ignore=True)
         if index:
             # Indexed only once written, so the index never names a missing entry.
-            self.index(entries)
+            self._indexed(entries, forms)
 
 
 class RubricCache:

@@ -22,6 +22,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from judge.store.db import now
 from judge.types import CallRecord, Completion, Verdict
 
@@ -219,20 +221,14 @@ class GroupWriter:
         self.store.cache.index([entry for p in group for entry in p.cache])
 
 
-def _request_schema() -> Any:
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("request_id", pa.string()),
-            ("run_id", pa.string()),
-            ("owner", pa.string()),
-            ("item_ids", pa.string()),
-            ("created_at", pa.timestamp("us")),
-        ]
-    )
-
-
-_REQUEST_SCHEMA = _request_schema()
+_REQUEST_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("run_id", pa.string()),
+        ("owner", pa.string()),
+        ("item_ids", pa.string()),
+        ("created_at", pa.timestamp("us")),
+    ]
+)
 
 __all__ = ["GroupWriter", "Part", "StandingRun"]
