@@ -185,7 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     rubric=rubric,
                 )
                 return _print_summaries(summaries, args.json, args.db)
-            if args.ray_shards:
+            if args.ray_shards is not None:
                 from judge import load_items
                 from judgecal.sharded import run_sharded
 

@@ -330,3 +330,18 @@ def _right(row: dict) -> str:
     x, y = (int(t) for t in row["prompt"].removeprefix("What is ").rstrip("?").split(" + "))
     last = row["response_a"].rstrip(".").split()[-1]
     return "A" if int(last) == x + y else "B"
+
+
+def test_a_malformed_split_is_refused_before_the_database_changes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "a.duckdb"
+    labelled_store(db).close()
+    with Store(db, read_only=True) as store:
+        counts = store.table_counts()
+    for split in ("0.5,0.5", "a,b,c"):
+        assert main(["align", "--dataset", "arith", "--db", str(db), "--model", "openai/m",
+                     "--rubric", "pairwise_helpfulness", "--split", split]) == 2  # fmt: skip
+        assert "--split takes three fractions" in capsys.readouterr().err
+    with Store(db, read_only=True) as store:
+        assert store.table_counts() == counts

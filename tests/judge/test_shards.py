@@ -87,3 +87,9 @@ def test_the_first_shard_wins_a_key_as_merge_keeps_it(tmp_path: Path) -> None:
         assert {v.item_id: v.winner for v in first.runs.verdicts("same")} == seen
         # The shards disagree on some item, so which one wins is observable.
         assert {v.item_id: v.winner for v in second.runs.verdicts("same")} != seen
+
+
+def test_a_glob_that_names_no_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no such database files"):
+        api.open_store(str(tmp_path / "nothing-*.duckdb"), read_only=True)
+    assert not list(tmp_path.iterdir())

@@ -82,3 +82,20 @@ def test_ray_shards_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert len(list((tmp_path / "audit.duckdb.shards").glob("shard-*.duckdb"))) == 2
     with Store(db, read_only=True) as store:
         assert len(store.runs.verdicts("sharded")) == 10
+
+
+def test_zero_shards_is_an_error_not_a_silent_single_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from judgecal.cli import main
+
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps(r) + "\n" for r in ROWS[:2]))
+    db = tmp_path / "audit.duckdb"
+    assert main(["run", "--items", str(items), "--db", str(db), "--model", "mock/longer",
+                 "--rubric", "pairwise_helpfulness", "--ray-shards", "0"]) == 2  # fmt: skip
+    assert "--ray-shards must be at least 1" in capsys.readouterr().err
+    with Store(db, read_only=True) as store:
+        assert store.runs.all() == []
