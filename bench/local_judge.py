@@ -4,8 +4,9 @@ cores, against the replay path and the LLM path measured in the same run.
 Pairs are built from PandaLM's real responses (instruction plus two responses drawn from the
 pool); the teacher labels follow a noisy rule so there is something to learn. Throughput is
 pairwise predictions per second, in one process and split over two processes, for the default
-features (word 1–2-grams + character 3–4-grams) and the word-only features; and, for both,
-held-out agreement with a real teacher (GPT-3.5's recorded verdicts on PandaLM, several seeds).
+features (word 1–2-grams + character 4-grams), the previous default (character 3–4-grams)
+and word-only features; and, for each, held-out agreement with a real teacher (GPT-3.5's
+recorded verdicts on PandaLM, several seeds).
 
     python bench/local_judge.py [--items 50000]
 """
@@ -63,7 +64,8 @@ def pairs(n: int, seed: int = 0) -> tuple[list[dict], list[str]]:
 
 
 CONFIGS = (
-    ("default (word 1-2 + char 3-4)", {}),
+    ("default (word 1-2 + char 4)", {}),
+    ("word 1-2 + char 3-4 (the default before)", {"char_ngrams": (3, 4)}),
     ("word only", {"char_ngrams": None}),
 )
 
@@ -205,12 +207,14 @@ def teacher_agreement(seeds: int) -> dict:
                     "accuracy_per_seed": [round(a, 4) for a in accuracies],
                     "mean_accuracy": round(float(np.mean(accuracies)), 4),
                 }
-    default, words = (out[k]["accuracy_per_seed"] for k in out)
-    out["paired_difference_word_only_minus_default"] = {
-        "mean": round(float(np.mean(np.subtract(words, default))), 4),
-        "min": round(float(np.min(np.subtract(words, default))), 4),
-        "max": round(float(np.max(np.subtract(words, default))), 4),
-    }
+    default = out[CONFIGS[0][0]]["accuracy_per_seed"]
+    for name, _ in CONFIGS[1:]:
+        difference = np.subtract(out[name]["accuracy_per_seed"], default)
+        out[name]["paired_difference_vs_default"] = {
+            "mean": round(float(difference.mean()), 4),
+            "min": round(float(difference.min()), 4),
+            "max": round(float(difference.max()), 4),
+        }
     return out
 
 

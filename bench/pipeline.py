@@ -1,12 +1,18 @@
-"""Pipeline throughput: N pairwise judgments through the real ``openai`` SDK against the
-loopback fake provider with a fixed latency, compared with the ideal time.
+"""Pipeline throughput and memory: N pairwise judgments through the real ``openai`` SDK
+against the loopback fake provider with a fixed latency, next to a plain loop that posts the
+same number of requests through the same SDK client and stores nothing (the floor any judging
+code pays), measured in the same process.
 
 A judgment is one judge call on one pair in one presentation order: N = 10,000 judgments are
-5,000 items judged in both orders. Ideal time = calls × latency / concurrency; the ratio
-(wall / ideal) is what the README reports. Also reports the pipeline's CPU seconds per call
-(SDK, protocol, parsing, DuckDB writes); the fake provider runs in its own process.
+5,000 items judged in both orders. Ideal time = calls × latency / concurrency. For each N
+(one fresh process per size, so peak memory is that size's own) it reports wall / ideal,
+wall / the plain loop's wall, calls/s against the plain loop's, CPU per call (SDK, protocol,
+parsing, DuckDB writes; the fake provider runs in its own process), peak memory (RSS) and
+bytes stored per call. Items are written to a JSONL file and streamed from it, as
+``judgecal run --items`` does.
 
-    python bench/pipeline.py [--judgments 10000] [--latency 0.05] [--concurrency 64] [--workers 1]
+    python bench/pipeline.py [--judgments 1000,10000,100000] [--latency 0.05]
+                             [--concurrency 64] [--workers 1]
 
 With many more requests in flight one event loop saturates a core; ``--workers 2`` runs the
 provider client in two processes (judge.pool) and is the configuration to compare there.
@@ -20,6 +26,7 @@ import json
 import multiprocessing
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,10 +37,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
 
-from judge import Item, JudgeSpec, Runner, RunnerConfig, Store, make_backend  # noqa: E402
-from judge.backends.pool import BackendSpec, ProcessPoolBackend  # noqa: E402
+from judge import JudgeSpec, RunnerConfig, Store  # noqa: E402
 from judge.testing import provider_process  # noqa: E402
-from rubrics import load_rubric  # noqa: E402
 
 
 def _child_pid() -> int:
@@ -63,97 +68,186 @@ def cpu_seconds() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--judgments", type=int, default=10_000)
+    parser.add_argument("--judgments", default="1000,10000", help="sizes, comma-separated")
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1, help="client processes (1: in-process)")
     parser.add_argument("--flush-every", type=int, default=256)
+    parser.add_argument("--cache", action="store_true", help="use the request cache (default off)")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # one size, in this process
     args = parser.parse_args()
-
-    n_items = args.judgments // 2
-    items = [
-        Item(
-            id=f"b{i:06d}",
-            prompt=f"Question {i}: explain the idea briefly.",
-            response_a=f"quality={i % 5} answer {i} " * 20,
-            response_b=f"quality={(i + 2) % 5} reply {i} " * 20,
-        )
-        for i in range(n_items)
+    if args.one:
+        print(json.dumps(measure_one(args.one, args)))
+        return
+    sizes = [int(n) for n in args.judgments.split(",")]
+    passed = [
+        *("--latency", str(args.latency), "--concurrency", str(args.concurrency)),
+        *("--workers", str(args.workers), "--flush-every", str(args.flush_every)),
+        *(["--cache"] if args.cache else []),
     ]
-    # The provider runs in its own process so that its CPU is not counted as the pipeline's.
+    rows = []
+    for n in sizes:
+        child = subprocess.run(
+            [sys.executable, __file__, *passed, "--one", str(n)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
+    first, last = rows[0], rows[-1]
+    print(
+        json.dumps(
+            {
+                "benchmark": "pipeline",
+                "latency_s": args.latency,
+                "concurrency": args.concurrency,
+                "client_workers": args.workers,
+                "request_cache": args.cache,
+                "goals": {
+                    "wall_vs_plain_loop_at_64": 1.1,
+                    "calls_per_s_vs_plain_loop_at_512_workers_2": 0.9,
+                    "peak_memory": "flat in N; a million-judgment run within 1 GB",
+                },
+                "sizes": rows,
+                "peak_rss_growth_mb": round(last["peak_rss_mb"] - first["peak_rss_mb"], 1),
+                "peak_rss_growth_bytes_per_judgment": round(
+                    1e6
+                    * (last["peak_rss_mb"] - first["peak_rss_mb"])
+                    / max(1, last["judgments"] - first["judgments"])
+                ),
+            },
+            indent=2,
+        )
+    )
+
+
+def _items_file(path: Path, n_items: int) -> None:
+    """Items written one by one: nothing but the file holds them."""
+    with path.open("w") as out:
+        for i in range(n_items):
+            row = {
+                "id": f"b{i:07d}",
+                "prompt": f"Question {i}: explain the idea briefly.",
+                "response_a": f"quality={i % 5} answer {i} " * 20,
+                "response_b": f"quality={(i + 2) % 5} reply {i} " * 20,
+            }
+            out.write(json.dumps(row) + "\n")
+
+
+async def plain_loop(base_url: str, items: Path, concurrency: int) -> int:
+    """The floor: each pair posted in both orders through the SDK client judgecal uses
+    (aiohttp pool, raw post, JSON reply parsed), nothing rendered, parsed or stored."""
+    import openai
+
+    client = openai.AsyncOpenAI(
+        api_key="sk-bench",
+        base_url=base_url,
+        max_retries=0,
+        http_client=openai.DefaultAioHttpClient(),
+    )
+    slots = asyncio.Semaphore(concurrency)
+    calls = 0
+
+    async def one(row: dict, first: str, second: str) -> None:
+        nonlocal calls
+        body = {
+            "model": "gpt-4.1-mini",
+            "messages": [
+                {"role": "system", "content": "Compare the two responses."},
+                {
+                    "role": "user",
+                    "content": f"{row['prompt']}\n[A]\n{row[first]}\n[B]\n{row[second]}",
+                },
+            ],
+            "temperature": 0,
+            "max_tokens": 512,
+        }
+        try:
+            json.loads(await client.post("/chat/completions", body=body, cast_to=str))
+            calls += 1
+        finally:
+            slots.release()
+
+    async with asyncio.TaskGroup() as group:
+        with items.open() as lines:
+            for line in lines:
+                row = json.loads(line)
+                for first, second in (("response_a", "response_b"), ("response_b", "response_a")):
+                    await slots.acquire()
+                    group.create_task(one(row, first, second))
+    await client.close()
+    return calls
+
+
+def measure_one(judgments: int, args: argparse.Namespace) -> dict:
+    from judgecal import api
+
     with (
+        # The provider runs in its own process so that its CPU is not counted as ours.
         provider_process(args.latency, cwd=str(ROOT)) as base_url,
         tempfile.TemporaryDirectory() as tmp,
     ):
         server_pid = _child_pid()
-        server_cpu0 = process_cpu(server_pid)
-        result = measure(items, base_url, Path(tmp) / "bench.duckdb", args)
-        result["fake_provider_cpu_s"] = round(process_cpu(server_pid) - server_cpu0, 3)
-    print(json.dumps(result, indent=2))
+        items = Path(tmp) / "items.jsonl"
+        _items_file(items, judgments // 2)
+        warmup = Path(tmp) / "warmup.jsonl"
+        _items_file(warmup, args.concurrency)
+        asyncio.run(plain_loop(base_url, warmup, args.concurrency))  # connections, imports
+        t0 = time.perf_counter()
+        plain_calls = asyncio.run(plain_loop(base_url, items, args.concurrency))
+        plain_wall = time.perf_counter() - t0
 
-
-def measure(items: list[Item], base_url: str, db: Path, args: argparse.Namespace) -> dict:
-    rubric = load_rubric("pairwise_helpfulness")
-    store = Store(db)
-    if args.workers > 1:
-        backend = ProcessPoolBackend(
-            BackendSpec("openai/gpt-4.1-mini", base_url=base_url), workers=args.workers
-        )
-    else:
-        backend = make_backend("openai/gpt-4.1-mini", base_url=base_url)
-    runner = Runner(
-        store,
-        backend,
-        rubric,
-        JudgeSpec(
+        spec = JudgeSpec(
+            model="openai/gpt-4.1-mini",
+            base_url=base_url,
+            rubric="pairwise_helpfulness",
             samples=1,
             temperature=0,
             limits=RunnerConfig(
-                max_concurrency=args.concurrency, cache=False, flush_every=args.flush_every
+                max_concurrency=args.concurrency, cache=args.cache, flush_every=args.flush_every
             ),
-        ),
-    )
-
-    async def go() -> tuple[object, float, float]:
-        try:
-            # Warm up: lazy imports, TLS contexts and the connection pool are set up by the
-            # first calls; the timed run measures the steady state.
-            await runner.run(warmup, dataset="warmup")
+        )
+        db = Path(tmp) / "bench.duckdb"
+        with Store(db) as store:
+            api.run_judge(store, spec, warmup, dataset="warmup", workers=args.workers)
+        rss_before = _rss_mb()
+        server_cpu0 = process_cpu(server_pid)
+        with Store(db) as store:
             cpu0, t0 = cpu_seconds(), time.perf_counter()
-            summary = await runner.run(items, dataset="bench")
-            return summary, time.perf_counter() - t0, cpu_seconds() - cpu0
-        finally:
-            await runner.aclose()
+            summary = api.run_judge(store, spec, items, dataset="bench", workers=args.workers)
+            wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+            stored = store.table_counts()
+        fake_cpu = process_cpu(server_pid) - server_cpu0
+        calls = summary.n_calls
+        ideal = calls * args.latency / args.concurrency
+        return {
+            "judgments": calls,
+            "wall_s": round(wall, 3),
+            "ideal_s": round(ideal, 3),
+            "ratio_to_ideal": round(wall / ideal, 3),
+            "plain_loop_wall_s": round(plain_wall, 3),
+            "wall_vs_plain_loop": round(wall / plain_wall, 3),
+            "calls_per_s": round(calls / wall, 1),
+            "plain_loop_calls_per_s": round(plain_calls / plain_wall, 1),
+            "calls_per_s_vs_plain_loop": round((calls / wall) / (plain_calls / plain_wall), 3),
+            "cpu_ms_per_call": round(1000 * cpu / calls, 3),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "rss_before_run_mb": round(rss_before, 1),
+            "bytes_stored_per_call": round(_stored_bytes(db) / calls),
+            "verdicts_stored": stored["verdicts"] - args.concurrency,
+            "calls_stored": stored["calls"] - 2 * args.concurrency,
+            "errors": summary.n_call_errors,
+            "fake_provider_cpu_s": round(fake_cpu, 3),
+        }
 
-    warmup = [
-        Item(id=f"w{i}", prompt="warm up", response_a=f"a{i}", response_b="b")
-        for i in range(args.concurrency)
-    ]
-    summary, wall, cpu = asyncio.run(go())
-    stored = store.table_counts()
-    store.close()
-    calls = summary.n_calls
-    ideal = calls * args.latency / args.concurrency
-    result = {
-        "benchmark": "pipeline",
-        "judgments": calls,
-        "latency_s": args.latency,
-        "concurrency": args.concurrency,
-        "client_workers": args.workers,
-        "wall_s": round(wall, 3),
-        "ideal_s": round(ideal, 3),
-        "ratio_to_ideal": round(wall / ideal, 3),
-        "goal_ratio": 1.15,
-        "calls_per_s": round(calls / wall, 1),
-        "cpu_s": round(cpu, 3),
-        "cpu_ms_per_call": round(1000 * cpu / calls, 3),
-        "cpu_share_of_two_cores": round(cpu / (2 * wall), 3),
-        "verdicts_stored": stored["verdicts"] - len(warmup),
-        "calls_stored": stored["calls"] - 2 * len(warmup),
-        "errors": summary.n_call_errors,
-        "items": len(items),
-    }
-    return result
+
+def _rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _stored_bytes(db: Path) -> int:
+    """The database file and its write-ahead log, after the store is closed."""
+    return sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
 
 
 if __name__ == "__main__":

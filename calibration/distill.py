@@ -1,8 +1,9 @@
 """A cheap local judge distilled from an LLM judge's verdicts (and optionally human labels).
 
 ``LocalJudge`` follows the scikit-learn estimator contract. For pairwise items its features
-are differences between the two responses, so swapping them negates the features: word and
-character n-gram TF-IDF (hashed, so no vocabulary and no downloaded weights), and dense
+are differences between the two responses, so swapping them negates the features: word
+1–2-gram and byte 4-gram TF-IDF (hashed, so no vocabulary and no downloaded weights; built
+for the whole batch at once, :mod:`calibration.features`), and dense
 differences in length, overlap with the prompt and the reference, formatting and refusal
 markers. Training sees every pair in both orders and prediction averages both orders, so the
 local judge has no position bias by construction. Probabilities are calibrated
@@ -14,7 +15,6 @@ reports the expected level; its ``predict`` is the rubric's aggregate score.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,106 +23,17 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
+
+from calibration.features import Batch, char_ngram_counts, dense_features, word_ngram_counts
 
 Example = Mapping[str, Any]
 """One item as a mapping: prompt, response (pointwise) or response_a/response_b, reference."""
 
-_REFUSAL = re.compile(
-    r"\b(i can(no|')t|i am unable|i'm unable|as an ai|i cannot help|sorry, but)\b", re.I
-)
-_WORD = re.compile(r"\w+")
-
-
-def _words(text: str) -> set[str]:
-    return set(_WORD.findall(text.lower()))
-
-
-def _jaccard(a: set[str], b: set[str]) -> float:
-    return len(a & b) / len(a | b) if a and b else 0.0
-
-
-def dense_features(
-    response: str,
-    prompt: str,
-    reference: str,
-    *,
-    prompt_words: set[str] | None = None,
-    reference_words: set[str] | None = None,
-) -> list[float]:
-    """Length, overlap with prompt and reference, formatting and refusal markers."""
-    words = _words(response)
-    prompt_words = _words(prompt) if prompt_words is None else prompt_words
-    reference_words = (
-        (_words(reference) if reference else set()) if reference_words is None else reference_words
-    )
-    return [
-        np.log1p(len(response)),
-        np.log1p(len(response.split())),
-        _jaccard(words, prompt_words),
-        _jaccard(words, reference_words),
-        response.count("\n") / 10.0,
-        float(bool(re.search(r"^\s*([-*•]|\d+[.)])\s", response, re.M))),
-        float("```" in response),
-        float(bool(_REFUSAL.search(response))),
-        float(response.strip() == ""),
-    ]
-
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def char_ngram_counts(
-    texts: Sequence[str], ngram_range: tuple[int, int], n_features: int
-) -> sp.csr_matrix:
-    """Hashed counts of byte n-grams of the lower-cased texts, vectorized over the whole batch
-    (sklearn's character analyzer builds every n-gram as a Python string, ~50× slower).
-
-    >>> m = char_ngram_counts(["abab", "x"], (2, 2), 64)
-    >>> m.shape, int(m[0].sum()), int(m[1].sum())
-    ((2, 64), 5, 2)
-    """
-    low, high = ngram_range
-    if not 1 <= low <= high <= 8:
-        raise ValueError("character n-grams must be 1 to 8 bytes long")
-    encoded = [
-        (" " + t.lower() + " ").encode("utf-8", "ignore").replace(b"\x00", b" ") for t in texts
-    ]
-    lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
-    data = np.frombuffer(b"\x00".join(encoded), dtype=np.uint8).astype(np.uint64)
-    doc = np.repeat(np.arange(len(encoded)), lengths + 1)[: data.size]
-    separator = (data == 0).astype(np.int64)
-    rows, cols = [], []
-    for n in range(low, high + 1):
-        if data.size < n:
-            continue
-        windows = data.size - n + 1
-        code = np.zeros(windows, dtype=np.uint64)
-        for k in range(n):
-            code |= data[k : k + windows] << np.uint64(8 * k)
-        seps = np.convolve(separator, np.ones(n, dtype=np.int64), mode="valid")
-        valid = seps == 0
-        hashed = ((code[valid] * _GOLDEN) >> np.uint64(20)) % np.uint64(n_features)
-        rows.append(doc[:windows][valid])
-        cols.append(hashed.astype(np.int64))
-    row = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-    col = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
-    matrix = sp.csr_matrix((np.ones(row.size), (row, col)), shape=(len(texts), n_features))
-    matrix.sum_duplicates()
-    return matrix
-
-
-class _CharHasher:
-    """HashingVectorizer-like wrapper around :func:`char_ngram_counts`."""
-
-    def __init__(self, ngram_range: tuple[int, int], n_features: int) -> None:
-        self.ngram_range = ngram_range
-        self.n_features = n_features
-
-    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
-        return char_ngram_counts(texts, self.ngram_range, self.n_features)
+FEATURES_VERSION = 2
+"""Bumped whenever the features change; a model fitted under another version is refused."""
 
 
 class LocalJudge(ClassifierMixin, BaseEstimator):
@@ -133,7 +44,7 @@ class LocalJudge(ClassifierMixin, BaseEstimator):
         mode: str = "pairwise",
         *,
         word_ngrams: tuple[int, int] = (1, 2),
-        char_ngrams: tuple[int, int] | None = (3, 4),
+        char_ngrams: tuple[int, int] | None = (4, 4),
         n_features: int = 2**18,
         C: float = 1.0,
         calibration: str = "sigmoid",
@@ -151,61 +62,49 @@ class LocalJudge(ClassifierMixin, BaseEstimator):
 
     # -- features ------------------------------------------------------------------------
 
-    def _vectorizers(self) -> list[Any]:
-        vectorizers: list[Any] = [
-            HashingVectorizer(
-                ngram_range=self.word_ngrams,
-                n_features=self.n_features,
-                alternate_sign=False,
-                norm=None,
-            )
-        ]
+    def _text_matrix(self, batch: Batch, *, fit: bool) -> sp.csr_matrix:
+        blocks = [word_ngram_counts(batch, self.word_ngrams, self.n_features)]
         if self.char_ngrams is not None:
-            vectorizers.append(_CharHasher(self.char_ngrams, self.n_features))
-        return vectorizers
-
-    def _text_matrix(self, texts: Sequence[str], *, fit: bool) -> sp.csr_matrix:
-        blocks = []
-        for index, vectorizer in enumerate(self.vectorizers_):
-            counts = vectorizer.transform(texts)
-            if fit:
-                self.tfidf_[index].fit(counts)
-            blocks.append(self.tfidf_[index].transform(counts))
-        return sp.hstack(blocks, format="csr")
-
-    @staticmethod
-    def _dense_difference(x: Example, a: str, b: str) -> Any:
-        """Response A's dense features minus B's (the prompt's and reference's words read
-        once for both)."""
-        prompt, reference = str(x.get("prompt") or ""), str(x.get("reference") or "")
-        shared = {
-            "prompt_words": _words(prompt),
-            "reference_words": _words(reference) if reference else set(),
-        }
-        return np.subtract(
-            dense_features(a, prompt, reference, **shared),
-            dense_features(b, prompt, reference, **shared),
+            blocks.append(char_ngram_counts(batch, self.char_ngrams, self.n_features))
+        if fit:
+            self.tfidf_ = [TfidfTransformer(sublinear_tf=True).fit(b) for b in blocks]
+        return sp.hstack(
+            [tfidf.transform(b) for tfidf, b in zip(self.tfidf_, blocks, strict=True)],
+            format="csr",
         )
+
+    def incompatibility(self) -> str | None:
+        """Why this fitted judge cannot predict under this judgecal (``None`` if it can)."""
+        version = getattr(self, "features_version_", 1)
+        if version != FEATURES_VERSION:
+            return (
+                f"was fitted with features version {version} and this judgecal builds "
+                f"version {FEATURES_VERSION}"
+            )
+        return None
 
     def _features(self, X: Sequence[Example], *, fit: bool = False) -> sp.csr_matrix:
+        if not fit and (problem := self.incompatibility()):
+            raise ValueError(f"this local judge {problem}: distill it again")
+        prompts = Batch([str(x.get("prompt") or "") for x in X])
+        references = Batch([str(x.get("reference") or "") for x in X])
+        n = len(X)
         if self.mode == "pairwise":
-            a = [str(x.get("response_a") or "") for x in X]
-            b = [str(x.get("response_b") or "") for x in X]
-            text = self._text_matrix(a + b, fit=fit)
-            n = len(X)
-            diff = text[:n] - text[n:]
-            dense = np.array(
-                [self._dense_difference(x, ra, rb) for x, ra, rb in zip(X, a, b, strict=True)]
+            responses = Batch(
+                [str(x.get("response_a") or "") for x in X]
+                + [str(x.get("response_b") or "") for x in X]
             )
-            return sp.hstack([diff, sp.csr_matrix(dense)], format="csr")
-        responses = [str(x.get("response") or "") for x in X]
+            owner = list(range(n)) * 2
+        else:
+            responses = Batch([str(x.get("response") or "") for x in X])
+            owner = list(range(n))
         text = self._text_matrix(responses, fit=fit)
-        dense = np.array(
-            [
-                dense_features(r, str(x.get("prompt") or ""), str(x.get("reference") or ""))
-                for x, r in zip(X, responses, strict=True)
-            ]
-        )
+        dense = dense_features(responses, prompts, references, owner)
+        if self.mode == "pairwise":
+            # A's features minus B's: swapping the responses negates them.
+            return sp.hstack(
+                [text[:n] - text[n:], sp.csr_matrix(dense[:n] - dense[n:])], format="csr"
+            )
         return sp.hstack([text, sp.csr_matrix(dense)], format="csr")
 
     # -- estimator contract --------------------------------------------------------------
@@ -217,9 +116,8 @@ class LocalJudge(ClassifierMixin, BaseEstimator):
             raise ValueError(f"mode must be 'pairwise' or 'pointwise', not {self.mode!r}")
         if len(X) != len(y) or len(X) < 10:
             raise ValueError("need at least 10 examples and one target per example")
-        self.vectorizers_ = self._vectorizers()
-        self.tfidf_ = [TfidfTransformer(sublinear_tf=True) for _ in self.vectorizers_]
         features = self._features(X, fit=True)
+        self.features_version_ = FEATURES_VERSION
         self.n_features_in_ = features.shape[1]
         if self.mode == "pairwise":
             labels = np.asarray([str(v) for v in y], dtype=object)
@@ -268,8 +166,8 @@ class LocalJudge(ClassifierMixin, BaseEstimator):
                 ]
             )
         features = self._features(X)
-        forward = self.model_.predict_proba(features)
-        backward = self.model_.predict_proba(-features)
+        both = self.model_.predict_proba(sp.vstack([features, -features], format="csr"))
+        forward, backward = both[: len(X)], both[len(X) :]
         classes = list(self.model_.classes_)
         swap = [classes.index({"A": "B", "B": "A"}.get(c, c)) for c in classes]
         proba = (forward + backward[:, swap]) / 2

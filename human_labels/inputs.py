@@ -98,10 +98,27 @@ def json_value(text: str, where: str) -> Any:
 
 
 def jsonl_values(path: str | Path) -> Iterator[tuple[str, Any]]:
-    """``(where, value)`` for each non-blank line of a JSON-lines file."""
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
-        if line.strip():
-            yield f"{path}:{number}", json_value(line, f"{path}:{number}")
+    """``(where, value)`` for each non-blank line of a JSON-lines file, read a line at a time
+    (a file of any size costs one line of memory)."""
+    path = Path(path)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    with handle:
+        offset = 0
+        for number, raw in enumerate(handle, start=1):
+            start = 3 if number == 1 and raw.startswith(b"\xef\xbb\xbf") else 0
+            try:
+                line = raw[start:].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                at = start + exc.start
+                raise InputError(
+                    f"{path}:{number}: not UTF-8 text (byte {raw[at]:#04x} at offset {offset + at})"
+                ) from None
+            offset += len(raw)
+            if line.strip():
+                yield f"{path}:{number}", json_value(line, f"{path}:{number}")
 
 
 def csv_records(path: str | Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:

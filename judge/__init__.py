@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from judge.backends import REGISTRY, Backend, MockBackend, ReplayBackend, make_backend
     from judge.errors import BackendError, ConfigError, ItemsError, JudgeError, StoreError
-    from judge.items import Item, items_from_rows, load_items
+    from judge.items import Item, ItemFile, items_from_rows, load_items
     from judge.protocols import PairwiseProtocol, PointwiseProtocol, make_protocol
     from judge.records import LabelRecord, ModelRecord, RewardRecord, RunRecord
     from judge.rundata import RunData, load_run_data
@@ -53,6 +53,7 @@ _LAZY: dict[str, str] = {
     "StoreError": "judge.errors",
     "TokenLogprob": "judge.types",
     "Verdict": "judge.types",
+    "ItemFile": "judge.items",
     "items_from_rows": "judge.items",
     "load_items": "judge.items",
     "load_judge_spec": "judge.spec",
@@ -73,6 +74,7 @@ __all__ = [
     "ConfigError",
     "GenerateRequest",
     "Item",
+    "ItemFile",
     "ItemsError",
     "JudgeError",
     "JudgeSpec",

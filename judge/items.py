@@ -8,7 +8,8 @@ never leaves half a dataset behind.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -321,21 +322,7 @@ def items_from_rows(rows: list[dict[str, Any]], *, source: str = "<items>") -> l
     items: list[Item] = []
     seen: dict[str, int] = {}
     for number, row in enumerate(rows, start=1):
-        try:
-            item = Item.model_validate(_coerce_row(row, mode))
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'row'}: "
-                + (
-                    "unknown field"
-                    if e["type"] == "extra_forbidden"
-                    else e["msg"].removeprefix("Value error, ")
-                )
-                for e in exc.errors()
-            )
-            raise ItemsError(f"{source}: row {number}: {problems}") from None
-        except ValueError as exc:
-            raise ItemsError(f"{source}: row {number}: {exc}") from None
+        item = _item(row, mode, source, number)
         if item.id in seen:
             raise ItemsError(
                 f"{source}: row {number}: duplicate id {item.id!r} (first at row {seen[item.id]})"
@@ -343,3 +330,117 @@ def items_from_rows(rows: list[dict[str, Any]], *, source: str = "<items>") -> l
         seen[item.id] = number
         items.append(item)
     return items
+
+
+def _item(row: Mapping[str, Any], mode: ItemMode, source: str, number: int) -> Item:
+    """One row as an item, or an :class:`ItemsError` naming the row and the field."""
+    try:
+        return Item.model_validate(_coerce_row(row, mode))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'row'}: "
+            + (
+                "unknown field"
+                if e["type"] == "extra_forbidden"
+                else e["msg"].removeprefix("Value error, ")
+            )
+            for e in exc.errors()
+        )
+        raise ItemsError(f"{source}: row {number}: {problems}") from None
+    except ValueError as exc:
+        raise ItemsError(f"{source}: row {number}: {exc}") from None
+
+
+class ItemFile:
+    """An items file judged without holding it in memory.
+
+    Opening it checks every row (the same errors as :func:`load_items`, so a bad file is
+    refused before anything is written); iterating reads it again, a row at a time, and
+    :meth:`chunks` in lists. JSON lines and Parquet are read incrementally; a CSV file is
+    read whole on each pass. Memory is one chunk plus 8 bytes per item (the hashes that find
+    duplicate ids).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ItemsError(f"{self.path}: no such items file")
+        source = str(self.path)
+        columns: set[str] = set()
+        count = 0
+        for row in self._rows():
+            columns.update(row)
+            count += 1
+        if not count:
+            raise ItemsError(f"{source}: no items")
+        self.mode: ItemMode = _detect_mode(columns, source)
+        self.count = count
+        self.has_rubrics = False
+        hashes = []
+        for item in self:
+            self.has_rubrics = self.has_rubrics or item.rubric is not None
+            digest = hashlib.blake2b(item.id.encode(), digest_size=8).digest()
+            hashes.append(int.from_bytes(digest, "little", signed=True))
+        self._check_unique(hashes)
+
+    def _check_unique(self, hashes: list[int]) -> None:
+        import numpy as np
+
+        ordered = np.sort(np.asarray(hashes, dtype=np.int64))
+        if not (ordered[1:] == ordered[:-1]).any():
+            return
+        seen: dict[str, int] = {}  # a collision or a duplicate: find it exactly (rare)
+        for number, item in enumerate(self, start=1):
+            if item.id in seen:
+                raise ItemsError(
+                    f"{self.path}: row {number}: duplicate id {item.id!r} "
+                    f"(first at row {seen[item.id]})"
+                )
+            seen[item.id] = number
+
+    def _rows(self) -> Iterator[dict[str, Any]]:
+        try:
+            if self.path.suffix.lower() in {".jsonl", ".ndjson"}:
+                for where, row in jsonl_values(self.path):
+                    if not isinstance(row, dict):
+                        raise ItemsError(f"{where}: expected a JSON object per line")
+                    yield row
+            elif self.path.suffix.lower() == ".parquet":
+                yield from self._parquet_rows()
+            else:
+                yield from _read_rows(self.path)
+        except InputError as exc:
+            raise ItemsError(str(exc)) from None
+
+    def _parquet_rows(self) -> Iterator[dict[str, Any]]:
+        import pyarrow.parquet as pq
+
+        try:
+            batches = pq.ParquetFile(self.path).iter_batches(batch_size=1024)
+            number = 0
+            for batch in batches:
+                for row in batch.to_pylist():
+                    number += 1
+                    yield check_value(row, f"{self.path} row {number}")
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for bad files
+            raise ItemsError(f"{self.path}: cannot read Parquet ({exc})") from None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Item]:
+        source = str(self.path)
+        for number, row in enumerate(self._rows(), start=1):
+            yield _item(row, self.mode, source, number)
+
+    def chunks(self, size: int = 2048) -> Iterator[list[Item]]:
+        chunk: list[Item] = []
+        for item in self:
+            chunk.append(item)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk

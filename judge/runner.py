@@ -16,14 +16,14 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeVar
 
 from judge.backends.base import Backend
 from judge.errors import BackendError, ItemsError, StoreError
-from judge.items import Item
+from judge.items import Item, ItemFile
 from judge.journal import Journal
 from judge.pricing import PRICES, cost_usd
 from judge.protocols import (
@@ -218,17 +218,17 @@ class Runner:
         }
 
     async def run(
-        self, items: Sequence[Item], *, dataset: str, run_id: str | None = None
+        self, items: Sequence[Item] | ItemFile, *, dataset: str, run_id: str | None = None
     ) -> RunSummary:
-        """Start a new run over ``items``."""
+        """Start a new run over ``items`` (an :class:`ItemFile` is streamed, never held)."""
         self._check_modes(items)
         run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
         await self._setup(run_id, dataset, items)
-        return await self._execute(run_id, dataset, list(items), {}, set())
+        return await self._execute(run_id, dataset, items, {}, set())
 
     async def run_batch(
         self,
-        items: Sequence[Item],
+        items: Sequence[Item] | ItemFile,
         *,
         dataset: str,
         run_id: str | None = None,
@@ -398,7 +398,7 @@ class Runner:
             self.store.batches.update(token, status="downloaded")
         self.store.cache.index(cache_rows)
 
-    async def _setup(self, run_id: str, dataset: str, items: Sequence[Item]) -> None:
+    async def _setup(self, run_id: str, dataset: str, items: Sequence[Item] | ItemFile) -> None:
         spec = self.run_spec(dataset, len(items))
         runs = self.store.runs
 
@@ -406,7 +406,10 @@ class Runner:
             # Checked before anything is written: an existing run id or a changed item
             # leaves nothing behind.
             runs.ensure_new(run_id)
-            runs.put_items(dataset, items)
+            if isinstance(items, ItemFile):
+                runs.put_item_chunks(dataset, items.chunks)
+            else:
+                runs.put_items(dataset, items)
             with self.store.db.transaction():
                 runs.create(
                     run_id=run_id,
@@ -503,10 +506,18 @@ class Runner:
             **{"already_done": 0, **extra},
         )
 
-    def _check_modes(self, items: Sequence[Item]) -> None:
+    def _check_modes(self, items: Sequence[Item] | ItemFile) -> None:
         which = (
             "the per-item rubrics are" if self.rubric is None else f"rubric {self.rubric.id!r} is"
         )
+        if isinstance(items, ItemFile):  # every item of a file has the file's mode
+            if items.mode != self.protocol.mode:
+                first = next(iter(items)).id
+                raise ItemsError(
+                    f"{which} {self.protocol.mode} but {len(items)} items are not "
+                    f"(first: {first!r}); use a {self.protocol.mode} items file"
+                )
+            return
         _check_modes(self.protocol.mode, items, which)
 
     def _use_cache(self) -> bool:
@@ -516,7 +527,7 @@ class Runner:
         self,
         run_id: str,
         dataset: str,
-        items: list[Item],
+        items: Sequence[Item] | ItemFile,
         done: dict[str, list[CallRecord]],
         finished: set[str],
         retry: set[str] | None = None,
@@ -540,7 +551,8 @@ class Runner:
             await self._db(self.store.cache.warm, self.backend.name)
         flusher = asyncio.create_task(self._flush_loop(state))
         try:
-            todo = [item for item in items if item.id not in finished]
+            # A generator: a streamed file is read as items are started, never held.
+            todo = (item for item in items if item.id not in finished)
             await self._judge_all(state, todo, done)
         finally:
             flusher.cancel()
@@ -554,22 +566,21 @@ class Runner:
         if state.journal is not None:
             # Every completion received is now a committed call.
             state.journal.discard()
-        verdicts = await self._db(self.store.runs.verdicts, run_id)
-        summary.n_scored = sum(v.status == "scored" for v in verdicts)
-        summary.n_unscored = sum(v.status == "unscored" for v in verdicts)
+        counts = await self._db(self.store.runs.verdict_counts, run_id)
+        summary.n_scored, summary.n_unscored = counts.get("scored", 0), counts.get("unscored", 0)
         all_calls = summary.n_calls + summary.resumed_calls
         summary.calls_saved = (
             max(0, self.protocol.calls_saved(len(items), all_calls)) if self.spec.adaptive else 0
         )
         summary.wall_s = time.perf_counter() - state.started
-        if len(verdicts) == len(items):
+        if sum(counts.values()) == len(items):
             await self._db(self.store.runs.finish, run_id)
         if config.progress:
             self._print_progress(state, final=True)
         return summary
 
     async def _judge_all(
-        self, state: RunState, todo: list[Item], done: dict[str, list[CallRecord]]
+        self, state: RunState, todo: Iterable[Item], done: dict[str, list[CallRecord]]
     ) -> None:
         """Judge items with a bounded number in progress. Starting every item at once would
         plan (render and hash) the whole dataset before the first answer is read, leaving

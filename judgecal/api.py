@@ -19,6 +19,7 @@ from typing import Any
 from judge import (
     Backend,
     Item,
+    ItemFile,
     JudgeSpec,
     Runner,
     RunSummary,
@@ -122,21 +123,24 @@ def run_judge(
     closes it (and every client it opened) before returning.
     """
     rubric = rubric or load_rubric_ref(spec.rubric)
+    source: Sequence[Item] | ItemFile
     if isinstance(items, (str, Path)):
         dataset = dataset or default_dataset_name(items)
-        items = load_items(items)
+        source = ItemFile(items)  # checked whole now, then streamed: never held in memory
+    else:
+        source = items
     if dataset is None:
         raise StoreError("give a dataset name for items passed in memory")
     backend = build_backend(spec, rubric, store, workers=workers)
     spec = resolved(spec, backend.recorded_settings())
-    protocol = protocol_for_items(items, rubric, spec, backend)
+    protocol = protocol_for_items(source, rubric, spec, backend)
     engine = Runner(store, backend, rubric, spec, prices=prices, protocol=protocol)
 
     async def go() -> RunSummary:
         try:
             if batch:
-                return await engine.run_batch(items, dataset=dataset, run_id=run_id, poll_s=poll_s)
-            return await engine.run(items, dataset=dataset, run_id=run_id)
+                return await engine.run_batch(source, dataset=dataset, run_id=run_id, poll_s=poll_s)
+            return await engine.run(source, dataset=dataset, run_id=run_id)
         finally:
             await engine.aclose()
 
@@ -144,11 +148,14 @@ def run_judge(
 
 
 def protocol_for_items(
-    items: Sequence[Item], rubric: Rubric, spec: JudgeSpec, backend: Backend
+    items: Sequence[Item] | ItemFile, rubric: Rubric, spec: JudgeSpec, backend: Backend
 ) -> Any:
     """With items that carry their own criteria: a protocol judging each under them (the
     others under ``rubric``); ``None`` otherwise."""
-    if not any(item.rubric is not None for item in items):
+    if isinstance(items, ItemFile):
+        if not items.has_rubrics:
+            return None
+    elif not any(item.rubric is not None for item in items):
         return None
     from judge.protocols import PerItemRubricProtocol, make_protocol, rubric_for_item
 

@@ -52,7 +52,11 @@ def load_local_model(
         raise ConfigError(
             f"model {model_id!r} was distilled under rubric {record.rubric_hash[:12]}, not {rubric.ref}; distill it again for this rubric"
         )
-    return pickle.loads(record.blob), record
+    model = pickle.loads(record.blob)
+    check = getattr(model, "incompatibility", None)
+    if check is not None and (problem := check()):
+        raise ConfigError(f"model {model_id!r} {problem}; distill it again")
+    return model, record
 
 
 @register("local", usage="local/<model-id>", servable=True)

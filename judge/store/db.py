@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -46,7 +47,11 @@ class Database:
         self.path = str(path)
         self.read_only = read_only
         try:
-            self.con = duckdb.connect(self.path, read_only=read_only)
+            self.con = duckdb.connect(
+                self.path,
+                read_only=read_only,
+                config={"memory_limit": os.environ.get("JUDGECAL_DUCKDB_MEMORY", "80%")},
+            )
         except duckdb.IOException as exc:
             raise StoreError(
                 f"cannot open {self.path}: {exc}. Another process may hold it for writing; "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -182,6 +182,13 @@ class RunStore:
         with self.db.transaction():
             self.db.insert("items", rows, ITEM_SCHEMA)
         return len(rows)
+
+    def put_item_chunks(self, dataset: str, chunks: Callable[[], Iterable[Sequence[Item]]]) -> int:
+        """Store a dataset's items chunk by chunk (``chunks()`` is read twice): every chunk is
+        checked before the first is written, so a changed item leaves nothing behind."""
+        for chunk in chunks():
+            self.check_items(dataset, chunk)
+        return sum(self.put_items(dataset, chunk) for chunk in chunks())
 
     def check_items(self, dataset: str, items: Sequence[Item]) -> list[dict[str, Any]]:
         """The rows of ``items`` not stored yet; a :class:`StoreError` when one of them is
@@ -392,6 +399,14 @@ class RunStore:
             f"SELECT {columns} FROM verdicts WHERE run_id = ? ORDER BY item_id", [run_id]
         )
         return [_verdict(names, r) for r in rows]
+
+    def verdict_counts(self, run_id: str) -> dict[str, int]:
+        """How many of the run's verdicts there are by status (one aggregate, nothing read
+        back row by row)."""
+        rows = self.db.con.execute(
+            "SELECT status, count(*) FROM verdicts WHERE run_id = ? GROUP BY status", [run_id]
+        ).fetchall()
+        return {str(status): int(n) for status, n in rows}
 
     def verdict_item_ids(self, run_id: str) -> set[str]:
         rows = self.db.con.execute(

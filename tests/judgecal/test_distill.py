@@ -123,8 +123,23 @@ def test_stored_model_reloads_and_refuses_mismatches(
         )
     with pytest.raises(ConfigError, match="other library versions"), Store(copy) as store:
         load_local_model(store, "pandalm-local")
+    # A model pickled before the features last changed is refused, not run on other features.
+    import pickle
+
     from rubrics import load_rubric
 
+    stale = pickle.loads(pickle.dumps(model))
+    del stale.features_version_
+    with pytest.raises(ValueError, match="features version 1 .*distill it again"):
+        stale.predict_proba([pair])
+    old = tmp_path / "old.duckdb"
+    shutil.copy(db, old)
+    with Store(old) as store:
+        store.con.execute(
+            "UPDATE models SET blob = ? WHERE model_id = 'pandalm-local'", [pickle.dumps(stale)]
+        )
+    with pytest.raises(ConfigError, match="features version 1"), Store(old) as store:
+        load_local_model(store, "pandalm-local")
     with pytest.raises(ConfigError, match="distilled under rubric"), Store(db) as store:
         load_local_model(store, "pandalm-local", rubric=load_rubric("instruction_following"))
 

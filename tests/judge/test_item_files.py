@@ -1,0 +1,86 @@
+"""Items files are streamed: checked whole before anything is written, then judged without
+being held in memory."""
+
+from __future__ import annotations
+
+import gc
+import json
+from pathlib import Path
+
+import pytest
+
+from judge import Item, ItemFile, ItemsError, JudgeSpec, RunnerConfig, Store
+from judge.backends.mock import MockBackend
+from judgecal import api
+
+
+def write_items(path: Path, n: int, *, bad_at: int | None = None) -> Path:
+    with path.open("w") as out:
+        for i in range(n):
+            row = {"id": f"i{i}", "prompt": f"q{i}", "response_a": "a" * (i % 7), "response_b": "b"}
+            if i == bad_at:
+                del row["response_b"]
+            out.write(json.dumps(row) + "\n")
+    return path
+
+
+def test_a_file_is_checked_whole_and_read_again_in_chunks(tmp_path: Path) -> None:
+    source = ItemFile(write_items(tmp_path / "items.jsonl", 5000))
+    assert (len(source), source.mode, source.has_rubrics) == (5000, "pairwise", False)
+    chunks = list(source.chunks(2048))
+    assert [len(c) for c in chunks] == [2048, 2048, 904]
+    assert chunks[2][-1] == Item(id="i4999", prompt="q4999", response_a="a" * 1, response_b="b")
+
+
+def test_a_bad_row_anywhere_refuses_the_file_and_writes_nothing(tmp_path: Path) -> None:
+    bad = write_items(tmp_path / "bad.jsonl", 3000, bad_at=2990)
+    with pytest.raises(ItemsError, match="row 2991: missing response_b"):
+        ItemFile(bad)
+    duplicated = tmp_path / "dup.jsonl"
+    duplicated.write_text(
+        write_items(tmp_path / "a.jsonl", 3).read_text()
+        + json.dumps({"id": "i1", "prompt": "q", "response_a": "x", "response_b": "y"})
+        + "\n"
+    )
+    with pytest.raises(ItemsError, match="row 4: duplicate id 'i1' \\(first at row 2\\)"):
+        ItemFile(duplicated)
+    truncated = tmp_path / "truncated.jsonl"
+    truncated.write_text(write_items(tmp_path / "b.jsonl", 50).read_text()[:-20])
+    with Store(tmp_path / "s.duckdb") as store:
+        spec = JudgeSpec(model="mock/longer", rubric="pairwise_helpfulness")
+        for path in (bad, duplicated, truncated):
+            with pytest.raises(ItemsError):
+                api.run_judge(store, spec, path)
+        assert store.table_counts()["items"] == 0 and store.table_counts()["runs"] == 0
+
+
+def test_a_run_from_a_file_holds_a_bounded_number_of_items(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    n = 3000
+    path = write_items(tmp_path / "items.jsonl", n)
+    alive: list[int] = []
+    generate = MockBackend.generate
+    calls = 0
+
+    async def counting(self: MockBackend, request):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls % 500 == 0:
+            alive.append(sum(isinstance(o, Item) for o in gc.get_objects()))
+        return await generate(self, request)
+
+    monkeypatch.setattr(MockBackend, "generate", counting)
+    spec = JudgeSpec(
+        model="mock/longer",
+        rubric="pairwise_helpfulness",
+        samples=1,
+        limits=RunnerConfig(max_concurrency=8),
+    )
+    with Store(tmp_path / "s.duckdb") as store:
+        summary = api.run_judge(store, spec, path)
+        assert summary.n_items == n and summary.n_scored == n and summary.n_calls == 2 * n
+        assert store.table_counts()["items"] == n and store.table_counts()["verdicts"] == n
+    # Items alive while judging: the ones in flight (twice the concurrency) and a few more,
+    # never the file's 3,000.
+    assert len(alive) == 2 * n // 500 and max(alive) < 100, alive
