@@ -193,9 +193,9 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
         warmup = Path(tmp) / "warmup.jsonl"
         _items_file(warmup, args.concurrency)
         asyncio.run(plain_loop(base_url, warmup, args.concurrency))  # connections, imports
-        t0 = time.perf_counter()
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
         plain_calls = asyncio.run(plain_loop(base_url, items, args.concurrency))
-        plain_wall = time.perf_counter() - t0
+        plain_wall, plain_cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
 
         spec = JudgeSpec(
             model="openai/gpt-4.1-mini",
@@ -231,6 +231,7 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
             "plain_loop_calls_per_s": round(plain_calls / plain_wall, 1),
             "calls_per_s_vs_plain_loop": round((calls / wall) / (plain_calls / plain_wall), 3),
             "cpu_ms_per_call": round(1000 * cpu / calls, 3),
+            "plain_loop_cpu_ms_per_call": round(1000 * plain_cpu / plain_calls, 3),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "rss_before_run_mb": round(rss_before, 1),
             "bytes_stored_per_call": round(_stored_bytes(db) / calls),

@@ -175,3 +175,12 @@ def test_a_file_held_by_another_process_gives_a_clear_error(tmp_path: Path) -> N
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_duckdb_memory_is_capped_by_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JUDGECAL_DUCKDB_MEMORY", "256MB")
+    with Store(tmp_path / "capped.duckdb") as store:
+        limit = store.db.con.execute("SELECT current_setting('memory_limit')").fetchone()
+    assert limit is not None and limit[0] in ("256.0 MiB", "244.1 MiB")
