@@ -90,12 +90,14 @@ def _tokens(
 
 
 def _counts(
-    rows: NDArray[np.int64], cols: NDArray[np.int64], shape: tuple[int, int]
+    rows: list[NDArray[np.int64]], cols: list[NDArray[np.int64]], shape: tuple[int, int]
 ) -> sp.csr_matrix:
     """A CSR matrix of how often each (row, column) occurs, in canonical form. A stable sort
     of the combined keys is about twice as fast as SciPy's summing of duplicates here: the
     keys arrive as a few runs already ordered by row."""
-    keys = np.sort(rows * np.int64(shape[1]) + cols, kind="stable")
+    row = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    col = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+    keys = np.sort(row * np.int64(shape[1]) + col, kind="stable")
     first = np.flatnonzero(np.concatenate([keys[:1] == keys[:1], keys[1:] != keys[:-1]]))
     counts = np.diff(np.append(first, keys.size)).astype(np.float64)
     unique = keys[first]
@@ -140,9 +142,7 @@ def word_ngram_counts(
                 same &= doc[k : k + windows] == doc[:windows]
             rows.append(doc[:windows][same])
             cols.append(_bucket(combined[same], n_features))
-    row = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-    col = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
-    return _counts(row, col, (len(batch), n_features))
+    return _counts(rows, cols, (len(batch), n_features))
 
 
 def char_ngram_counts(batch: Batch, ngram_range: tuple[int, int], n_features: int) -> sp.csr_matrix:
@@ -173,9 +173,7 @@ def char_ngram_counts(batch: Batch, ngram_range: tuple[int, int], n_features: in
             valid = np.convolve(separator, np.ones(n, dtype=np.int64), mode="valid") == 0
             rows.append(doc[:windows][valid])
             cols.append(_bucket(code[valid], n_features))
-    row = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-    col = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
-    return _counts(row, col, (len(batch), n_features))
+    return _counts(rows, cols, (len(batch), n_features))
 
 
 def _any_match(

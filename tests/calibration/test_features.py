@@ -3,6 +3,7 @@ not depend on the batch it arrives in."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 
@@ -71,7 +72,7 @@ def test_word_counts_equal_a_plain_tokenizer() -> None:
     matrix = word_ngram_counts(Batch(TEXTS), (1, 2), 2**20)
     for row, text in zip(matrix, TEXTS, strict=True):
         tokens = [t for t in re.findall(r"[a-z0-9_]+", text.lower()) if len(t) >= 2]
-        grams = Counter(tokens) + Counter(zip(tokens, tokens[1:], strict=False))
+        grams = Counter(tokens) + Counter(itertools.pairwise(tokens))
         assert sorted(row.data.tolist()) == sorted(float(c) for c in grams.values())
 
 

@@ -130,7 +130,7 @@ def test_stored_model_reloads_and_refuses_mismatches(
 
     stale = pickle.loads(pickle.dumps(model))
     del stale.features_version_
-    with pytest.raises(ValueError, match="features version 1 .*distill it again"):
+    with pytest.raises(ValueError, match=r"features version 1 .*distill it again"):
         stale.predict_proba([pair])
     old = tmp_path / "old.duckdb"
     shutil.copy(db, old)
