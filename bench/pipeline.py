@@ -217,6 +217,11 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
             summary = api.run_judge(store, spec, items, dataset="bench", workers=args.workers)
             wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
             stored = store.table_counts()
+            text = store.db.one(
+                "SELECT (SELECT coalesce(sum(strlen(raw_text)), 0) FROM calls), "
+                "(SELECT coalesce(sum(strlen(completion) + coalesce(strlen(call_key), 0)), 0) "
+                "FROM request_cache)"
+            )
         fake_cpu = process_cpu(server_pid) - server_cpu0
         calls = summary.n_calls
         ideal = calls * args.latency / args.concurrency
@@ -235,6 +240,10 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "rss_before_run_mb": round(rss_before, 1),
             "bytes_stored_per_call": round(_stored_bytes(db) / calls),
+            # Before compression: the judge's text in `calls`, and the cache's JSON per call
+            # (with the text again, unless the entry names its call).
+            "call_text_bytes_per_call": round(text[0] / stored["calls"]) if text else None,
+            "cache_json_bytes_per_call": round(text[1] / stored["calls"]) if text else None,
             "verdicts_stored": stored["verdicts"] - args.concurrency,
             "calls_stored": stored["calls"] - 2 * args.concurrency,
             "errors": summary.n_call_errors,

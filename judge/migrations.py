@@ -254,4 +254,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        "0011_cache_points_at_calls",
+        """
+        -- A cache entry for a completion stored as a call names that call instead of
+        -- holding its text again: its completion JSON then lacks "text", which the call's
+        -- raw_text supplies (each completion written once).
+        ALTER TABLE request_cache ADD COLUMN call_key VARCHAR;  -- JSON [run, item, order, sample, attempt]
+        """,
+    ),
 )

@@ -394,7 +394,7 @@ class Runner:
         """A downloaded batch's calls, cache entries and status, in one transaction."""
         with self.store.db.transaction():
             self.store.runs.write_results(records, [])
-            self.store.cache.put(cache_rows, index=False)
+            self.store.cache.put(cache_rows, index=False, calls=records)
             self.store.batches.update(token, status="downloaded")
         self.store.cache.index(cache_rows)
 
@@ -823,7 +823,7 @@ class Runner:
                 self.store.runs.write_results(
                     pending.calls, pending.verdicts, replace=bool(state.retry)
                 )
-                self.store.cache.put(pending.cache)
+                self.store.cache.put(pending.cache, calls=pending.calls)
 
             # The batch has left `pending`: it must reach the store even if this task is
             # cancelled (the flush loop is cancelled at the end of every run).

@@ -1024,7 +1024,7 @@ def align(
 
     def write(calls: list[Any], cache_rows: list[Any]) -> None:
         store.runs.write_results(calls, [])
-        store.cache.put(cache_rows)
+        store.cache.put(cache_rows, calls=calls)
 
     recorder = al.CallRecorder(
         run_id=optimise_run,

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from judge.store.db import Database, now
 from judge.store.runs import RunStore
-from judge.types import Completion, canonical_json
+from judge.types import CallRecord, Completion, canonical_json
 from rubrics import Rubric
 
 CACHE_SCHEMA = pa.schema(
@@ -21,6 +21,7 @@ CACHE_SCHEMA = pa.schema(
         ("backend", pa.string()),
         ("completion", pa.string()),
         ("created_at", pa.timestamp("us")),
+        ("call_key", pa.string()),
     ]
 )
 
@@ -67,13 +68,32 @@ class RequestCache:
         if recent is not None:
             return recent
         row = self.db.one(
-            "SELECT completion FROM request_cache WHERE request_hash = ?", [request_hash]
+            "SELECT completion, call_key FROM request_cache WHERE request_hash = ?",
+            [request_hash],
         )
         if row is None:
             return None
         data = json.loads(row[0])
+        if row[1] is not None:
+            # The text is the named call's (written once, there); a call that is gone or
+            # answered another request makes the entry a miss, and it is dropped.
+            call = self.db.one(
+                'SELECT raw_text, tokens_in, tokens_out FROM calls WHERE run_id = ? AND item_id = ? AND "order" = ? '
+                "AND sample = ? AND attempt = ? AND request_hash = ? AND raw_text IS NOT NULL",
+                [*json.loads(row[1]), request_hash],
+            )
+            if call is None:
+                self._drop(request_hash)
+                return None
+            data = {**data, "text": call[0], "tokens_in": call[1], "tokens_out": call[2]}
         self._remember([(request_hash, data)])
         return Completion.from_cache(data)
+
+    def _drop(self, request_hash: str) -> None:
+        if not self.db.read_only:
+            self.db.con.execute("DELETE FROM request_cache WHERE request_hash = ?", [request_hash])
+        for hashes in self._index.values():
+            hashes.discard(request_hash)
 
     def _remember(self, entries: Iterable[tuple[str, dict[str, Any]]]) -> None:
         """Keep completions (their cache form: each :meth:`peek` builds a fresh object)."""
@@ -97,21 +117,50 @@ class RequestCache:
                 self._index[backend].add(request_hash)
         self._remember((h, form) for (h, _, _), form in zip(entries, forms, strict=True))
 
-    def put(self, entries: Iterable[tuple[str, str, Completion]], *, index: bool = True) -> None:
+    def put(
+        self,
+        entries: Iterable[tuple[str, str, Completion]],
+        *,
+        index: bool = True,
+        calls: Iterable[CallRecord] = (),
+    ) -> None:
         """Write ``entries`` (request hash, backend, completion); ``index=False`` when the
-        caller's transaction may still roll back (it calls :meth:`index` after the commit)."""
+        caller's transaction may still roll back (it calls :meth:`index` after the commit).
+
+        ``calls`` are the calls written in the same transaction: an entry whose completion is
+        one of them (same request, same text, no token logprobs) names the call instead of
+        repeating its text."""
         entries = list(entries)
         forms = [c.to_cache() for _, _, c in entries]
+        written = {
+            c.request_hash: c
+            for c in calls
+            if c.raw_text is not None and not c.cache_hit and c.parse_status != "error"
+        }
         stamp = now()
-        rows = [
-            {
-                "request_hash": h,
-                "backend": b,
-                "completion": canonical_json(form),
-                "created_at": stamp,
-            }
-            for (h, b, _), form in zip(entries, forms, strict=True)
-        ]
+        rows = []
+        for (h, b, completion), form in zip(entries, forms, strict=True):
+            call = written.get(h)
+            if (
+                call is not None
+                and completion.logprobs is None
+                and call.raw_text == completion.text
+            ):
+                stored = {"finish_reason": completion.finish_reason}
+                key = canonical_json(
+                    [call.run_id, call.item_id, call.order, call.sample, call.attempt]
+                )
+            else:
+                stored, key = form, None
+            rows.append(
+                {
+                    "request_hash": h,
+                    "backend": b,
+                    "completion": canonical_json(stored),
+                    "created_at": stamp,
+                    "call_key": key,
+                }
+            )
         self.db.insert("request_cache", rows, CACHE_SCHEMA, ignore=True)
         if index:
             # Indexed only once written, so the index never names a missing entry.

@@ -197,7 +197,7 @@ class GroupWriter:
         # A standing run sees the same item again when a client asks again: the first
         # verdict and calls stay, the repeat's (served from the cache) are not stored twice.
         runs.write_results(calls, verdicts, ignore_existing=True)
-        self.store.cache.put([entry for p in group for entry in p.cache], index=False)
+        self.store.cache.put([entry for p in group for entry in p.cache], index=False, calls=calls)
         self.store.db.insert(
             "service_requests",
             [

@@ -190,6 +190,59 @@ def test_identical_requests_are_served_from_the_cache() -> None:
         assert first.n_cache_hits == 0
 
 
+def test_each_completion_is_written_once(tmp_path: Path) -> None:
+    """A cache entry names the call that holds its text, and answers from it after the store
+    is reopened; a call that is gone makes its entry a miss, and the entry is dropped."""
+    items = pairs(10)
+    db = tmp_path / "once.duckdb"
+    with FakeProvider() as provider:
+        with Store(db) as store:
+            run(
+                store,
+                "openai/gpt-4.1-mini",
+                items,
+                JudgeSpec(samples=1),
+                RunnerConfig(),
+                provider.base_url,
+                "first",
+            )
+            calls = {c.request_hash: c for c in store.runs.calls("first")}
+            rows = store.db.con.execute(
+                "SELECT request_hash, completion, call_key FROM request_cache"
+            ).fetchall()
+        assert len(rows) == len(calls) == 20
+        for request_hash, completion, call_key in rows:
+            call = calls[request_hash]
+            assert "text" not in json.loads(completion) and call.raw_text
+            assert json.loads(call_key) == ["first", call.item_id, call.order, 0, 0]
+        with Store(db) as store:  # a fresh process: nothing in memory
+            second = run(
+                store,
+                "openai/gpt-4.1-mini",
+                items,
+                JudgeSpec(samples=1),
+                RunnerConfig(),
+                provider.base_url,
+                "second",
+            )
+            assert second.n_cache_hits == 20 and sum(provider.requests.values()) == 20
+            again = {c.request_hash: c for c in store.runs.calls("second")}
+            assert {h: (c.raw_text, c.tokens_in, c.tokens_out) for h, c in again.items()} == {
+                h: (c.raw_text, c.tokens_in, c.tokens_out) for h, c in calls.items()
+            }
+            gone = next(iter(calls.values()))
+            store.db.con.execute(
+                "DELETE FROM calls WHERE run_id IN ('first', 'second') AND item_id = ? AND \"order\" = ?",
+                [gone.item_id, gone.order],
+            )
+        with Store(db) as store:
+            assert store.cache.get(gone.request_hash) is None
+            assert store.db.one(
+                "SELECT count(*) FROM request_cache WHERE request_hash = ?", [gone.request_hash]
+            ) == (0,)
+            assert store.cache.get(next(iter(set(calls) - {gone.request_hash}))) is not None
+
+
 def test_adaptive_sampling_saves_calls_and_reports_them() -> None:
     items = pairs(30)
     with FakeProvider(ScriptedJudge(position_bias=0.2, seed=5)) as provider, Store() as store:
