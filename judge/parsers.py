@@ -6,6 +6,7 @@ None of them ever falls back to a default verdict.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -251,24 +252,34 @@ def winner_of_scores(score_a: float, score_b: float) -> str:
     return "A" if score_a > score_b else "B" if score_b > score_a else "tie"
 
 
+@functools.lru_cache(maxsize=512)
+def _judged_units(
+    echoed: tuple[str, ...],
+) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The judged texts normalised, and the units a judge may copy whole from them (a line, a
+    JSON object, a whole text). Kept for the last 512 sets of texts: both orders and every
+    sample of an item quote the same texts."""
+    judged = tuple(n for n in (_normalize(e) for e in echoed) if n)
+    units = set(judged)
+    for text in echoed:
+        units.update(n for line in text.splitlines() if (n := _normalize(line)))
+        units.update(
+            _normalize(json.dumps(o)) for o in find_json_objects(text) if isinstance(o, dict)
+        )
+        units.update(
+            _normalize(text[m.start() : _closing_brace(text, m.start())])
+            for m in re.finditer(r"\{", text)
+        )
+    return judged, frozenset(units)
+
+
 class _Quotes:
     """Where the judge's text quotes the judged texts."""
 
     def __init__(self, text: str, echoed: Sequence[str]) -> None:
         self.text = text
         self.blocks = [(m.start(), m.end()) for m in _ECHOED_BLOCK.finditer(text)]
-        self.judged = [n for n in (_normalize(e) for e in echoed) if n]
-        # Units a judge may copy whole: a line, a JSON object, a whole text.
-        self.units = set(self.judged)
-        for judged in echoed:
-            self.units.update(n for line in judged.splitlines() if (n := _normalize(line)))
-            self.units.update(
-                _normalize(json.dumps(o)) for o in find_json_objects(judged) if isinstance(o, dict)
-            )
-            self.units.update(
-                _normalize(judged[m.start() : _closing_brace(judged, m.start())])
-                for m in re.finditer(r"\{", judged)
-            )
+        self.judged, self.units = _judged_units(tuple(sorted(echoed)))
 
     def hides(self, c: Candidate) -> bool:
         text = self.text
