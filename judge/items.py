@@ -9,6 +9,7 @@ never leaves half a dataset behind.
 from __future__ import annotations
 
 import hashlib
+from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -376,17 +377,17 @@ class ItemFile:
         self.mode: ItemMode = _detect_mode(columns, source)
         self.count = count
         self.has_rubrics = False
-        hashes = []
+        hashes = array("q")  # 8 bytes an item
         for item in self:
             self.has_rubrics = self.has_rubrics or item.rubric is not None
             digest = hashlib.blake2b(item.id.encode(), digest_size=8).digest()
             hashes.append(int.from_bytes(digest, "little", signed=True))
         self._check_unique(hashes)
 
-    def _check_unique(self, hashes: list[int]) -> None:
+    def _check_unique(self, hashes: array[int]) -> None:
         import numpy as np
 
-        ordered = np.sort(np.asarray(hashes, dtype=np.int64))
+        ordered = np.sort(np.frombuffer(hashes, dtype=np.int64))
         if not (ordered[1:] == ordered[:-1]).any():
             return
         seen: dict[str, int] = {}  # a collision or a duplicate: find it exactly (rare)

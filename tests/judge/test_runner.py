@@ -24,6 +24,7 @@ from judge import (
     Store,
     make_backend,
 )
+from judge.runner import RunSummary
 from judge.testing import FakeProvider, FakeRequest, FaultPlan, ScriptedJudge
 from rubrics import load_rubric
 
@@ -196,16 +197,14 @@ def test_each_completion_is_written_once(tmp_path: Path) -> None:
     items = pairs(10)
     db = tmp_path / "once.duckdb"
     with FakeProvider() as provider:
+
+        def judge(store: Store, run_id: str) -> RunSummary:
+            config = RunnerConfig()
+            spec = JudgeSpec(samples=1)
+            return run(store, "openai/gpt-4.1-mini", items, spec, config, provider.base_url, run_id)
+
         with Store(db) as store:
-            run(
-                store,
-                "openai/gpt-4.1-mini",
-                items,
-                JudgeSpec(samples=1),
-                RunnerConfig(),
-                provider.base_url,
-                "first",
-            )
+            judge(store, "first")
             calls = {c.request_hash: c for c in store.runs.calls("first")}
             rows = store.db.con.execute(
                 "SELECT request_hash, completion, call_key FROM request_cache"
@@ -216,15 +215,7 @@ def test_each_completion_is_written_once(tmp_path: Path) -> None:
             assert "text" not in json.loads(completion) and call.raw_text
             assert json.loads(call_key) == ["first", call.item_id, call.order, 0, 0]
         with Store(db) as store:  # a fresh process: nothing in memory
-            second = run(
-                store,
-                "openai/gpt-4.1-mini",
-                items,
-                JudgeSpec(samples=1),
-                RunnerConfig(),
-                provider.base_url,
-                "second",
-            )
+            second = judge(store, "second")
             assert second.n_cache_hits == 20 and sum(provider.requests.values()) == 20
             again = {c.request_hash: c for c in store.runs.calls("second")}
             assert {h: (c.raw_text, c.tokens_in, c.tokens_out) for h, c in again.items()} == {
