@@ -84,3 +84,22 @@ def test_a_run_from_a_file_holds_a_bounded_number_of_items(
     # Items alive while judging: the ones in flight (twice the concurrency) and a few more,
     # never the file's 3,000.
     assert len(alive) == 2 * n // 500 and max(alive) < 100, alive
+
+
+def test_parquet_and_csv_files_stream_the_same_items(tmp_path: Path) -> None:
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [json.loads(line) for line in write_items(tmp_path / "i.jsonl", 2500).open()]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "i.parquet", row_group_size=700)
+    with (tmp_path / "i.csv").open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    expected = list(ItemFile(tmp_path / "i.jsonl"))
+    for name in ("i.parquet", "i.csv"):
+        source = ItemFile(tmp_path / name)
+        assert len(source) == 2500 and list(source) == expected
+        assert sum(len(c) for c in source.chunks(1000)) == 2500
