@@ -320,17 +320,20 @@ def items_from_rows(rows: list[dict[str, Any]], *, source: str = "<items>") -> l
     for row in rows:
         columns.update(row)
     mode = _detect_mode(columns, source)
-    items: list[Item] = []
+    items = [_item(row, mode, source, number) for number, row in enumerate(rows, start=1)]
+    _refuse_duplicate_ids(items, source)
+    return items
+
+
+def _refuse_duplicate_ids(items: Iterable[Item], source: str) -> None:
+    """An :class:`ItemsError` naming the first row whose id an earlier row has."""
     seen: dict[str, int] = {}
-    for number, row in enumerate(rows, start=1):
-        item = _item(row, mode, source, number)
+    for number, item in enumerate(items, start=1):
         if item.id in seen:
             raise ItemsError(
                 f"{source}: row {number}: duplicate id {item.id!r} (first at row {seen[item.id]})"
             )
         seen[item.id] = number
-        items.append(item)
-    return items
 
 
 def _item(row: Mapping[str, Any], mode: ItemMode, source: str, number: int) -> Item:
@@ -388,16 +391,8 @@ class ItemFile:
         import numpy as np
 
         ordered = np.sort(np.frombuffer(hashes, dtype=np.int64))
-        if not (ordered[1:] == ordered[:-1]).any():
-            return
-        seen: dict[str, int] = {}  # a collision or a duplicate: find it exactly (rare)
-        for number, item in enumerate(self, start=1):
-            if item.id in seen:
-                raise ItemsError(
-                    f"{self.path}: row {number}: duplicate id {item.id!r} "
-                    f"(first at row {seen[item.id]})"
-                )
-            seen[item.id] = number
+        if (ordered[1:] == ordered[:-1]).any():  # a duplicate or a collision: look exactly
+            _refuse_duplicate_ids(self, str(self.path))
 
     def _rows(self) -> Iterator[dict[str, Any]]:
         try:

@@ -510,14 +510,6 @@ class Runner:
         which = (
             "the per-item rubrics are" if self.rubric is None else f"rubric {self.rubric.id!r} is"
         )
-        if isinstance(items, ItemFile):  # every item of a file has the file's mode
-            if items.mode != self.protocol.mode:
-                first = next(iter(items)).id
-                raise ItemsError(
-                    f"{which} {self.protocol.mode} but {len(items)} items are not "
-                    f"(first: {first!r}); use a {self.protocol.mode} items file"
-                )
-            return
         _check_modes(self.protocol.mode, items, which)
 
     def _use_cache(self) -> bool:
@@ -850,10 +842,15 @@ class Runner:
         self._progress_stream.flush()
 
 
-def _check_modes(mode: str, items: Sequence[Item], which: str) -> None:
-    wrong = [item.id for item in items if item.mode != mode]
-    if wrong:
+def _check_modes(mode: str, items: Sequence[Item] | ItemFile, which: str) -> None:
+    if isinstance(items, ItemFile):  # every item of a file has the file's mode: none is read
+        n_wrong = len(items) if items.mode != mode else 0
+        first = next(iter(items)).id if n_wrong else ""
+    else:
+        wrong = [item.id for item in items if item.mode != mode]
+        n_wrong, first = len(wrong), wrong[0] if wrong else ""
+    if n_wrong:
         raise ItemsError(
-            f"{which} {mode} but {len(wrong)} items are not "
-            f"(first: {wrong[0]!r}); use a {mode} items file"
+            f"{which} {mode} but {n_wrong} items are not "
+            f"(first: {first!r}); use a {mode} items file"
         )

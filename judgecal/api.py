@@ -152,10 +152,12 @@ def protocol_for_items(
 ) -> Any:
     """With items that carry their own criteria: a protocol judging each under them (the
     others under ``rubric``); ``None`` otherwise."""
-    if isinstance(items, ItemFile):
-        if not items.has_rubrics:
-            return None
-    elif not any(item.rubric is not None for item in items):
+    any_own = (
+        items.has_rubrics
+        if isinstance(items, ItemFile)  # known from the file's check, without reading it again
+        else any(item.rubric is not None for item in items)
+    )
+    if not any_own:
         return None
     from judge.protocols import PerItemRubricProtocol, make_protocol, rubric_for_item
 

@@ -298,3 +298,26 @@ def test_judging_and_serving_import_no_scikit_learn_or_scipy(tmp_path: Path) -> 
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_two_copies_of_the_file_readers_stay_identical() -> None:
+    """``human_labels`` imports nothing of ours, so it keeps a copy of ``rubrics.inputs``'s
+    readers (decision 0010): a change to one copy must be made to both."""
+    import inspect
+
+    import human_labels.inputs as labels_copy
+    import rubrics.inputs as rubrics_copy
+
+    shared = (
+        "_refuse_constant",
+        "check_text",
+        "check_value",
+        "csv_records",
+        "json_value",
+        "jsonl_values",
+        "read_text",
+    )
+    for name in shared:
+        assert inspect.getsource(getattr(labels_copy, name)) == inspect.getsource(
+            getattr(rubrics_copy, name)
+        ), name
