@@ -184,3 +184,50 @@ def test_duckdb_memory_is_capped_by_the_environment(
     with Store(tmp_path / "capped.duckdb") as store:
         limit = store.db.con.execute("SELECT current_setting('memory_limit')").fetchone()
     assert limit is not None and limit[0] in ("256.0 MiB", "244.1 MiB")
+
+
+def test_a_cache_entry_names_its_call_only_when_the_call_holds_the_whole_completion() -> None:
+    import json
+
+    from judge.types import Completion, TokenLogprob
+
+    def call(request_hash: str, text: str, sample: int) -> CallRecord:
+        return CallRecord(
+            run_id="r",
+            item_id="i",
+            order="ab",
+            sample=sample,
+            request_hash=request_hash,
+            raw_text=text,
+            parse_status="ok",
+            tokens_in=3,
+            tokens_out=4,
+        )
+
+    plain = Completion(text="Output (a)", tokens_in=3, tokens_out=4, finish_reason="stop")
+    with_logprobs = Completion(
+        text="Output (b)", tokens_in=3, tokens_out=4, logprobs=[TokenLogprob("b", -0.1, ())]
+    )
+    other_text = Completion(text="not what the call holds", tokens_in=3, tokens_out=4)
+    calls = [call("h1", "Output (a)", 0), call("h2", "Output (b)", 1), call("h3", "x", 2)]
+    with Store() as store:
+        store.runs.write_results(calls, [])
+        store.cache.put(
+            [("h1", "m", plain), ("h2", "m", with_logprobs), ("h3", "m", other_text)],
+            calls=calls,
+        )
+        rows = {
+            h: (json.loads(c), k)
+            for h, c, k in store.db.con.execute(
+                "SELECT request_hash, completion, call_key FROM request_cache"
+            ).fetchall()
+        }
+        assert rows["h1"] == ({"finish_reason": "stop"}, '["r","i","ab",0,0]')
+        # Token logprobs (the call keeps only their summary) and a text the call does not
+        # hold keep the whole completion in the entry.
+        assert rows["h2"][1] is None and rows["h2"][0]["logprobs"] == [["b", -0.1, []]]
+        assert rows["h3"][1] is None and rows["h3"][0]["text"] == "not what the call holds"
+        store.cache._recent.clear()  # answered from the store, not from memory
+        assert store.cache.get("h1") == Completion(
+            text="Output (a)", tokens_in=3, tokens_out=4, cost_usd=0.0, finish_reason="stop"
+        )
