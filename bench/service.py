@@ -3,7 +3,8 @@
 A fake provider answers at 50 ms in its own process. First the engine: ``judgecal run`` over
 ``--engine-pairs`` pairs (both orders, one sample, 64 calls in flight): its provider calls per
 second are the reference. Then ``judgecal serve`` in its own process (64 calls in flight per
-provider, shared by all requests) under two loads, each for ``--seconds``:
+provider, shared by all requests) under two loads, each for ``--warmup`` seconds that are
+not measured (connections open, provider clients start) and then ``--seconds``:
 
 * one-pair requests from ``--clients`` (200) concurrent clients (an RL trainer's rollouts);
 * 64-pair requests from 64 concurrent clients (a harness sending batches).
@@ -13,7 +14,11 @@ ratio of the service's calls/s to the engine's, the group commits per request, a
 every answered request's verdicts are stored exactly once (checked in the database afterwards:
 its ``service_requests`` row names its items, each with one verdict in the standing run).
 
-    python bench/service.py [--clients 200] [--seconds 30] [--engine-pairs 4000]
+With ``--workers N`` both ``judgecal run`` and ``judgecal serve`` run the provider client in
+N processes (:mod:`judge.backends.pool`), so the ratio compares like with like.
+
+    python bench/service.py [--clients 200] [--seconds 30] [--warmup 3] [--engine-pairs 4000]
+                            [--workers 1]
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from judgecal.cli import main as judgecal  # noqa: E402
 
 MODEL = "openai/gpt-4.1-mini"
 CALLS_PER_PAIR = 2  # both orders, one sample
+WORKERS: list[str] = []
 
 
 def pair(tag: str) -> dict:
@@ -65,7 +71,7 @@ def engine(db: Path, tmp: Path, base_url: str, n: int) -> dict:
         code = judgecal(
             ["run", "--items", str(items), "--db", str(db), "--model", MODEL,
              "--rubric", "pairwise_helpfulness", "--base-url", base_url, "--samples", "1",
-             "--concurrency", "64", "--run-id", "engine", "--json"]
+             "--concurrency", "64", "--run-id", "engine", "--json", *WORKERS]
         )  # fmt: skip
     wall = time.perf_counter() - started
     if code != 0:
@@ -81,17 +87,28 @@ def engine(db: Path, tmp: Path, base_url: str, n: int) -> dict:
     }
 
 
-async def load(base: str, key: str, clients: int, per_request: int, seconds: float) -> dict:
+async def load(
+    base: str, key: str, clients: int, per_request: int, seconds: float, warmup: float = 0.0
+) -> dict:
     """``clients`` concurrent clients, each sending its next request when the last is
     answered (aiohttp: httpx's pool costs several times the CPU per request at 200
-    connections, and the load generator shares the machine's two cores with the service)."""
+    connections, and the load generator shares the machine's two cores with the service).
+
+    The first ``warmup`` seconds open the connections and start the provider clients (the
+    first request to name a model builds its client, and with ``--workers`` spawns its
+    processes); requests sent then are stored and checked, and their latencies reported
+    apart (``warmup_p99_ms``), but the rates and percentiles are the steady state's."""
     import aiohttp
 
     latencies: list[float] = []
+    cold: list[float] = []
     errors: list[str] = []
     busy = 0
     answered: list[tuple[str, list[str]]] = []
-    deadline = time.perf_counter() + seconds
+    measured: list[tuple[str, list[str]]] = []
+    begin = time.perf_counter()
+    steady = begin + warmup
+    deadline = steady + seconds
     connector = aiohttp.TCPConnector(limit=clients)
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(
@@ -118,7 +135,11 @@ async def load(base: str, key: str, clients: int, per_request: int, seconds: flo
                             answer = json.loads(text)
                             ids = [v["item_id"] for v in answer["verdicts"]]
                             answered.append((answer["request_id"], ids))
-                            latencies.append(time.perf_counter() - started)
+                            if started >= steady:
+                                measured.append((answer["request_id"], ids))
+                                latencies.append(time.perf_counter() - started)
+                            else:
+                                cold.append(time.perf_counter() - started)
                         elif response.status == 429:
                             busy += 1
                             await asyncio.sleep(float(response.headers.get("retry-after", "1")))
@@ -128,19 +149,22 @@ async def load(base: str, key: str, clients: int, per_request: int, seconds: flo
                     errors.append(type(exc).__name__)
                 n += 1
 
-        started = time.perf_counter()
         await asyncio.gather(*(client(c) for c in range(clients)))
-        wall = time.perf_counter() - started
+        # Requests sent before the deadline and answered after it count; so does their time.
+        wall = time.perf_counter() - steady
     lat = np.array(latencies) * 1000 if latencies else np.array([float("nan")])
-    pairs = sum(len(ids) for _, ids in answered)
+    pairs = sum(len(ids) for _, ids in measured)
     return {
         "clients": clients,
         "pairs_per_request": per_request,
-        "requests_ok": len(answered),
+        "warmup_s": warmup,
+        "warmup_requests": len(cold),
+        "warmup_p99_ms": round(float(np.percentile(cold, 99)) * 1000, 1) if cold else None,
+        "requests_ok": len(measured),
         "errors": len(errors),
         "error_examples": sorted(set(errors))[:3],
         "refused_429": busy,
-        "requests_per_s": round(len(answered) / wall, 1),
+        "requests_per_s": round(len(measured) / wall, 1),
         "pairs_per_s": round(pairs / wall, 1),
         "calls_per_s": round(pairs * CALLS_PER_PAIR / wall, 1),
         "p50_ms": round(float(np.percentile(lat, 50)), 1),
@@ -151,7 +175,7 @@ async def load(base: str, key: str, clients: int, per_request: int, seconds: flo
 
 def serve(db: Path, port: int, base_url: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "judgecal", "serve", "--db", str(db), "--port", str(port),
-           "--base-url", base_url, "--max-concurrency", "64"]  # fmt: skip
+           "--base-url", base_url, "--max-concurrency", "64", *WORKERS]  # fmt: skip
     process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -188,11 +212,21 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--engine-pairs", type=int, default=4000)
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="provider client processes, for `judgecal run` and `judgecal serve` alike",
+    )
     args = parser.parse_args()
+    if args.workers > 1:
+        WORKERS[:] = ["--workers", str(args.workers)]
     result: dict = {
         "benchmark": "service vs engine",
         "provider_latency_ms": 50,
         "goal": "one-pair requests >= 0.8x the engine's calls/s, p99 < 1 s, 0 errors",
+        "client_workers": args.workers,
     }
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
@@ -211,7 +245,14 @@ def main() -> None:
                 process = serve(db, port, fake_url)
                 try:
                     stats = asyncio.run(
-                        load(f"http://127.0.0.1:{port}", key, clients, per_request, args.seconds)
+                        load(
+                            f"http://127.0.0.1:{port}",
+                            key,
+                            clients,
+                            per_request,
+                            args.seconds,
+                            args.warmup,
+                        )
                     )
                 finally:
                     process.terminate()

@@ -1099,6 +1099,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_concurrency=args.max_concurrency,
         max_queued_items=args.max_queued_items,
         commit_window_s=args.commit_window_ms / 1000,
+        client_workers=args.workers,
     )
     if not service.keys:
         print(
@@ -1893,6 +1894,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=5.0,
         help="how long a group commit waits for other requests' rows (5)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="client processes per provider client for poolable backends (openai, anthropic); "
+        "frees the service's own process under many small requests",
     )
     p.set_defaults(func=cmd_serve)
 

@@ -15,6 +15,7 @@ import contextlib
 import fnmatch
 import hashlib
 import hmac
+import importlib
 import json
 import logging
 import time
@@ -33,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from judge import JudgeSpec, Runner, RunnerConfig, Store, items_from_rows, make_backend
 from judge.backends import Backend, BackendInfo, backend_info, endpoint_for, usages
-from judge.errors import StoreError
+from judge.errors import ConfigError, StoreError
 from judge.protocols import Protocol, make_protocol
 from judge.store.group import GroupWriter, Part, StandingRun
 from judge.types import content_hash
@@ -152,6 +153,7 @@ class Service:
         timeout_s: float = 120.0,
         max_queued_items: int | None = None,
         commit_window_s: float = 0.005,
+        client_workers: int = 1,
     ) -> None:
         """``endpoints`` maps a provider family (``openai``, ``anthropic``, a DSPy provider)
         to the base URL its judges use; each backend gets only its own family's URL, so a
@@ -163,7 +165,12 @@ class Service:
         family, shared by every request and background run. ``max_queued_items`` bounds the
         items of the requests being judged at once (default 16 × ``max_concurrency``); a
         request beyond it gets 429 with ``Retry-After`` instead of waiting in memory.
-        ``commit_window_s`` is how long the group commit waits for other requests' rows."""
+        ``commit_window_s`` is how long the group commit waits for other requests' rows.
+        ``client_workers`` > 1 runs each provider client (backends that allow it) in that
+        many child processes (:mod:`judge.backends.pool`): the SDK's per-call CPU then leaves
+        the process that parses HTTP requests, runs the protocol and writes the store."""
+        if client_workers < 1:
+            raise ConfigError("client_workers must be at least 1")
         self.store = Store(db)
         where = Path(str(db)).resolve()
         self.paths = {str(db), str(where), str(where.parent)}
@@ -199,6 +206,7 @@ class Service:
         self.reward_unscored = reward_unscored
         """What ``POST /v1/rewards`` answers for a rollout the judge could not score, unless
         the request says: a number by default, since OpenRLHF cannot take ``null``."""
+        self.client_workers = client_workers
         self.limits = RunnerConfig(max_concurrency=max_concurrency, timeout_s=timeout_s)
         self.slots: dict[str, asyncio.Semaphore] = {}
         """Provider calls in flight per provider family: one budget for all requests."""
@@ -354,6 +362,7 @@ class Service:
                         endpoints=self.endpoints,
                         timeout=self.limits.timeout_s,
                         store=self.read_store,
+                        workers=self.client_workers if info.poolable else 1,
                     )
                 )
                 building.set_result(None)
@@ -640,7 +649,9 @@ class Service:
         task.add_done_callback(self.tasks.discard)
 
     async def start(self) -> None:
-        """Resume the background jobs a previous process left queued or running."""
+        """Import the provider SDKs clients may use, then resume the background jobs a
+        previous process left queued or running."""
+        await self.read(self.preload)
         for job in await self.read(self.read_store.service.unfinished_jobs):
             request = job["request"]
             try:
@@ -657,6 +668,26 @@ class Service:
                 )
                 continue
             self._launch(job["run_id"], rubric, request, items, resume=exists)
+
+    def preload(self) -> list[str]:
+        """Import the modules of every servable backend whose family this service may serve
+        (``allowed_models``, if given), so the first requests after start-up do not wait for
+        an SDK to load (over a second for ``openai``). A missing optional SDK is skipped: the
+        request that needs it gets the install hint. Returns the modules imported."""
+        from judge.backends.registry import REGISTRY
+
+        loaded = []
+        for info in REGISTRY.values():
+            served = self.allowed_models is None or any(
+                fnmatch.fnmatchcase(info.prefix, p.partition("/")[0]) for p in self.allowed_models
+            )
+            if not (info.servable and served):
+                continue
+            for module in info.preload:
+                with contextlib.suppress(ImportError):
+                    importlib.import_module(module)
+                    loaded.append(module)
+        return loaded
 
     async def run_status(self, run_id: str, owner: str = LOCAL_OWNER) -> RunStatus:
         job = await self.read(self.read_store.service.job, run_id)
@@ -739,19 +770,33 @@ class Service:
 
 
 def http_protocol() -> type:
-    """uvicorn's h11 protocol answering requests too malformed to reach the app (a negative
+    """uvicorn's HTTP protocol answering requests too malformed to reach the app (a negative
     or non-numeric Content-Length, a broken request line) in the service's one JSON error
-    shape instead of uvicorn's plain text. Pass it as ``uvicorn.Config(http=...)``."""
-    import json
+    shape instead of uvicorn's plain text. Pass it as ``uvicorn.Config(http=...)``.
 
+    The httptools parser (C, installed with the ``serve`` extra through ``uvicorn[standard]``)
+    is used where it is importable; it parses a request in a fraction of the pure-Python h11
+    parser's CPU, and the service is CPU-bound under many small requests (decision 0019).
+    Without it, h11 answers the same."""
+    try:
+        return _httptools_protocol()
+    except ImportError:
+        return _h11_protocol()
+
+
+def _malformed_body(msg: str) -> bytes:
+    return json.dumps(
+        {"error": {"type": "bad_request", "message": f"malformed HTTP request: {msg}"}}
+    ).encode()
+
+
+def _h11_protocol() -> type:
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class JSONErrorH11Protocol(H11Protocol):
         def send_400_response(self, msg: str) -> None:
-            body = json.dumps(
-                {"error": {"type": "bad_request", "message": f"malformed HTTP request: {msg}"}}
-            ).encode()
+            body = _malformed_body(msg)
             headers = [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
@@ -766,6 +811,26 @@ def http_protocol() -> type:
             self.transport.close()
 
     return JSONErrorH11Protocol
+
+
+def _httptools_protocol() -> type:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class JSONErrorHttpToolsProtocol(HttpToolsProtocol):
+        def send_400_response(self, msg: str) -> None:
+            body = _malformed_body(msg)
+            head = [b"HTTP/1.1 400 Bad Request\r\n"]
+            for name, value in self.server_state.default_headers:
+                head.append(name + b": " + value + b"\r\n")
+            head.append(
+                b"content-type: application/json\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\n"
+                b"connection: close\r\n\r\n"
+            )
+            self.transport.write(b"".join(head) + body)
+            self.transport.close()
+
+    return JSONErrorHttpToolsProtocol
 
 
 def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> Any:

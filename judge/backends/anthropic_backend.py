@@ -23,6 +23,7 @@ from judge.types import Completion, GenerateRequest
     servable=True,
     needs_key="ANTHROPIC_API_KEY",
     family="anthropic",
+    preload=("anthropic",),
 )
 class AnthropicBackend(Backend):
     @classmethod

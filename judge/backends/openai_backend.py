@@ -34,6 +34,7 @@ def _http_client(openai: Any) -> Any:
     servable=True,
     needs_key="OPENAI_API_KEY",
     family="openai",
+    preload=("openai", "aiohttp"),
 )
 class OpenAIBackend(Backend):
     @classmethod

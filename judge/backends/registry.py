@@ -45,6 +45,9 @@ class BackendInfo:
     """The environment variable holding its provider key, if it needs one."""
     family: str | None = None
     """The provider family whose credentials it uses (keys are never sent across families)."""
+    preload: tuple[str, ...] = ()
+    """Modules its client imports on first use; the service imports them at start-up, so its
+    first requests do not wait a second for an SDK to load."""
 
 
 REGISTRY: dict[str, BackendInfo] = {}
@@ -60,6 +63,7 @@ def register(
     servable: bool = False,
     needs_key: str | None = None,
     family: str | None = None,
+    preload: tuple[str, ...] = (),
 ) -> Callable[[B], B]:
     """Class decorator: ``cls.create(rest, context)`` builds the backend for ``prefix/rest``."""
 
@@ -72,6 +76,7 @@ def register(
             servable=servable,
             needs_key=needs_key,
             family=family,
+            preload=preload,
         )
         return cls
 

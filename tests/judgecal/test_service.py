@@ -613,6 +613,20 @@ def test_only_configured_models_are_served(tmp_path: Path) -> None:
     asyncio.run(service.aclose())
 
 
+def test_start_up_imports_the_sdks_of_the_served_families(tmp_path: Path) -> None:
+    """The first requests after start-up do not wait for a provider SDK to import: the
+    service imports those of the families it serves before it answers, and no others."""
+    source = f"""
+import asyncio, json, sys
+from judgecal.service import Service
+service = Service({str(tmp_path / "s.duckdb")!r}, allowed_models=["openai/gpt-4*"])
+before = "openai" in sys.modules
+asyncio.run(service.start())
+print(json.dumps([before, "openai" in sys.modules, "anthropic" in sys.modules]))
+"""
+    assert json.loads(run_script(source, where=tmp_path)) == [False, True, False]
+
+
 PAIR = {"prompt": "p", "response_a": "quality=5 a", "response_b": "quality=1 b"}
 
 
@@ -806,9 +820,24 @@ def test_keys_are_managed_live_and_errors_name_no_server_path(
 
 def test_a_malformed_request_line_gets_the_json_error_shape(server: dict) -> None:
     """Finding 13.11: a negative Content-Length got a plain-text error."""
+    assert http_protocol().__name__ == "JSONErrorHttpToolsProtocol"  # the serve extra has it
+    _assert_malformed_requests_get_json(server["base"])
+
+
+def test_the_pure_python_parser_gives_the_same_error_shape(tmp_path: Path) -> None:
+    """Without httptools, uvicorn's h11 parser answers malformed requests the same way."""
+    from judgecal.service import _h11_protocol
+
+    service = Service(tmp_path / "s.duckdb", allowed_models=["mock/*"], require_keys=False)
+    with serving(create_app(service), http=_h11_protocol()) as base:
+        _assert_malformed_requests_get_json(base)
+    asyncio.run(service.aclose())
+
+
+def _assert_malformed_requests_get_json(base: str) -> None:
     import socket
 
-    host, port = server["base"].removeprefix("http://").split(":")
+    host, port = base.removeprefix("http://").split(":")
     for length in ("-5", "abc"):
         with socket.create_connection((host, int(port))) as conn:
             conn.sendall(

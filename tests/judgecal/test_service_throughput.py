@@ -214,3 +214,57 @@ def test_a_restarted_service_writes_to_its_standing_run(
     with Store(db, read_only=True) as store:
         (run,) = store.con.execute("SELECT run_id FROM runs WHERE status = 'standing'").fetchall()
         assert len(store.runs.verdicts(run[0])) == 24
+
+
+def test_client_worker_processes_share_the_budget_and_store_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``judgecal serve --workers 2``: the provider client runs in two child processes, the
+    global budget still bounds the calls in flight, every answered pair is stored once, and
+    the processes end with the service."""
+    from judge.backends.pool import ProcessPoolBackend
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    db = tmp_path / "s.duckdb"
+    with Store(db) as store:
+        key = store.keys.create("t")
+    with FakeProvider(latency_s=0.05) as fake:
+        service = Service(
+            db, endpoints={"openai": fake.base_url}, max_concurrency=3, client_workers=2
+        )
+        with serving(create_app(service), http=http_protocol()) as base:
+
+            def one(i: int) -> httpx.Response:
+                return httpx.post(
+                    base + "/v1/compare",
+                    json={"rubric": "pairwise_helpfulness", "model": "openai/gpt-4.1-mini",
+                          "items": pairs(f"w{i}", 2), "options": {"samples": 1}},
+                    headers={"Authorization": f"Bearer {key}"},
+                    timeout=60,
+                )  # fmt: skip
+
+            with ThreadPoolExecutor(8) as pool:
+                answers = list(pool.map(one, range(8)))
+            (backend,) = service.backends.values()
+            assert isinstance(backend, ProcessPoolBackend)
+            processes = list(backend._processes)
+            assert len(processes) == 2 and all(p.is_alive() for p in processes)
+        assert not any(p.is_alive() for p in processes)
+    assert [a.status_code for a in answers] == [200] * 8, answers[0].text
+    winners = [v["winner"] for a in answers for v in a.json()["verdicts"]]
+    # quality k % 3 against (k + 1) % 3: pair 0 favours B, pair 1 favours B.
+    assert winners == ["B", "B"] * 8
+    assert fake.max_in_flight <= 3
+    assert sum(fake.requests.values()) == 8 * 2 * 2
+    with Store(db, read_only=True) as store:
+        counts = store.con.execute(
+            "SELECT item_id, count(*) FROM verdicts GROUP BY 1 HAVING item_id LIKE 'w%'"
+        ).fetchall()
+    assert sorted(c for _, c in counts) == [1] * 16
+
+
+def test_client_workers_must_be_positive(tmp_path: Path) -> None:
+    from judge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="at least 1"):
+        Service(tmp_path / "s.duckdb", client_workers=0)
