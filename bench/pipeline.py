@@ -56,10 +56,12 @@ def process_cpu(pid: int) -> float:
 
 
 def cpu_seconds() -> float:
-    """CPU of this process and its client workers (children are counted once they exit, so
-    the workers' share is read from /proc while they run)."""
+    """CPU of this process and its client workers: those that have exited and been waited
+    for (``RUSAGE_CHILDREN``; the fake provider is not among them until the end) and those
+    still running, read from /proc."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    total = usage.ru_utime + usage.ru_stime
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = usage.ru_utime + usage.ru_stime + reaped.ru_utime + reaped.ru_stime
     for child in multiprocessing.active_children():
         if child.pid is not None:
             total += process_cpu(child.pid)

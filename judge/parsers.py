@@ -252,13 +252,15 @@ def winner_of_scores(score_a: float, score_b: float) -> str:
     return "A" if score_a > score_b else "B" if score_b > score_a else "tie"
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=4096)
 def _judged_units(
     echoed: tuple[str, ...],
 ) -> tuple[tuple[str, ...], frozenset[str]]:
     """The judged texts normalised, and the units a judge may copy whole from them (a line, a
-    JSON object, a whole text). Kept for the last 512 sets of texts: both orders and every
-    sample of an item quote the same texts."""
+    JSON object, a whole text). Kept for the last 4,096 sets of texts: both orders and every
+    sample of an item quote the same texts, and the runner keeps up to twice its calls in
+    flight in progress as items (1,024 at 512 in flight), so a smaller cache would drop an
+    item's texts between its first and its last call."""
     judged = tuple(n for n in (_normalize(e) for e in echoed) if n)
     units = set(judged)
     for text in echoed:

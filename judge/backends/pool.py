@@ -4,8 +4,10 @@ A provider SDK spends most of a call's CPU building and parsing HTTP messages in
 one event loop saturates one core at around a thousand calls a second. ``ProcessPoolBackend``
 keeps the runner (planning, parsing, the DuckDB writer) in this process and runs ``workers``
 copies of the real backend in child processes, each with its own event loop and connection
-pool. Requests and completions cross a pipe; errors are classified in the worker, where the
-SDK's exception types live, and cross as plain :class:`BackendError` fields.
+pool. Requests and completions cross a pipe as one list per event-loop turn each way (one
+pickle and one write for all the calls a turn started or finished). Errors are classified in
+the worker, where the SDK's exception types live, and cross as plain :class:`BackendError`
+fields.
 """
 
 from __future__ import annotations
@@ -42,30 +44,51 @@ class BackendSpec:
         return make_backend(self.name, rubric=rubric, base_url=self.base_url, timeout=self.timeout)
 
 
+class _Outbox:
+    """Messages for one pipe, sent as one list per event-loop turn: a pickle and a write per
+    turn instead of per call (with hundreds of calls in flight, most turns carry several)."""
+
+    def __init__(self, conn: Connection, loop: asyncio.AbstractEventLoop) -> None:
+        self.conn = conn
+        self.loop = loop
+        self.queued: list[tuple[Any, ...]] = []
+
+    def put(self, message: tuple[Any, ...]) -> None:
+        if not self.queued:
+            self.loop.call_soon(self.flush)
+        self.queued.append(message)
+
+    def flush(self) -> None:
+        batch, self.queued = self.queued, []
+        if batch:
+            self.conn.send(batch)
+
+
 def _worker(spec: BackendSpec, conn: Connection) -> None:
     backend = spec.build()
     loop = asyncio.new_event_loop()
-    send_lock = threading.Lock()
-
-    def reply(message: tuple[Any, ...]) -> None:
-        with send_lock:
-            conn.send(message)
+    # Only the loop's thread sends; a thread of its own receives, so this process always
+    # drains what the parent sends, even while its own send waits for the parent to read.
+    replies = _Outbox(conn, loop)
 
     async def handle(call_id: int, request: GenerateRequest) -> None:
         try:
             completion = await backend.generate(request)
         except Exception as exc:  # noqa: BLE001 - classified here, where the SDK's types are
             error = backend.classify(exc)
-            reply((call_id, "error", (str(error), error.kind, error.retry_after, error.status)))
+            replies.put(
+                (call_id, "error", (str(error), error.kind, error.retry_after, error.status))
+            )
         else:
-            reply((call_id, "ok", completion))
+            replies.put((call_id, "ok", completion))
 
     in_flight: set[asyncio.Task[None]] = set()
 
-    def start(call_id: int, request: GenerateRequest) -> None:
-        task = loop.create_task(handle(call_id, request))
-        in_flight.add(task)  # the loop keeps only weak references to tasks
-        task.add_done_callback(in_flight.discard)
+    def start(batch: list[tuple[int, GenerateRequest]]) -> None:
+        for call_id, request in batch:
+            task = loop.create_task(handle(call_id, request))
+            in_flight.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(in_flight.discard)
 
     def reader() -> None:
         while True:
@@ -76,8 +99,7 @@ def _worker(spec: BackendSpec, conn: Connection) -> None:
             if message is None:
                 loop.call_soon_threadsafe(loop.stop)
                 return
-            call_id, request = message
-            loop.call_soon_threadsafe(partial(start, call_id, request))
+            loop.call_soon_threadsafe(partial(start, message))
 
     threading.Thread(target=reader, daemon=True).start()
     loop.run_forever()
@@ -101,6 +123,7 @@ class ProcessPoolBackend(Backend):
         self._ids = itertools.count()
         self._next = itertools.cycle(range(workers))
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._outboxes: list[_Outbox] = []
         self._identity: dict[str, Any] | None = None
 
     def cache_identity(self) -> dict[str, Any]:
@@ -128,23 +151,24 @@ class ProcessPoolBackend(Backend):
         if not self._conns:
             self.start()
         self._loop = loop
+        self._outboxes = [_Outbox(conn, loop) for conn in self._conns]
         for conn in self._conns:
             loop.add_reader(conn.fileno(), self._on_message, conn)
 
     def _on_message(self, conn: Connection) -> None:
         try:
             while conn.poll():
-                call_id, status, payload = conn.recv()
-                future = self._pending.pop(call_id, None)
-                if future is None or future.done():
-                    continue  # the caller timed out or was cancelled
-                if status == "ok":
-                    future.set_result(payload)
-                else:
-                    message, kind, retry_after, code = payload
-                    future.set_exception(
-                        BackendError(message, kind=kind, retry_after=retry_after, status=code)
-                    )
+                for call_id, status, payload in conn.recv():
+                    future = self._pending.pop(call_id, None)
+                    if future is None or future.done():
+                        continue  # the caller timed out or was cancelled
+                    if status == "ok":
+                        future.set_result(payload)
+                    else:
+                        message, kind, retry_after, code = payload
+                        future.set_exception(
+                            BackendError(message, kind=kind, retry_after=retry_after, status=code)
+                        )
         except (EOFError, OSError):
             self._fail_all("a judge worker process exited")
 
@@ -160,7 +184,7 @@ class ProcessPoolBackend(Backend):
         call_id = next(self._ids)
         future: asyncio.Future[Completion] = self._loop.create_future()
         self._pending[call_id] = future
-        self._conns[next(self._next)].send((call_id, request))
+        self._outboxes[next(self._next)].put((call_id, request))
         try:
             return await future
         finally:
