@@ -250,8 +250,9 @@ class Runner:
         """Send the run's first-round calls as provider batches (when ``submit`` and the run
         has none recorded; split at the provider's limits), wait for every batch, store the
         answers as ordinary call rows (cost at batch prices), then finish the run with
-        ordinary calls: requests the cache answers, lines that failed in a batch, re-asks and
-        later rounds.
+        ordinary calls: requests the cache answers (and the rare one its filter only may
+        hold, :class:`judge.store.cache.HashFilter`), lines that failed in a batch, re-asks
+        and later rounds.
 
         Resumable at any step: every batch's row (with its request hashes) is written before
         any is submitted, marked ``submitting`` just before its submission and given the

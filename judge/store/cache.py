@@ -3,6 +3,7 @@ cache of dynamic rubrics."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -26,28 +27,95 @@ CACHE_SCHEMA = pa.schema(
 )
 
 
+class HashFilter:
+    """Request hashes that may be in the cache: a Bloom filter, two bytes an entry.
+
+    A set of every hash would cost about 150 bytes an entry and grow with every call a
+    long-lived store makes. The filter answers "certainly not cached" with no query for every
+    new request, and "maybe" for cached ones and for about one new request in 1,400 when full
+    (16 bits an entry, 7 probes; it is read at twice the stored entries, where it is one in
+    90,000), which the store then looks up and finds missing. Request hashes are SHA-256 hex
+    digests, so their own bytes are the filter's positions; any other string is hashed first.
+
+    >>> seen = HashFilter(capacity=1000)
+    >>> seen.add("ab" * 32)
+    >>> "ab" * 32 in seen, "cd" * 32 in seen
+    (True, False)
+    """
+
+    PROBES = 7
+    BITS_PER_ENTRY = 16
+
+    def __init__(self, capacity: int = 1 << 16) -> None:
+        self.capacity = max(1 << 16, capacity)
+        bits = 1 << (self.capacity * self.BITS_PER_ENTRY - 1).bit_length()
+        self.mask = bits - 1
+        self.array = bytearray(bits // 8)
+        self.count = 0
+
+    def _positions(self, request_hash: str) -> list[int]:
+        try:
+            digest = bytes.fromhex(request_hash)
+        except ValueError:
+            digest = b""
+        if len(digest) < 4 * self.PROBES:
+            digest = hashlib.sha256(request_hash.encode()).digest()
+        mask = self.mask
+        return [
+            int.from_bytes(digest[4 * k : 4 * k + 4], "little") & mask for k in range(self.PROBES)
+        ]
+
+    def add(self, request_hash: str) -> None:
+        array = self.array
+        for position in self._positions(request_hash):
+            array[position >> 3] |= 1 << (position & 7)
+        self.count += 1
+
+    def __contains__(self, request_hash: object) -> bool:
+        if not isinstance(request_hash, str):
+            return False
+        array = self.array
+        return all(array[p >> 3] & (1 << (p & 7)) for p in self._positions(request_hash))
+
+    @property
+    def full(self) -> bool:
+        return self.count > self.capacity
+
+
 class RequestCache:
-    """Completions by request hash. Membership is answered from an index read once per store
-    and kept current on write, so a long-lived store (the service, a reward function) does not
-    re-read the cache for every run."""
+    """Completions by request hash. Whether a request may be cached is answered from a filter
+    of the stored hashes (:class:`HashFilter`), read once per store and kept current on write,
+    so a long-lived store (the service, a reward function) does not query the cache for every
+    new request, and holds two bytes per entry, not the entries' hashes."""
 
     RECENT = 50_000
     """Completions kept in memory after they are written or read (most recent first out)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._index: dict[str, set[str]] = {}
+        self._index: dict[str, HashFilter] = {}
         self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
-    def _hashes(self, backend: str) -> set[str]:
+    def _read_filter(self, backend: str, at_least: int = 0) -> HashFilter:
+        """A filter of ``backend``'s stored hashes, read in chunks (never all at once),
+        sized for twice what is stored."""
+        where = "FROM request_cache WHERE backend = ?"
+        stored = self.db.one(f"SELECT count(*) {where}", [backend])
+        seen = HashFilter(capacity=2 * max(at_least, stored[0] if stored else 0))
+        # On this connection, so rows of its open transaction count; read to the end.
+        result = self.db.con.execute(f"SELECT request_hash {where}", [backend])
+        while rows := result.fetchmany(50_000):
+            for (request_hash,) in rows:
+                seen.add(request_hash)
+        return seen
+
+    def _hashes(self, backend: str) -> HashFilter:
         if backend not in self._index:
-            rows = self.db.con.execute(
-                "SELECT request_hash FROM request_cache WHERE backend = ?", [backend]
-            ).fetchall()
-            self._index[backend] = {r[0] for r in rows}
+            self._index[backend] = self._read_filter(backend)
         return self._index[backend]
 
     def contains(self, backend: str, request_hash: str) -> bool:
+        """False: not cached. True: maybe cached (:meth:`get` says)."""
         return request_hash in self._hashes(backend)
 
     def warm_known(self, backend: str) -> bool:
@@ -90,10 +158,11 @@ class RequestCache:
         return Completion.from_cache(data)
 
     def _drop(self, request_hash: str) -> None:
+        # The filter keeps the hash: it may say "maybe" for a dropped entry, and get() then
+        # finds nothing.
         if not self.db.read_only:
             self.db.con.execute("DELETE FROM request_cache WHERE request_hash = ?", [request_hash])
-        for hashes in self._index.values():
-            hashes.discard(request_hash)
+        self._recent.pop(request_hash, None)
 
     def _remember(self, entries: Iterable[tuple[str, dict[str, Any]]]) -> None:
         """Keep completions (their cache form: each :meth:`peek` builds a fresh object)."""
@@ -113,8 +182,13 @@ class RequestCache:
         self, entries: list[tuple[str, str, Completion]], forms: list[dict[str, Any]]
     ) -> None:
         for request_hash, backend, _ in entries:
-            if backend in self._index:
-                self._index[backend].add(request_hash)
+            seen = self._index.get(backend)
+            if seen is not None:
+                seen.add(request_hash)
+                if seen.full:
+                    # Re-read at twice the size; the old filter answers until the new one
+                    # is in place (another thread may be asking).
+                    self._index[backend] = self._read_filter(backend, seen.count)
         self._remember((h, form) for (h, _, _), form in zip(entries, forms, strict=True))
 
     def put(

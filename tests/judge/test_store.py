@@ -231,3 +231,53 @@ def test_a_cache_entry_names_its_call_only_when_the_call_holds_the_whole_complet
         assert store.cache.get("h1") == Completion(
             text="Output (a)", tokens_in=3, tokens_out=4, cost_usd=0.0, finish_reason="stop"
         )
+
+
+def test_the_cache_index_holds_no_hashes_and_never_misses_a_stored_entry() -> None:
+    """Membership comes from a Bloom filter of two bytes an entry: every stored hash is found
+    (across the filter's regrowth and a reopened store), few new ones are "maybe", and a
+    "maybe" that is not stored is a miss."""
+    import hashlib
+
+    from judge.store.cache import HashFilter
+    from judge.types import Completion
+
+    def h(i: int) -> str:
+        return hashlib.sha256(str(i).encode()).hexdigest()
+
+    done = Completion(text="Output (a)", tokens_in=1, tokens_out=1)
+    with Store() as store:
+        cache = store.cache
+        cache.put([(h(0), "m", done)])
+        cache.warm("m")
+        first = cache._index["m"]
+        assert isinstance(first, HashFilter) and first.capacity == 1 << 16
+        n = first.capacity + 5_000  # past capacity: the filter is re-read at twice the size
+        cache.put([(h(i), "m", done) for i in range(1, n)])
+        grown = cache._index["m"]
+        assert grown is not first and grown.capacity >= 2 * n - 2
+        assert len(grown.array) == grown.mask // 8 + 1 <= 4 * grown.capacity
+        assert all(cache.contains("m", h(i)) for i in range(n))
+        maybe = sum(cache.contains("m", h(-i)) for i in range(1, 50_001))
+        assert maybe < 50  # theory at this fill: under 1 in 10,000
+        assert not cache.contains("other-backend", h(1))
+        # A "maybe" that is not stored is a miss.
+        fake = next(h(-i) for i in range(1, 10**7) if h(-i) in grown)
+        assert cache.get(fake) is None
+        # A hash that is not hex is filtered too.
+        cache.put([("not-a-hex-digest", "m", done)])
+        assert cache.contains("m", "not-a-hex-digest")
+
+
+def test_a_full_hash_filter_says_maybe_rarely() -> None:
+    """At capacity (16 bits an entry, 7 probes) about 1 new hash in 1,400 is a "maybe"."""
+    import hashlib
+
+    from judge.store.cache import HashFilter
+
+    seen = HashFilter(capacity=1 << 16)
+    for i in range(seen.capacity):
+        seen.add(hashlib.sha256(b"in%d" % i).hexdigest())
+    assert not seen.full
+    false = sum(hashlib.sha256(b"out%d" % i).hexdigest() in seen for i in range(100_000))
+    assert 20 <= false <= 150  # expected 70 (7.0e-4)
