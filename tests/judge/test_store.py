@@ -186,6 +186,22 @@ def test_duckdb_memory_is_capped_by_the_environment(
     assert limit is not None and limit[0] in ("256.0 MiB", "244.1 MiB")
 
 
+def test_a_file_store_caps_duckdb_memory_and_an_in_memory_one_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file store's DuckDB evicts written blocks past 256 MB instead of caching the whole
+    run (decision 0019); an in-memory store, whose data must fit, keeps DuckDB's default."""
+    monkeypatch.delenv("JUDGECAL_DUCKDB_MEMORY", raising=False)
+
+    def limit_of(store: Store) -> str:
+        return store.db.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+    with Store(tmp_path / "file.duckdb") as store:
+        assert limit_of(store) in ("256.0 MiB", "244.1 MiB")
+    with Store() as store:
+        assert limit_of(store) not in ("256.0 MiB", "244.1 MiB")
+
+
 def test_a_cache_entry_names_its_call_only_when_the_call_holds_the_whole_completion() -> None:
     import json
 
