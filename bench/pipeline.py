@@ -11,8 +11,13 @@ parsing, DuckDB writes; the fake provider runs in its own process), peak memory 
 bytes stored per call. Items are written to a JSONL file and streamed from it, as
 ``judgecal run --items`` does.
 
+The plain loop and the engine alternate ``--repeats`` times (3); each ratio is taken within a
+round and the median reported, with every round's ratio beside it. Memory and storage are the
+first round's engine run, in a fresh store. ``--no-plain-loop`` runs the engine alone, for
+memory at sizes where the loop would double the time.
+
     python bench/pipeline.py [--judgments 1000,10000,100000] [--latency 0.05]
-                             [--concurrency 64] [--workers 1]
+                             [--concurrency 64] [--workers 1] [--repeats 3] [--no-plain-loop]
 
 With many more requests in flight one event loop saturates a core; ``--workers 2`` runs the
 provider client in two processes (judge.pool) and is the configuration to compare there.
@@ -26,11 +31,14 @@ import json
 import multiprocessing
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -76,6 +84,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="client processes (1: in-process)")
     parser.add_argument("--flush-every", type=int, default=256)
     parser.add_argument("--cache", action="store_true", help="use the request cache (default off)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="rounds of plain loop then engine (median)"
+    )
+    parser.add_argument(
+        "--no-plain-loop",
+        dest="plain_loop",
+        action="store_false",
+        help="the engine alone (memory at sizes where the loop would double the time)",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # one size, in this process
     args = parser.parse_args()
     if args.one:
@@ -86,6 +103,8 @@ def main() -> None:
         *("--latency", str(args.latency), "--concurrency", str(args.concurrency)),
         *("--workers", str(args.workers), "--flush-every", str(args.flush_every)),
         *(["--cache"] if args.cache else []),
+        *("--repeats", str(args.repeats)),
+        *([] if args.plain_loop else ["--no-plain-loop"]),
     ]
     rows = []
     for n in sizes:
@@ -194,11 +213,8 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
         _items_file(items, judgments // 2)
         warmup = Path(tmp) / "warmup.jsonl"
         _items_file(warmup, args.concurrency)
-        asyncio.run(plain_loop(base_url, warmup, args.concurrency))  # connections, imports
-        cpu0, t0 = cpu_seconds(), time.perf_counter()
-        plain_calls = asyncio.run(plain_loop(base_url, items, args.concurrency))
-        plain_wall, plain_cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-
+        if args.plain_loop:
+            asyncio.run(plain_loop(base_url, warmup, args.concurrency))  # connections, imports
         spec = JudgeSpec(
             model="openai/gpt-4.1-mini",
             base_url=base_url,
@@ -209,46 +225,88 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
                 max_concurrency=args.concurrency, cache=args.cache, flush_every=args.flush_every
             ),
         )
-        db = Path(tmp) / "bench.duckdb"
-        with Store(db) as store:
-            api.run_judge(store, spec, warmup, dataset="warmup", workers=args.workers)
-        rss_before = _rss_mb()
-        server_cpu0 = process_cpu(server_pid)
-        with Store(db) as store:
+
+        def loop_run() -> tuple[float, float, int]:
             cpu0, t0 = cpu_seconds(), time.perf_counter()
-            summary = api.run_judge(store, spec, items, dataset="bench", workers=args.workers)
-            wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-            stored = store.table_counts()
-            text = store.db.one(
-                "SELECT (SELECT coalesce(sum(strlen(raw_text)), 0) FROM calls), "
-                "(SELECT coalesce(sum(strlen(completion) + coalesce(strlen(call_key), 0)), 0) "
-                "FROM request_cache)"
-            )
-        fake_cpu = process_cpu(server_pid) - server_cpu0
-        calls = summary.n_calls
+            calls = asyncio.run(plain_loop(base_url, items, args.concurrency))
+            return time.perf_counter() - t0, cpu_seconds() - cpu0, calls
+
+        before: list[float] = []
+
+        def engine_run(db: Path) -> tuple[float, float, Any]:
+            with Store(db) as store:
+                api.run_judge(store, spec, warmup, dataset="warmup", workers=args.workers)
+            before.append(_rss_mb())  # imports done, connections open
+            with Store(db) as store:
+                cpu0, t0 = cpu_seconds(), time.perf_counter()
+                summary = api.run_judge(store, spec, items, dataset="bench", workers=args.workers)
+                return time.perf_counter() - t0, cpu_seconds() - cpu0, summary
+
+        # Contenders alternate, `--repeats` times each, and each ratio is taken within one
+        # round: this machine's speed drifts by tens of percent within minutes, and a
+        # ratio of two runs far apart in time measures the drift.
+        rounds = []
+        for r in range(args.repeats):
+            plain = loop_run() if args.plain_loop else None
+            db = Path(tmp) / f"bench{r}.duckdb"
+            if r == 0:
+                server_cpu0 = process_cpu(server_pid)
+            wall, cpu, summary = engine_run(db)
+            if r == 0:
+                # Memory and storage of the first engine run: a fresh store, one run.
+                fake_cpu = process_cpu(server_pid) - server_cpu0
+                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                with Store(db, read_only=True) as store:
+                    stored = store.table_counts()
+                    text = store.db.one(
+                        "SELECT (SELECT coalesce(sum(strlen(raw_text)), 0) FROM calls), "
+                        "(SELECT coalesce(sum(strlen(completion) + coalesce(strlen(call_key), 0)), "
+                        "0) FROM request_cache)"
+                    )
+                stored_bytes = _stored_bytes(db)
+                first = summary
+            for path in db.parent.glob(db.name + "*"):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            rounds.append((wall, cpu, summary.n_calls, plain))
+        calls = first.n_calls
         ideal = calls * args.latency / args.concurrency
-        return {
+        walls = [w for w, _, _, _ in rounds]
+        row: dict[str, Any] = {
             "judgments": calls,
-            "wall_s": round(wall, 3),
+            "repeats": args.repeats,
+            "wall_s": round(median(walls), 3),
             "ideal_s": round(ideal, 3),
-            "ratio_to_ideal": round(wall / ideal, 3),
-            "plain_loop_wall_s": round(plain_wall, 3),
-            "wall_vs_plain_loop": round(wall / plain_wall, 3),
-            "calls_per_s": round(calls / wall, 1),
-            "plain_loop_calls_per_s": round(plain_calls / plain_wall, 1),
-            "calls_per_s_vs_plain_loop": round((calls / wall) / (plain_calls / plain_wall), 3),
-            "cpu_ms_per_call": round(1000 * cpu / calls, 3),
-            "plain_loop_cpu_ms_per_call": round(1000 * plain_cpu / plain_calls, 3),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "rss_before_run_mb": round(rss_before, 1),
-            "bytes_stored_per_call": round(_stored_bytes(db) / calls),
+            "ratio_to_ideal": round(median(walls) / ideal, 3),
+            "calls_per_s": round(median(n / w for w, _, n, _ in rounds), 1),
+            "cpu_ms_per_call": round(median(1000 * c / n for _, c, n, _ in rounds), 3),
+        }
+        if args.plain_loop:
+            ratios = [w / p[0] for w, _, _, p in rounds]
+            rates = [(n / w) / (p[2] / p[0]) for w, _, n, p in rounds]
+            row |= {
+                "plain_loop_wall_s": round(median(p[0] for *_, p in rounds), 3),
+                "wall_vs_plain_loop": round(median(ratios), 3),
+                "wall_vs_plain_loop_each_round": [round(x, 3) for x in ratios],
+                "plain_loop_calls_per_s": round(median(p[2] / p[0] for *_, p in rounds), 1),
+                "calls_per_s_vs_plain_loop": round(median(rates), 3),
+                "calls_per_s_vs_plain_loop_each_round": [round(x, 3) for x in rates],
+                "plain_loop_cpu_ms_per_call": round(
+                    median(1000 * p[1] / p[2] for *_, p in rounds), 3
+                ),
+            }
+        return row | {
+            # The first round's engine run, in a fresh store (peak includes the plain loop's
+            # run before it, which holds one item at a time).
+            "peak_rss_mb": round(peak, 1),
+            "rss_before_run_mb": round(before[0], 1),
+            "bytes_stored_per_call": round(stored_bytes / calls),
             # Before compression: the judge's text in `calls`, and the cache's JSON per call
             # (with the text again, unless the entry names its call).
             "call_text_bytes_per_call": round(text[0] / stored["calls"]) if text else None,
             "cache_json_bytes_per_call": round(text[1] / stored["calls"]) if text else None,
             "verdicts_stored": stored["verdicts"] - args.concurrency,
             "calls_stored": stored["calls"] - 2 * args.concurrency,
-            "errors": summary.n_call_errors,
+            "errors": first.n_call_errors,
             "fake_provider_cpu_s": round(fake_cpu, 3),
         }
 
