@@ -14,10 +14,15 @@ from judge.backends.mock import MockBackend
 from judgecal import api
 
 
-def write_items(path: Path, n: int, *, bad_at: int | None = None) -> Path:
+def write_items(path: Path, n: int, *, bad_at: int | None = None, prefix: str = "i") -> Path:
     with path.open("w") as out:
         for i in range(n):
-            row = {"id": f"i{i}", "prompt": f"q{i}", "response_a": "a" * (i % 7), "response_b": "b"}
+            row = {
+                "id": f"{prefix}{i}",
+                "prompt": f"q{i}",
+                "response_a": "a" * (i % 7),
+                "response_b": "b",
+            }
             if i == bad_at:
                 del row["response_b"]
             out.write(json.dumps(row) + "\n")
@@ -58,7 +63,8 @@ def test_a_run_from_a_file_holds_a_bounded_number_of_items(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     n = 3000
-    path = write_items(tmp_path / "items.jsonl", n)
+    # Only this file's items are counted: other tests' objects may still await collection.
+    path = write_items(tmp_path / "items.jsonl", n, prefix="bounded-")
     alive: list[int] = []
     generate = MockBackend.generate
     calls = 0
@@ -67,7 +73,9 @@ def test_a_run_from_a_file_holds_a_bounded_number_of_items(
         nonlocal calls
         calls += 1
         if calls % 500 == 0:
-            alive.append(sum(isinstance(o, Item) for o in gc.get_objects()))
+            alive.append(
+                sum(isinstance(o, Item) and o.id.startswith("bounded-") for o in gc.get_objects())
+            )
         return await generate(self, request)
 
     monkeypatch.setattr(MockBackend, "generate", counting)
