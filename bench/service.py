@@ -50,7 +50,6 @@ from judgecal.cli import main as judgecal  # noqa: E402
 
 MODEL = "openai/gpt-4.1-mini"
 CALLS_PER_PAIR = 2  # both orders, one sample
-WORKERS: list[str] = []
 
 
 def pair(tag: str) -> dict:
@@ -62,7 +61,7 @@ def pair(tag: str) -> dict:
     }
 
 
-def engine(db: Path, tmp: Path, base_url: str, n: int) -> dict:
+def engine(db: Path, tmp: Path, base_url: str, n: int, workers: list[str]) -> dict:
     items = tmp / "engine.jsonl"
     items.write_text("".join(json.dumps(pair(f"e{i}")) + "\n" for i in range(n)))
     out = io.StringIO()
@@ -71,7 +70,7 @@ def engine(db: Path, tmp: Path, base_url: str, n: int) -> dict:
         code = judgecal(
             ["run", "--items", str(items), "--db", str(db), "--model", MODEL,
              "--rubric", "pairwise_helpfulness", "--base-url", base_url, "--samples", "1",
-             "--concurrency", "64", "--run-id", "engine", "--json", *WORKERS]
+             "--concurrency", "64", "--run-id", "engine", "--json", *workers]
         )  # fmt: skip
     wall = time.perf_counter() - started
     if code != 0:
@@ -173,9 +172,9 @@ async def load(
     }
 
 
-def serve(db: Path, port: int, base_url: str) -> subprocess.Popen:
+def serve(db: Path, port: int, base_url: str, workers: list[str]) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "judgecal", "serve", "--db", str(db), "--port", str(port),
-           "--base-url", base_url, "--max-concurrency", "64", *WORKERS]  # fmt: skip
+           "--base-url", base_url, "--max-concurrency", "64", *workers]  # fmt: skip
     process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -220,8 +219,7 @@ def main() -> None:
         help="provider client processes, for `judgecal run` and `judgecal serve` alike",
     )
     args = parser.parse_args()
-    if args.workers > 1:
-        WORKERS[:] = ["--workers", str(args.workers)]
+    workers = ["--workers", str(args.workers)] if args.workers > 1 else []
     result: dict = {
         "benchmark": "service vs engine",
         "provider_latency_ms": 50,
@@ -232,7 +230,7 @@ def main() -> None:
         tmp = Path(tmp_dir)
         db = tmp / "service.duckdb"
         with provider_process(0.05, cwd=str(ROOT)) as fake_url:
-            result["engine"] = engine(db, tmp, fake_url, args.engine_pairs)
+            result["engine"] = engine(db, tmp, fake_url, args.engine_pairs, workers)
             with Store(db) as store:
                 key = store.keys.create("bench")
             for name, clients, per_request in (
@@ -242,7 +240,7 @@ def main() -> None:
                 with socket.socket() as s:
                     s.bind(("127.0.0.1", 0))
                     port = s.getsockname()[1]
-                process = serve(db, port, fake_url)
+                process = serve(db, port, fake_url, workers)
                 try:
                     stats = asyncio.run(
                         load(
