@@ -28,7 +28,8 @@ CACHE_SCHEMA = pa.schema(
 
 
 class HashFilter:
-    """Request hashes that may be in the cache: a Bloom filter, two bytes an entry.
+    """Request hashes that may be in the cache: a Bloom filter of 16 bits per entry of its
+    capacity (rounded up to a power of two).
 
     A set of every hash would cost about 150 bytes an entry and grow with every call a
     long-lived store makes. The filter answers "certainly not cached" with no query for every
@@ -86,7 +87,7 @@ class RequestCache:
     """Completions by request hash. Whether a request may be cached is answered from a filter
     of the stored hashes (:class:`HashFilter`), read once per store and kept current on write,
     so a long-lived store (the service, a reward function) does not query the cache for every
-    new request, and holds two bytes per entry, not the entries' hashes."""
+    new request, and holds a few bytes per entry, not the entries' hashes."""
 
     RECENT = 50_000
     """Completions kept in memory after they are written or read (most recent first out)."""

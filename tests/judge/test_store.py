@@ -250,7 +250,7 @@ def test_a_cache_entry_names_its_call_only_when_the_call_holds_the_whole_complet
 
 
 def test_the_cache_index_holds_no_hashes_and_never_misses_a_stored_entry() -> None:
-    """Membership comes from a Bloom filter of two bytes an entry: every stored hash is found
+    """Membership comes from a Bloom filter of a few bytes an entry: every stored hash is found
     (across the filter's regrowth and a reopened store), few new ones are "maybe", and a
     "maybe" that is not stored is a miss."""
     import hashlib
@@ -273,6 +273,7 @@ def test_the_cache_index_holds_no_hashes_and_never_misses_a_stored_entry() -> No
         grown = cache._index["m"]
         assert grown is not first and grown.capacity >= 2 * n - 2
         assert len(grown.array) == grown.mask // 8 + 1 <= 4 * grown.capacity
+        assert len(grown.array) <= 8 * n  # bytes per stored entry, against ~150 for a set
         assert all(cache.contains("m", h(i)) for i in range(n))
         maybe = sum(cache.contains("m", h(-i)) for i in range(1, 50_001))
         assert maybe < 50  # theory at this fill: under 1 in 10,000
