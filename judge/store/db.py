@@ -40,7 +40,8 @@ FILE_MEMORY_LIMIT = "256MB"
 """DuckDB's memory for a database file, unless ``JUDGECAL_DUCKDB_MEMORY`` says otherwise.
 DuckDB's own default (80 % of RAM) keeps every block a run writes cached, and a long run's
 memory grows with it: a million calls written through a file store peaked at 821 MB with the
-default and 456 MB at this limit, the same as at a tenth of the rows (measured, decision 0019).
+default and 456 MB at this limit; at 128 MB the peak was 323 MB at both 400,000 and a million
+calls (measured, decision 0019).
 Beyond the limit DuckDB evicts written blocks and spills large queries to ``<file>.tmp``. An
 in-memory store keeps DuckDB's default: its data must fit in its limit."""
 
