@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import importlib
 import json
 import logging
 import os
@@ -528,6 +529,7 @@ def _compile(
         )
         return optimiser.compile(program, trainset=list(trainset), valset=list(valset))
     if settings.optimiser == "mipro":
+        _import_detached("optuna")
         optimiser = dspy.MIPROv2(
             metric=metric,
             prompt_model=prompt_lm,
@@ -556,6 +558,26 @@ def _compile(
         track_stats=False,
     )
     return optimiser.compile(program, trainset=list(trainset), valset=list(valset))
+
+
+def _import_detached(module: str) -> None:
+    """Import ``module`` (once per process) on a thread of its own.
+
+    Optuna keeps the ImportError of each optional dependency it lacks (``try_import``), and
+    the error's traceback keeps the importing frames alive, each with its callers' frames:
+    imported from inside an alignment, that held the first MIPROv2 alignment's items, store
+    and program in memory for the life of the process. A thread's frames end at the thread.
+    A module that cannot be imported is left for the optimiser to report."""
+    if module in sys.modules:
+        return
+
+    def load() -> None:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+
+    thread = threading.Thread(target=load, name=f"import-{module}", daemon=True)
+    thread.start()
+    thread.join()
 
 
 def aligned_record(

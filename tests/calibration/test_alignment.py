@@ -5,6 +5,8 @@ a cached request never answers a changed program; the aligned judge runs everywh
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -324,6 +326,42 @@ def test_provider_faults_while_optimising_are_recorded_not_lost() -> None:
         calls = store.runs.calls("down-optimise")
         assert calls and all(c.parse_status == "error" and c.error for c in calls)
         assert not store.models.exists("down")
+
+
+MIPRO_IN_A_FRESH_PROCESS = """
+import gc, os, sys
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+from test_alignment import InstructableJudge, FakeProvider, api, labelled_store, spec_for
+from judge.items import Item
+
+def align():
+    with labelled_store() as store, FakeProvider(responder=InstructableJudge()) as fake:
+        report = api.align(store, spec_for(fake), "arith", optimiser="mipro", name="m")
+    return report["after"]["agreement"]
+
+assert "optuna" not in sys.modules
+agreement = align()
+gc.collect()
+print(agreement, sum(isinstance(o, Item) for o in gc.get_objects()))
+"""
+
+
+def test_a_mipro_alignment_leaves_nothing_of_itself_in_memory() -> None:
+    """The first MIPROv2 alignment in a process imports Optuna, which keeps the traceback of
+    each optional import it lacks: imported from inside the alignment, those frames kept its
+    items (and store) alive for the life of the process."""
+    here = Path(__file__).resolve()
+    out = subprocess.run(
+        [sys.executable, "-c", MIPRO_IN_A_FRESH_PROCESS, str(here.parents[2]), str(here.parent)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    agreement, alive = out.stdout.split()
+    assert float(agreement) == 1.0
+    assert alive == "0"
 
 
 def _right(row: dict) -> str:
