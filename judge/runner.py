@@ -15,8 +15,7 @@ import random
 import sys
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeVar
@@ -39,6 +38,8 @@ from judge.types import CallRecord, Completion, Verdict, content_hash
 from rubrics import Rubric
 
 T = TypeVar("T")
+RESUME_CHUNK = 2048
+"""Items a resumed run reads from the store at a time, with their recorded calls."""
 
 
 @dataclass
@@ -130,8 +131,8 @@ class RunState:
     journal: Journal | None = None
     journaled: dict[str, Completion] = field(default_factory=dict)
     """Completions an earlier process received for this run but did not commit."""
-    retry: set[str] = field(default_factory=set)
-    """Items whose failed calls are sent again and whose verdicts are replaced."""
+    replace: bool = False
+    """Verdicts replace the stored ones (a run resumed to send failed calls again)."""
     flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     started: float = field(default_factory=time.perf_counter)
     hold: bool = False
@@ -224,7 +225,7 @@ class Runner:
         self._check_modes(items)
         run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
         await self._setup(run_id, dataset, items)
-        return await self._execute(run_id, dataset, items, {}, set())
+        return await self._execute(run_id, dataset, _fresh(items), len(items))
 
     async def run_batch(
         self,
@@ -437,7 +438,7 @@ class Runner:
         summary = state.summary
         if self._use_cache() and not self.store.cache.warm_known(self.backend.name):
             await self._db(self.store.cache.warm, self.backend.name)
-        await self._judge_all(state, list(items), {})
+        await self._judge_all(state, _fresh(items))
         results = state.pending
         summary.n_scored = sum(v.status == "scored" for v in results.verdicts)
         summary.n_unscored = len(results.verdicts) - summary.n_scored
@@ -466,23 +467,34 @@ class Runner:
             raise StoreError(
                 f"run {run_id} used judge settings {stored.model_dump()}; resume with those"
             )
-        items = await self._db(runs.items, run.dataset)
-        if item_ids is not None:  # a run over part of a shared dataset (a service job)
-            items = [item for item in items if item.id in item_ids]
-        calls = await self._db(runs.calls, run_id)
-        finished = await self._db(runs.verdict_item_ids, run_id)
-        done: dict[str, list[CallRecord]] = defaultdict(list)
-        for call in calls:
-            done[call.item_id].append(call)
-        failed: set[str] = set()
-        if retry_failed:
-            failed = {
-                item_id
-                for item_id, records in done.items()
-                if any(c.parse_status == "error" for c in latest_attempts(records))
-            }
-            finished -= failed
-        return await self._execute(run_id, run.dataset, items, done, finished, retry=failed)
+        # What is left is listed in the store, not in memory, and read a chunk at a time
+        # with the calls recorded for it: a resumed run holds what a fresh one holds.
+        plan = await self._db(
+            functools.partial(
+                runs.plan_resume, run_id, run.dataset, retry_failed=retry_failed, item_ids=item_ids
+            )
+        )
+
+        async def left() -> AsyncIterator[tuple[Item, list[CallRecord], bool]]:
+            for start in range(0, plan.todo, RESUME_CHUNK):
+                chunk = await self._db(
+                    runs.resume_chunk, plan, run.dataset, run_id, start, start + RESUME_CHUNK
+                )
+                for work in chunk:
+                    yield work
+
+        try:
+            return await self._execute(
+                run_id,
+                run.dataset,
+                left(),
+                plan.n_items,
+                already_done=plan.n_items - plan.todo,
+                resumed_calls=plan.recorded_calls,
+                replace=retry_failed,
+            )
+        finally:
+            await self._db(runs.drop_resume, plan)
 
     async def aclose(self) -> None:
         await self.backend.aclose()
@@ -520,22 +532,27 @@ class Runner:
         self,
         run_id: str,
         dataset: str,
-        items: Sequence[Item] | ItemFile,
-        done: dict[str, list[CallRecord]],
-        finished: set[str],
-        retry: set[str] | None = None,
+        todo: AsyncIterator[tuple[Item, list[CallRecord], bool]],
+        n_items: int,
+        *,
+        already_done: int = 0,
+        resumed_calls: int = 0,
+        replace: bool = False,
     ) -> RunSummary:
+        """Judge ``todo`` (each item with the calls recorded for it, and whether its failed
+        calls are sent again) for the run ``run_id`` of ``n_items`` items, ``already_done``
+        of them finished before."""
         config = self.config
         state = self._new_state(
             run_id,
             dataset,
-            len(items),
-            already_done=len(finished),
-            items_done=len(finished),
-            retry=retry or set(),
+            n_items,
+            already_done=already_done,
+            items_done=already_done,
+            replace=replace,
         )
         summary = state.summary
-        summary.resumed_calls = sum(len(v) for v in done.values())
+        summary.resumed_calls = resumed_calls
         if self.backend.cacheable:  # a backend that is paid per call (free ones need none)
             state.journal = Journal.for_run(self.store.path, run_id)
             if state.journal is not None:
@@ -544,9 +561,7 @@ class Runner:
             await self._db(self.store.cache.warm, self.backend.name)
         flusher = asyncio.create_task(self._flush_loop(state))
         try:
-            # A generator: a streamed file is read as items are started, never held.
-            todo = (item for item in items if item.id not in finished)
-            await self._judge_all(state, todo, done)
+            await self._judge_all(state, todo)
         finally:
             flusher.cancel()
             (outcome,) = await asyncio.gather(flusher, return_exceptions=True)
@@ -563,42 +578,44 @@ class Runner:
         summary.n_scored, summary.n_unscored = counts.get("scored", 0), counts.get("unscored", 0)
         all_calls = summary.n_calls + summary.resumed_calls
         summary.calls_saved = (
-            max(0, self.protocol.calls_saved(len(items), all_calls)) if self.spec.adaptive else 0
+            max(0, self.protocol.calls_saved(n_items, all_calls)) if self.spec.adaptive else 0
         )
         summary.wall_s = time.perf_counter() - state.started
-        if sum(counts.values()) == len(items):
+        if sum(counts.values()) == n_items:
             await self._db(self.store.runs.finish, run_id)
         if config.progress:
             self._print_progress(state, final=True)
         return summary
 
     async def _judge_all(
-        self, state: RunState, todo: Iterable[Item], done: dict[str, list[CallRecord]]
+        self, state: RunState, todo: AsyncIterator[tuple[Item, list[CallRecord], bool]]
     ) -> None:
         """Judge items with a bounded number in progress. Starting every item at once would
         plan (render and hash) the whole dataset before the first answer is read, leaving
         request slots idle; twice the request concurrency keeps every slot busy."""
         slots = asyncio.Semaphore(2 * self.config.max_concurrency)
 
-        async def one(item: Item) -> None:
+        async def one(item: Item, previous: list[CallRecord], retry: bool) -> None:
             try:
-                await self._judge_item(state, item, done.get(item.id, []))
+                await self._judge_item(state, item, previous, retry)
             finally:
                 slots.release()
 
         try:
             async with asyncio.TaskGroup() as group:
-                for item in todo:
+                async for item, previous, retry in todo:
                     await slots.acquire()
-                    group.create_task(one(item))
+                    group.create_task(one(item, previous, retry))
         except BaseExceptionGroup as failure:
             raise failure.exceptions[0] from None
 
-    async def _judge_item(self, state: RunState, item: Item, previous: list[CallRecord]) -> None:
+    async def _judge_item(
+        self, state: RunState, item: Item, previous: list[CallRecord], retry: bool = False
+    ) -> None:
         done = {(c.order, c.sample): c for c in previous if c.attempt == 0}
         records = list(previous)
         next_attempt: dict[tuple[str, int], int] = {}
-        if item.id in state.retry:
+        if retry:
             for call in latest_attempts(previous):
                 if call.parse_status == "error":
                     key = (call.order, call.sample)
@@ -814,7 +831,7 @@ class Runner:
 
             def write() -> None:
                 self.store.runs.write_results(
-                    pending.calls, pending.verdicts, replace=bool(state.retry)
+                    pending.calls, pending.verdicts, replace=state.replace
                 )
                 self.store.cache.put(pending.cache, calls=pending.calls)
 
@@ -841,6 +858,14 @@ class Runner:
         )
         self._progress_stream.write(line + ("\n" if final else ""))
         self._progress_stream.flush()
+
+
+async def _fresh(
+    items: Iterable[Item],
+) -> AsyncIterator[tuple[Item, list[CallRecord], bool]]:
+    """Items judged for the first time (a streamed file is read as they are started)."""
+    for item in items:
+        yield item, [], False
 
 
 def _check_modes(mode: str, items: Sequence[Item] | ItemFile, which: str) -> None:

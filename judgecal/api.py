@@ -200,7 +200,13 @@ def resume_run(
         }
     )
     backend = build_backend(spec, rubric, store)
-    protocol = protocol_for_items(store.runs.items(run.dataset), rubric, spec, backend)
+    # Items are read whole only when some carry their own criteria (a protocol per item);
+    # otherwise the runner reads what is left a chunk at a time.
+    protocol = (
+        protocol_for_items(store.runs.items(run.dataset), rubric, spec, backend)
+        if store.runs.has_item_rubrics(run.dataset)
+        else None
+    )
     engine = Runner(store, backend, rubric, spec, protocol=protocol)
 
     batched = bool(store.batches.of_run(run_id))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -202,7 +202,7 @@ class Database:
 
     # -- reading and writing -------------------------------------------------------------
 
-    def one(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+    def one(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> Any:
         """The first row of one statement, or ``None``; the result is read to its end (DuckDB
         refuses further work on a connection while a result is unfinished)."""
         rows = self.con.execute(sql, params or []).fetchall()

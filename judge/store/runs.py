@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -136,6 +138,22 @@ def _structured_json(item: Item, name: str) -> str | None:
     if value is None:
         return None
     return canonical_json([v.model_dump(mode="json", exclude_none=True) for v in value])
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """What is left of a run, listed in a temporary table of this connection (``table``)
+    rather than in memory: its item ids in id order, numbered from 1, each marked when its
+    failed calls are to be sent again."""
+
+    table: str
+    n_items: int
+    """The run's items (those of its dataset, or of ``item_ids``)."""
+    todo: int
+    """Items still to judge: those without a verdict, and with ``retry_failed`` those whose
+    latest attempt of some call is an error."""
+    recorded_calls: int
+    """Calls the run has recorded for its items."""
 
 
 class RunStore:
@@ -407,6 +425,87 @@ class RunStore:
             "SELECT status, count(*) FROM verdicts WHERE run_id = ? GROUP BY status", [run_id]
         ).fetchall()
         return {str(status): int(n) for status, n in rows}
+
+    def plan_resume(
+        self,
+        run_id: str,
+        dataset: str,
+        *,
+        retry_failed: bool = False,
+        item_ids: set[str] | None = None,
+    ) -> ResumePlan:
+        """List what is left of ``run_id`` in a temporary table (DuckDB's memory, spilled to
+        disk past its limit) for :meth:`resume_chunk` to read in id order; drop it with
+        :meth:`drop_resume`. ``item_ids``: only these items of the dataset (a service job)."""
+        table = f"_resume_{uuid.uuid4().hex}"
+        wanted = "TRUE"
+        failed = "SELECT NULL::VARCHAR AS item_id WHERE FALSE"
+        if retry_failed:
+            failed = (
+                "SELECT DISTINCT item_id FROM (SELECT item_id, parse_status, row_number() OVER "
+                '(PARTITION BY item_id, "order", sample ORDER BY attempt DESC) AS latest '
+                "FROM calls WHERE run_id = $run) WHERE latest = 1 AND parse_status = 'error'"
+            )
+        ids = pa.table({"item_id": pa.array(sorted(item_ids or ()), type=pa.string())})
+        if item_ids is not None:
+            wanted = "w.item_id IN (SELECT item_id FROM _wanted)"
+        with self.db.registered("_wanted", ids):
+            self.db.con.execute(
+                f"CREATE TEMP TABLE {table} AS "
+                f"WITH failed AS ({failed}) "
+                "SELECT w.item_id, f.item_id IS NOT NULL AS failed, "
+                "row_number() OVER (ORDER BY w.item_id) AS pos "
+                "FROM items w LEFT JOIN failed f USING (item_id) "
+                f"WHERE w.dataset = $dataset AND {wanted} AND (f.item_id IS NOT NULL OR "
+                "w.item_id NOT IN (SELECT item_id FROM verdicts WHERE run_id = $run))",
+                {"run": run_id, "dataset": dataset},
+            )
+            n_items, recorded = self.db.one(
+                f"SELECT (SELECT count(*) FROM items w WHERE w.dataset = $dataset AND {wanted}), "
+                "(SELECT count(*) FROM calls c WHERE c.run_id = $run AND c.item_id IN "
+                f"(SELECT w.item_id FROM items w WHERE w.dataset = $dataset AND {wanted}))",
+                {"run": run_id, "dataset": dataset},
+            )
+        (todo,) = self.db.one(f"SELECT count(*) FROM {table}")
+        return ResumePlan(table, int(n_items), int(todo), int(recorded))
+
+    def resume_chunk(
+        self, plan: ResumePlan, dataset: str, run_id: str, start: int, stop: int
+    ) -> list[tuple[Item, list[CallRecord], bool]]:
+        """Items ``start`` < position <= ``stop`` of ``plan``, each with the calls the run
+        recorded for it (in the order :meth:`calls` reads them) and whether its failed calls
+        are to be sent again."""
+        names, rows = self.db.query(
+            "SELECT i.item_id, i.prompt, i.response, i.response_a, i.response_b, i.reference, "
+            "i.meta, i.rubric, i.messages, i.trajectory, i.scope, r.failed "
+            f"FROM {plan.table} r JOIN items i ON i.item_id = r.item_id "
+            "WHERE i.dataset = ? AND r.pos > ? AND r.pos <= ? ORDER BY r.pos",
+            [dataset, start, stop],
+        )
+        columns = ", ".join(f'c."{n}"' for n in CALL_SCHEMA.names if n != "created_at")
+        call_names, call_rows = self.db.query(
+            f"SELECT {columns} FROM {plan.table} r JOIN calls c ON c.item_id = r.item_id "
+            "WHERE c.run_id = ? AND r.pos > ? AND r.pos <= ? "
+            'ORDER BY c.item_id, c."order", c.sample, c.attempt',
+            [run_id, start, stop],
+        )
+        recorded: dict[str, list[CallRecord]] = {}
+        for row in call_rows:
+            call = _call(call_names, row)
+            recorded.setdefault(call.item_id, []).append(call)
+        return [
+            (_item(names[:-1], row[:-1]), recorded.get(row[0], []), bool(row[-1])) for row in rows
+        ]
+
+    def drop_resume(self, plan: ResumePlan) -> None:
+        self.db.con.execute(f"DROP TABLE IF EXISTS {plan.table}")
+
+    def has_item_rubrics(self, dataset: str) -> bool:
+        """Whether any item of ``dataset`` carries its own criteria (read without the items)."""
+        row = self.db.one(
+            "SELECT count(*) FROM items WHERE dataset = ? AND rubric IS NOT NULL", [dataset]
+        )
+        return bool(row and row[0])
 
     def verdict_item_ids(self, run_id: str) -> set[str]:
         rows = self.db.con.execute(

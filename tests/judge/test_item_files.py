@@ -94,6 +94,57 @@ def test_a_run_from_a_file_holds_a_bounded_number_of_items(
     assert len(alive) == 2 * n // 500 and max(alive) < 100, alive
 
 
+def test_a_resumed_run_reads_what_is_left_a_chunk_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed run holds one chunk of the items left and those in flight, never the run's
+    items or calls; it reuses every recorded call and re-judges only what has no verdict."""
+    import judge.runner
+
+    n = 3000
+    path = write_items(tmp_path / "items.jsonl", n, prefix="resumed-")
+    spec = JudgeSpec(
+        model="mock/longer",
+        rubric="pairwise_helpfulness",
+        samples=1,
+        limits=RunnerConfig(max_concurrency=8),
+    )
+    with Store(tmp_path / "s.duckdb") as store:
+        run_id = api.run_judge(store, spec, path, run_id="r").run_id
+        expected = {v.item_id: v.winner for v in store.runs.verdicts(run_id)}
+        # As if stopped: items from 500 on have no verdict, from 1,500 on no calls either.
+        number = "CAST(substr(item_id, 9) AS INTEGER)"
+        store.db.con.execute(f"DELETE FROM verdicts WHERE {number} >= 500")
+        store.db.con.execute(f"DELETE FROM calls WHERE {number} >= 1500")
+        store.db.con.execute("UPDATE runs SET status = 'running'")
+
+    monkeypatch.setattr(judge.runner, "RESUME_CHUNK", 200)
+    alive: list[int] = []
+    sent: list[str] = []
+    generate = MockBackend.generate
+
+    async def counting(self: MockBackend, request):  # type: ignore[no-untyped-def]
+        sent.append(request.item_id)
+        if len(sent) % 250 == 0:
+            alive.append(
+                sum(isinstance(o, Item) and o.id.startswith("resumed-") for o in gc.get_objects())
+            )
+        return await generate(self, request)
+
+    monkeypatch.setattr(MockBackend, "generate", counting)
+    with Store(tmp_path / "s.duckdb") as store:
+        summary = api.resume_run(store, run_id)
+        assert summary.n_items == n and summary.resumed_calls == 2 * 1500
+        assert summary.n_calls == len(sent) == 2 * 1500
+        assert {int(i.removeprefix("resumed-")) for i in sent} == set(range(1500, n))
+        assert store.runs.get(run_id).status == "finished"
+        assert {v.item_id: v.winner for v in store.runs.verdicts(run_id)} == expected
+        assert len(store.runs.calls(run_id)) == 2 * n
+        assert not [t for (t,) in store.db.con.execute("SHOW TABLES").fetchall() if "resume" in t]
+    # One chunk of 200 and the 16 in progress, never the 2,500 left.
+    assert len(alive) == 12 and max(alive) < 250, alive
+
+
 def test_parquet_and_csv_files_stream_the_same_items(tmp_path: Path) -> None:
     import csv
 
