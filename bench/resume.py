@@ -111,8 +111,9 @@ def measure(pairs: int) -> dict:
                 [sys.executable, __file__, "--contender", which, "--db", str(copy)],
                 capture_output=True,
                 text=True,
-                check=True,
             )
+            if child.returncode:
+                sys.exit(f"{which} at {pairs} pairs failed:\n{child.stderr}")
             results[which] = json.loads(child.stdout.strip().splitlines()[-1])
     resume, whole = results["resume"], results["whole"]
     return {

@@ -186,13 +186,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                 )
                 return _print_summaries(summaries, args.json, args.db)
             if args.ray_shards is not None:
-                from judge import load_items
+                from judge import ItemFile
                 from judgecal.sharded import run_sharded
 
                 result = run_sharded(
                     store,
                     spec,
-                    load_items(args.items),
+                    ItemFile(args.items),  # checked whole, then streamed to the shards
                     rubric or api.load_rubric_ref(spec.rubric),
                     dataset=args.dataset or api.default_dataset_name(args.items),
                     run_id=args.run_id or f"run-{uuid.uuid4().hex[:12]}",

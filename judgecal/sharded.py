@@ -1,7 +1,8 @@
 """Large offline runs sharded over Ray Data (the ``ray`` extra): each shard a store.
 
-The items are split into ``shards`` blocks; Ray Data's ``map_batches`` hands each block to
-a worker, which judges it with the same :func:`judgecal.api.run_judge` — the same protocol,
+The items are written, a chunk at a time, to a Parquet file beside the shards (one JSON row
+per item), which Ray Data reads and splits into ``shards`` blocks: an items file is streamed
+from disk to disk, never held by this process. ``map_batches`` hands each block to a worker, which judges it with the same :func:`judgecal.api.run_judge` — the same protocol,
 backend, request hashes, cache and journal as a single-process run — into its own DuckDB
 file. The shard files are then merged into the caller's store (:meth:`Store.merge_from`), or
 read together without copying (``--db 'shards/*.duckdb'``). On a cluster, point
@@ -10,12 +11,13 @@ read together without copying (``--db 'shards/*.duckdb'``). On a cluster, point
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from judge import Item, JudgeSpec, Store
+from judge import Item, ItemFile, JudgeSpec, Store
 from judge.backends.base import require
 from judge.errors import ConfigError
 from rubrics import Rubric
@@ -38,12 +40,7 @@ class _JudgeShard:
         from judgecal import api
         from rubrics import rubric_from_yaml
 
-        columns = list(batch)
-        rows = [
-            {k: batch[k][i] for k in columns if batch[k][i] is not None}
-            for i in range(len(batch[columns[0]]))
-        ]
-        items = items_from_rows(rows, source="shard")
+        items = items_from_rows([json.loads(row) for row in batch["item"]], source="shard")
         path = self.shard_dir / f"shard-{uuid.uuid4().hex[:12]}.duckdb"
         with Store(path) as store:
             summary = api.run_judge(
@@ -65,7 +62,7 @@ class _JudgeShard:
 def run_sharded(
     store: Store,
     spec: JudgeSpec,
-    items: Sequence[Item],
+    items: Sequence[Item] | ItemFile,
     rubric: Rubric,
     *,
     dataset: str,
@@ -82,12 +79,13 @@ def run_sharded(
     store.runs.ensure_new(run_id)
     shard_dir = Path(shard_dir)
     shard_dir.mkdir(parents=True, exist_ok=True)
-    rows = [item.model_dump(mode="json", exclude_none=True) for item in items]
+    source = shard_dir / f"items-{run_id}-{uuid.uuid4().hex[:8]}.parquet"
+    _write_items(source, items)
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
-        data = ray.data.from_items(rows).repartition(shards)
+        data = ray.data.read_parquet(str(source.resolve())).repartition(shards)
         done = data.map_batches(
             _JudgeShard,
             fn_constructor_args=(
@@ -108,6 +106,7 @@ def run_sharded(
     finally:
         if started_here:
             ray.shutdown()
+        source.unlink(missing_ok=True)
     paths = sorted(str(row["shard"]) for row in done)
     added = store.merge_from(list(paths))
     store.runs.set_n_items(run_id, len(items))
@@ -119,6 +118,23 @@ def run_sharded(
         "n_scored": sum(int(row["n_scored"]) for row in done),
         "added": added,
     }
+
+
+def _write_items(path: Path, items: Iterable[Item], chunk: int = 4096) -> None:
+    """``items`` as a Parquet file of one JSON column, written ``chunk`` rows at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("item", pa.string())])
+    with pq.ParquetWriter(path, schema) as out:
+        rows: list[str] = []
+        for item in items:
+            rows.append(json.dumps(item.model_dump(mode="json", exclude_none=True)))
+            if len(rows) == chunk:
+                out.write_table(pa.table({"item": rows}, schema=schema))
+                rows = []
+        if rows:
+            out.write_table(pa.table({"item": rows}, schema=schema))
 
 
 __all__ = ["run_sharded"]

@@ -79,7 +79,9 @@ def test_ray_shards_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
              "--base-url", fake.base_url, "--rubric", "pairwise_helpfulness",
              "--ray-shards", "2", "--run-id", "sharded"]
         ) == 0  # fmt: skip
-    assert len(list((tmp_path / "audit.duckdb.shards").glob("shard-*.duckdb"))) == 2
+    shards = tmp_path / "audit.duckdb.shards"
+    assert len(list(shards.glob("shard-*.duckdb"))) == 2
+    assert not list(shards.glob("items-*.parquet"))  # the streamed copy Ray read is removed
     with Store(db, read_only=True) as store:
         assert len(store.runs.verdicts("sharded")) == 10
 
