@@ -4,6 +4,7 @@ statistic needs only per-item moments."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import pyarrow as pa
@@ -89,7 +90,9 @@ class LabelStore:
         if criterion is not None:
             query += " AND criterion = ?"
             params.append(criterion)
-        names, rows = self.db.query(query + " ORDER BY item_id, annotator, criterion", params)
+        names, rows = self.db.query(query, params)
+        # Sorted here: DuckDB's sort of a large table can exceed a file store's memory limit.
+        rows.sort(key=itemgetter(0, 1, 2))
         return [from_row(LabelRecord, names, r) for r in rows]
 
     def arrow(self, dataset: str, criterion: str = "") -> pa.Table:

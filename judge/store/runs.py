@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import pyarrow as pa
@@ -83,6 +84,7 @@ ITEM_SCHEMA = pa.schema(
 _CALL_JSON = ("parsed", "value", "logprobs")
 _VERDICT_JSON = ("criteria", "details")
 _ITEM_FIELDS = ("prompt", "response", "response_a", "response_b", "reference")
+_CALL_ORDER = ("item_id", "order", "sample", "attempt")
 
 
 def call_row(call: CallRecord, created_at: dt.datetime) -> dict[str, Any]:
@@ -254,11 +256,15 @@ class RunStore:
         return rows
 
     def items(self, dataset: str) -> list[Item]:
+        """Every item of ``dataset``, by id. (The methods that read a table whole sort in
+        Python: within a file store's memory limit DuckDB ran out of memory sorting 300,000
+        items' texts on two threads, and the rows are all held here anyway.)"""
         names, rows = self.db.query(
             "SELECT item_id, prompt, response, response_a, response_b, reference, meta, rubric, "
-            "messages, trajectory, scope FROM items WHERE dataset = ? ORDER BY item_id",
+            "messages, trajectory, scope FROM items WHERE dataset = ?",
             [dataset],
         )
+        rows.sort(key=itemgetter(0))
         return [_item(names, r) for r in rows]
 
     def item_ids(self, dataset: str) -> set[str]:
@@ -404,18 +410,14 @@ class RunStore:
 
     def calls(self, run_id: str) -> list[CallRecord]:
         columns = ", ".join(f'"{n}"' for n in CALL_SCHEMA.names if n != "created_at")
-        names, rows = self.db.query(
-            f"SELECT {columns} FROM calls WHERE run_id = ? "
-            'ORDER BY item_id, "order", sample, attempt',
-            [run_id],
-        )
+        names, rows = self.db.query(f"SELECT {columns} FROM calls WHERE run_id = ?", [run_id])
+        rows.sort(key=itemgetter(*(names.index(n) for n in _CALL_ORDER)))
         return [_call(names, r) for r in rows]
 
     def verdicts(self, run_id: str) -> list[Verdict]:
         columns = ", ".join(n for n in VERDICT_SCHEMA.names if n != "created_at")
-        names, rows = self.db.query(
-            f"SELECT {columns} FROM verdicts WHERE run_id = ? ORDER BY item_id", [run_id]
-        )
+        names, rows = self.db.query(f"SELECT {columns} FROM verdicts WHERE run_id = ?", [run_id])
+        rows.sort(key=itemgetter(names.index("item_id")))
         return [_verdict(names, r) for r in rows]
 
     def verdict_counts(self, run_id: str) -> dict[str, int]:

@@ -298,3 +298,51 @@ def test_a_full_hash_filter_says_maybe_rarely() -> None:
     assert not seen.full
     false = sum(hashlib.sha256(b"out%d" % i).hexdigest() in seen for i in range(100_000))
     assert 20 <= false <= 150  # expected 70 (7.0e-4)
+
+
+def test_tables_larger_than_duckdbs_memory_limit_are_read_whole_and_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading a run's items, calls, verdicts or a dataset's labels whole used to sort in
+    DuckDB, which ran out of memory once the rows outgrew a file store's limit (300,000 items
+    under 256 MB); the rows are sorted in Python now, which holds them all anyway."""
+    monkeypatch.setenv("JUDGECAL_DUCKDB_MEMORY", "24MB")
+    n = 20_000
+    ids = [f"i{(i * 7919) % n:06d}" for i in range(n)]  # stored out of order
+    text = "lorem ipsum dolor sit amet " * 40
+    with Store(tmp_path / "big.duckdb") as store:
+        for start in range(0, n, 1000):  # written as runs write: a batch at a time
+            chunk = ids[start : start + 1000]
+            store.runs.put_items(
+                "d", [Item(id=i, prompt=i, response_a=text + i, response_b=text) for i in chunk]
+            )
+            store.runs.write_results(
+                [
+                    CallRecord(
+                        run_id="r",
+                        item_id=i,
+                        order=o,
+                        sample=0,
+                        request_hash=i + o,
+                        raw_text=text,
+                        parse_status="ok",
+                    )
+                    for i in chunk
+                    for o in ("ba", "ab")
+                ],  # fmt: skip
+                [Verdict(run_id="r", item_id=i, status="scored", reason=text) for i in chunk],
+            )
+            store.labels.put(
+                "d", [{"item_id": i, "annotator": a, "value": "A"} for i in chunk for a in "zy"]
+            )
+        assert store.table_counts()["calls"] == 2 * n
+    with Store(tmp_path / "big.duckdb") as store:
+        items = store.runs.items("d")
+        calls = store.runs.calls("r")
+        verdicts = store.runs.verdicts("r")
+        labels = store.labels.get("d")
+    ordered = sorted(ids)
+    assert [i.id for i in items] == ordered
+    assert [(c.item_id, c.order) for c in calls] == [(i, o) for i in ordered for o in ("ab", "ba")]
+    assert [v.item_id for v in verdicts] == ordered
+    assert [(x.item_id, x.annotator) for x in labels] == [(i, a) for i in ordered for a in "yz"]
