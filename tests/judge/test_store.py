@@ -329,7 +329,7 @@ def test_tables_larger_than_duckdbs_memory_limit_are_read_whole_and_in_order(
                     )
                     for i in chunk
                     for o in ("ba", "ab")
-                ],  # fmt: skip
+                ],
                 [Verdict(run_id="r", item_id=i, status="scored", reason=text) for i in chunk],
             )
             store.labels.put(
