@@ -29,6 +29,19 @@ def write_items(path: Path, n: int, *, bad_at: int | None = None, prefix: str = 
     return path
 
 
+EIGHT_IN_FLIGHT = JudgeSpec(
+    model="mock/longer",
+    rubric="pairwise_helpfulness",
+    samples=1,
+    limits=RunnerConfig(max_concurrency=8),
+)
+
+
+def items_alive(prefix: str) -> int:
+    """Items of one test's file still in memory (other tests' may await collection)."""
+    return sum(isinstance(o, Item) and o.id.startswith(prefix) for o in gc.get_objects())
+
+
 def test_a_file_is_checked_whole_and_read_again_in_chunks(tmp_path: Path) -> None:
     source = ItemFile(write_items(tmp_path / "items.jsonl", 5000))
     assert (len(source), source.mode, source.has_rubrics) == (5000, "pairwise", False)
@@ -73,20 +86,12 @@ def test_a_run_from_a_file_holds_a_bounded_number_of_items(
         nonlocal calls
         calls += 1
         if calls % 500 == 0:
-            alive.append(
-                sum(isinstance(o, Item) and o.id.startswith("bounded-") for o in gc.get_objects())
-            )
+            alive.append(items_alive("bounded-"))
         return await generate(self, request)
 
     monkeypatch.setattr(MockBackend, "generate", counting)
-    spec = JudgeSpec(
-        model="mock/longer",
-        rubric="pairwise_helpfulness",
-        samples=1,
-        limits=RunnerConfig(max_concurrency=8),
-    )
     with Store(tmp_path / "s.duckdb") as store:
-        summary = api.run_judge(store, spec, path)
+        summary = api.run_judge(store, EIGHT_IN_FLIGHT, path)
         assert summary.n_items == n and summary.n_scored == n and summary.n_calls == 2 * n
         assert store.table_counts()["items"] == n and store.table_counts()["verdicts"] == n
     # Items alive while judging: the ones in flight (twice the concurrency) and a few more,
@@ -103,14 +108,8 @@ def test_a_resumed_run_reads_what_is_left_a_chunk_at_a_time(
 
     n = 3000
     path = write_items(tmp_path / "items.jsonl", n, prefix="resumed-")
-    spec = JudgeSpec(
-        model="mock/longer",
-        rubric="pairwise_helpfulness",
-        samples=1,
-        limits=RunnerConfig(max_concurrency=8),
-    )
     with Store(tmp_path / "s.duckdb") as store:
-        run_id = api.run_judge(store, spec, path, run_id="r").run_id
+        run_id = api.run_judge(store, EIGHT_IN_FLIGHT, path, run_id="r").run_id
         expected = {v.item_id: v.winner for v in store.runs.verdicts(run_id)}
         # As if stopped: items from 500 on have no verdict, from 1,500 on no calls either.
         number = "CAST(substr(item_id, 9) AS INTEGER)"
@@ -126,9 +125,7 @@ def test_a_resumed_run_reads_what_is_left_a_chunk_at_a_time(
     async def counting(self: MockBackend, request):  # type: ignore[no-untyped-def]
         sent.append(request.item_id)
         if len(sent) % 250 == 0:
-            alive.append(
-                sum(isinstance(o, Item) and o.id.startswith("resumed-") for o in gc.get_objects())
-            )
+            alive.append(items_alive("resumed-"))
         return await generate(self, request)
 
     monkeypatch.setattr(MockBackend, "generate", counting)
