@@ -7,10 +7,12 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from judge.errors import StoreError
@@ -500,7 +502,10 @@ class RunStore:
         ]
 
     def drop_resume(self, plan: ResumePlan) -> None:
-        self.db.con.execute(f"DROP TABLE IF EXISTS {plan.table}")
+        """Drop the plan's table. A failure is ignored: it would hide the error that ended the
+        run, and a temporary table goes with the connection anyway."""
+        with suppress(duckdb.Error):
+            self.db.con.execute(f"DROP TABLE IF EXISTS {plan.table}")
 
     def has_item_rubrics(self, dataset: str) -> bool:
         """Whether any item of ``dataset`` carries its own criteria (read without the items)."""
