@@ -80,11 +80,11 @@ def run_sharded(
     shard_dir = Path(shard_dir)
     shard_dir.mkdir(parents=True, exist_ok=True)
     source = shard_dir / f"items-{run_id}-{uuid.uuid4().hex[:8]}.parquet"
-    _write_items(source, items)
     started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
+        _write_items(source, items)
+        if started_here:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
         data = ray.data.read_parquet(str(source.resolve())).repartition(shards)
         done = data.map_batches(
             _JudgeShard,
@@ -104,7 +104,7 @@ def run_sharded(
             num_cpus=0.5,
         ).take_all()
     finally:
-        if started_here:
+        if started_here and ray.is_initialized():
             ray.shutdown()
         source.unlink(missing_ok=True)
     paths = sorted(str(row["shard"]) for row in done)
