@@ -26,8 +26,9 @@ class BatchAPI(Protocol):
     findable: bool
     """Whether :meth:`find` can tell if a batch with a token exists."""
 
-    def chunks(self, hashes: list[str], bodies: dict[str, dict[str, Any]]) -> list[list[str]]:
-        """``hashes`` split into batches within the provider's limits."""
+    def chunks(self, hashes: list[str], sizes: dict[str, int]) -> list[list[str]]:
+        """``hashes`` split into batches within the provider's limits (``sizes``: each
+        request body's length in JSON)."""
 
     async def submit(self, lines: list[tuple[str, dict[str, Any]]], token: str) -> str:
         """Submit ``(custom_id, body)`` lines; returns the provider's batch id."""
@@ -46,11 +47,11 @@ class _Chunking:
     max_requests = 50_000
     max_bytes = 190_000_000
 
-    def chunks(self, hashes: list[str], bodies: dict[str, dict[str, Any]]) -> list[list[str]]:
+    def chunks(self, hashes: list[str], sizes: dict[str, int]) -> list[list[str]]:
         out: list[list[str]] = []
         size = 0
         for request_hash in hashes:
-            line = len(json.dumps(bodies[request_hash])) + 200
+            line = sizes[request_hash] + 200
             if not out or len(out[-1]) >= self.max_requests or size + line > self.max_bytes:
                 out.append([])
                 size = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import random
 import sys
 import time
@@ -34,6 +35,7 @@ from judge.protocols import (
 )
 from judge.spec import JudgeSpec, RunnerConfig
 from judge.store import Store
+from judge.store.runs import ResumePlan
 from judge.types import CallRecord, Completion, Verdict, content_hash
 from rubrics import Rubric
 
@@ -260,36 +262,88 @@ class Runner:
         provider's id as soon as it returns. A resumed run submits the ``pending`` ones,
         polls the ``submitted`` ones, asks the provider about a ``submitting`` one (an OpenAI
         batch is found by the token in its metadata; not found, it was never created), and
-        never reads a downloaded batch again."""
-        from judge.batches import BATCH_DISCOUNT, batch_api
+        never reads a downloaded batch again.
+
+        The items left are read from the store a chunk at a time on each pass (planning, and
+        each batch's submission and answers), so memory is one batch, not the run."""
+        from judge.batches import batch_api
 
         started = time.perf_counter()
         api = api or batch_api(self.backend)
-        runs, batches = self.store.runs, self.store.batches
+        runs = self.store.runs
         run = await self._db(runs.get, run_id)
-        items = await self._db(runs.items, run.dataset)
-        recorded = await self._db(runs.calls, run_id)
-        have = {(c.item_id, c.order, c.sample) for c in recorded}
-        planned: dict[str, tuple[Item, PlannedCall]] = {}
-        for item in items:
-            for plan in self.protocol.next_calls(item, {}):
-                if (item.id, plan.order, plan.sample) not in have:
-                    planned[plan.request.hash(self.identity)] = (item, plan)
+        # The items left are listed in the store (as for a resume) and read a chunk at a time
+        # on each pass: planning, each batch's submission, each batch's answers.
+        listing = await self._db(functools.partial(runs.plan_resume, run_id, run.dataset))
+        try:
+            batch_records = await self._send_batches(
+                run_id, run.dataset, listing, api, submit=submit, poll_s=poll_s
+            )
+        finally:
+            await self._db(runs.drop_resume, listing)
+        summary = await self.resume(run_id)
+        summary.batch_calls = len(batch_records)
+        summary.wall_s = time.perf_counter() - started
+        costs = [r.cost_usd for r in batch_records if r.cost_usd is not None]
+        if summary.cost_usd is not None:
+            known = len(costs) == len(batch_records)
+            summary.cost_usd = summary.cost_usd + sum(costs) if known else None
+        summary.tokens_in += sum(r.tokens_in or 0 for r in batch_records)
+        summary.tokens_out += sum(r.tokens_out or 0 for r in batch_records)
+        return summary
+
+    async def _first_round(
+        self, listing: ResumePlan, dataset: str, run_id: str
+    ) -> AsyncIterator[tuple[str, Item, PlannedCall]]:
+        """The first-round calls of the items in ``listing`` not recorded yet, with their
+        request hashes, read from the store a chunk at a time."""
+        for start in range(0, listing.todo, RESUME_CHUNK):
+            chunk = await self._db(
+                self.store.runs.resume_chunk, listing, dataset, run_id, start, start + RESUME_CHUNK
+            )
+            for item, recorded, _ in chunk:
+                have = {(c.order, c.sample) for c in recorded}
+                for plan in self.protocol.next_calls(item, {}):
+                    if (plan.order, plan.sample) not in have:
+                        yield plan.request.hash(self.identity), item, plan
+
+    async def _send_batches(
+        self,
+        run_id: str,
+        dataset: str,
+        listing: ResumePlan,
+        api: Any,
+        *,
+        submit: bool,
+        poll_s: float,
+    ) -> list[CallRecord]:
+        """Plan, submit and collect the run's batches (see :meth:`finish_batches`); returns
+        the calls stored from their answers."""
+        from judge.batches import BATCH_DISCOUNT
+
+        batches = self.store.batches
+
+        def first_round() -> AsyncIterator[tuple[str, Item, PlannedCall]]:
+            return self._first_round(listing, dataset, run_id)
+
         sent = await self._db(batches.of_run, run_id)
-        bodies: dict[str, dict[str, Any]] = {}
         if submit and not sent:
             if self._use_cache():
                 await self._db(self.store.cache.warm, self.backend.name)
-            todo = [
-                h
-                for h in planned
-                if not (self._use_cache() and self.store.cache.contains(self.backend.name, h))
-            ]
-            bodies = {h: self.backend.request_body(planned[h][1].request) for h in todo}
+            # Only hashes and body sizes are kept: bodies are built again on submission.
+            todo: list[str] = []
+            sizes: dict[str, int] = {}
+            async for request_hash, _, plan in first_round():
+                if request_hash in sizes or (
+                    self._use_cache() and self.store.cache.contains(self.backend.name, request_hash)
+                ):
+                    continue  # an identical request of another item, or a cached one
+                sizes[request_hash] = len(json.dumps(self.backend.request_body(plan.request)))
+                todo.append(request_hash)
             # Tokens sort in submission order (rows are read back ordered by token).
             chunks = [
                 (f"{n:05d}-{uuid.uuid4().hex}", chunk)
-                for n, chunk in enumerate(api.chunks(todo, bodies))
+                for n, chunk in enumerate(api.chunks(todo, sizes))
             ]
             await self._db(batches.plan, run_id, api.provider, chunks)
             sent = await self._db(batches.of_run, run_id)
@@ -314,11 +368,12 @@ class Runner:
                     )
                     continue
             if batch_id is None:
-                lines = [
-                    (h, bodies.get(h) or self.backend.request_body(planned[h][1].request))
-                    for h in batch.requests
-                    if h in planned
-                ]
+                wanted = set(batch.requests)
+                bodies: dict[str, dict[str, Any]] = {}
+                async for request_hash, _, plan in first_round():
+                    if request_hash in wanted and request_hash not in bodies:
+                        bodies[request_hash] = self.backend.request_body(plan.request)
+                lines = [(h, bodies[h]) for h in batch.requests if h in bodies]
                 if not lines:  # every request of it is recorded already
                     await self._db(
                         functools.partial(batches.update, batch.token, status="downloaded")
@@ -326,6 +381,7 @@ class Runner:
                     continue
                 await self._db(functools.partial(batches.update, batch.token, status="submitting"))
                 batch_id = await api.submit(lines, batch.token)
+                del bodies, lines
             if batch.batch_id is None:
                 await self._db(
                     functools.partial(
@@ -350,10 +406,12 @@ class Runner:
             results = await api.results(batch_id)
             records: list[CallRecord] = []
             cache_rows: list[tuple[str, str, Completion]] = []
-            for request_hash, body in results.items():
-                if request_hash not in planned or body is None:
-                    continue  # already stored, or failed in the batch: sent as an ordinary call
-                item, plan = planned[request_hash]
+            async for request_hash, item, plan in first_round():
+                # The first item asking an identical request takes its answer; a request
+                # already stored, or failed in the batch, is sent as an ordinary call.
+                body = results.pop(request_hash, None)
+                if body is None:
+                    continue
                 try:
                     completion = self.backend.completion_from(body)
                 except BackendError:
@@ -376,16 +434,7 @@ class Runner:
 
             await self._db(self._store_batch, batch.token, records, cache_rows)
             batch_records += records
-        summary = await self.resume(run_id)
-        summary.batch_calls = len(batch_records)
-        summary.wall_s = time.perf_counter() - started
-        costs = [r.cost_usd for r in batch_records if r.cost_usd is not None]
-        if summary.cost_usd is not None:
-            known = len(costs) == len(batch_records)
-            summary.cost_usd = summary.cost_usd + sum(costs) if known else None
-        summary.tokens_in += sum(r.tokens_in or 0 for r in batch_records)
-        summary.tokens_out += sum(r.tokens_out or 0 for r in batch_records)
-        return summary
+        return batch_records
 
     def _store_batch(
         self,

@@ -247,3 +247,45 @@ def test_an_unreadable_result_line_is_sent_as_an_ordinary_call() -> None:
             batch=True, poll_s=0.05,
         )  # fmt: skip
         assert summary.batch_calls == 15 and summary.n_calls == 1 and summary.n_scored == 8
+
+
+def test_a_batch_run_holds_a_chunk_of_its_items_not_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planning, submitting and collecting read the items left from the store a chunk at a
+    time: while the provider works on the batch, the run's items are not in memory."""
+    import gc
+
+    import judge.runner
+    from judge import Item
+    from judge.batches import OpenAIBatches
+
+    n = 1500
+    path = tmp_path / "items.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"id": f"held-{i}", "prompt": f"question {i}",
+                        "response_a": f"quality={i % 3} a", "response_b": f"quality={(i + 1) % 3} b"})
+            + "\n"
+            for i in range(n)
+        )
+    )  # fmt: skip
+    monkeypatch.setattr(judge.runner, "RESUME_CHUNK", 100)
+    alive: list[int] = []
+    state = OpenAIBatches.state
+
+    async def polled(self: OpenAIBatches, batch_id: str) -> tuple[str, str | None]:
+        gc.collect()
+        alive.append(
+            sum(isinstance(o, Item) and o.id.startswith("held-") for o in gc.get_objects())
+        )
+        return await state(self, batch_id)
+
+    monkeypatch.setattr(OpenAIBatches, "state", polled)
+    with FakeProvider(batch_polls=2) as fake, Store(tmp_path / "s.duckdb") as store:
+        spec = spec_for("openai/gpt-4.1-mini", fake)
+        summary = api.run_judge(store, spec, path, run_id="b", batch=True, poll_s=0.01)
+        assert summary.batch_calls == 2 * n and summary.n_calls == 0 and summary.n_scored == n
+        assert fake.batch_lines == {"ok": 2 * n} and ordinary_calls(fake) == 0
+        assert len(store.runs.calls("b")) == 2 * n
+    assert len(alive) >= 3 and max(alive) <= 100, alive
