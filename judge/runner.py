@@ -297,15 +297,23 @@ class Runner:
     ) -> AsyncIterator[tuple[str, Item, PlannedCall]]:
         """The first-round calls of the items in ``listing`` not recorded yet, with their
         request hashes, read from the store a chunk at a time."""
+        async for item, recorded, _ in self._left(listing, dataset, run_id):
+            have = {(c.order, c.sample) for c in recorded}
+            for plan in self.protocol.next_calls(item, {}):
+                if (plan.order, plan.sample) not in have:
+                    yield plan.request.hash(self.identity), item, plan
+
+    async def _left(
+        self, listing: ResumePlan, dataset: str, run_id: str
+    ) -> AsyncIterator[tuple[Item, list[CallRecord], bool]]:
+        """The items ``listing`` names, each with its recorded calls and whether its failed
+        calls are sent again, read from the store :data:`RESUME_CHUNK` at a time."""
         for start in range(0, listing.todo, RESUME_CHUNK):
             chunk = await self._db(
                 self.store.runs.resume_chunk, listing, dataset, run_id, start, start + RESUME_CHUNK
             )
-            for item, recorded, _ in chunk:
-                have = {(c.order, c.sample) for c in recorded}
-                for plan in self.protocol.next_calls(item, {}):
-                    if (plan.order, plan.sample) not in have:
-                        yield plan.request.hash(self.identity), item, plan
+            for work in chunk:
+                yield work
 
     async def _send_batches(
         self,
@@ -523,20 +531,11 @@ class Runner:
                 runs.plan_resume, run_id, run.dataset, retry_failed=retry_failed, item_ids=item_ids
             )
         )
-
-        async def left() -> AsyncIterator[tuple[Item, list[CallRecord], bool]]:
-            for start in range(0, plan.todo, RESUME_CHUNK):
-                chunk = await self._db(
-                    runs.resume_chunk, plan, run.dataset, run_id, start, start + RESUME_CHUNK
-                )
-                for work in chunk:
-                    yield work
-
         try:
             return await self._execute(
                 run_id,
                 run.dataset,
-                left(),
+                self._left(plan, run.dataset, run_id),
                 plan.n_items,
                 already_done=plan.n_items - plan.todo,
                 resumed_calls=plan.recorded_calls,

@@ -2,7 +2,8 @@
 
 The items are written, a chunk at a time, to a Parquet file beside the shards (one JSON row
 per item), which Ray Data reads and splits into ``shards`` blocks: an items file is streamed
-from disk to disk, never held by this process. ``map_batches`` hands each block to a worker, which judges it with the same :func:`judgecal.api.run_judge` — the same protocol,
+from disk to disk, never held by this process. ``map_batches`` hands each block to a
+worker, which judges it with the same :func:`judgecal.api.run_judge` — the same protocol,
 backend, request hashes, cache and journal as a single-process run — into its own DuckDB
 file. The shard files are then merged into the caller's store (:meth:`Store.merge_from`), or
 read together without copying (``--db 'shards/*.duckdb'``). On a cluster, point

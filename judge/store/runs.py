@@ -87,6 +87,19 @@ _CALL_JSON = ("parsed", "value", "logprobs")
 _VERDICT_JSON = ("criteria", "details")
 _ITEM_FIELDS = ("prompt", "response", "response_a", "response_b", "reference")
 _CALL_ORDER = ("item_id", "order", "sample", "attempt")
+_ITEM_COLUMNS = (
+    "item_id", "prompt", "response", "response_a", "response_b", "reference", "meta", "rubric",
+    "messages", "trajectory", "scope",
+)  # fmt: skip
+"""An item's columns, as :func:`_item` reads them."""
+_CALL_COLUMNS = tuple(n for n in CALL_SCHEMA.names if n != "created_at")
+"""A call's columns, as :func:`_call` reads them."""
+
+
+def _columns(names: Sequence[str], table: str = "") -> str:
+    """``names`` quoted for a SELECT list, each prefixed with ``table.`` when given."""
+    prefix = f"{table}." if table else ""
+    return ", ".join(f'{prefix}"{n}"' for n in names)
 
 
 def call_row(call: CallRecord, created_at: dt.datetime) -> dict[str, Any]:
@@ -215,10 +228,7 @@ class RunStore:
     def check_items(self, dataset: str, items: Sequence[Item]) -> list[dict[str, Any]]:
         """The rows of ``items`` not stored yet; a :class:`StoreError` when one of them is
         stored under the same id with other content. Reads only."""
-        columns = (
-            "i.item_id, i.prompt, i.response, i.response_a, i.response_b, i.reference, i.meta, "
-            "i.rubric, i.messages, i.trajectory, i.scope"
-        )
+        columns = _columns(_ITEM_COLUMNS, "i")
         con = self.db.con
         if len(items) <= SMALL_BATCH:
             marks = ", ".join("?" * len(items))
@@ -262,9 +272,7 @@ class RunStore:
         Python: within a file store's memory limit DuckDB ran out of memory sorting 300,000
         items' texts on two threads, and the rows are all held here anyway.)"""
         names, rows = self.db.query(
-            "SELECT item_id, prompt, response, response_a, response_b, reference, meta, rubric, "
-            "messages, trajectory, scope FROM items WHERE dataset = ?",
-            [dataset],
+            f"SELECT {_columns(_ITEM_COLUMNS)} FROM items WHERE dataset = ?", [dataset]
         )
         rows.sort(key=itemgetter(0))
         return [_item(names, r) for r in rows]
@@ -411,8 +419,9 @@ class RunStore:
             self.db.insert("verdicts", verdict_rows, VERDICT_SCHEMA, ignore=ignore_existing)
 
     def calls(self, run_id: str) -> list[CallRecord]:
-        columns = ", ".join(f'"{n}"' for n in CALL_SCHEMA.names if n != "created_at")
-        names, rows = self.db.query(f"SELECT {columns} FROM calls WHERE run_id = ?", [run_id])
+        names, rows = self.db.query(
+            f"SELECT {_columns(_CALL_COLUMNS)} FROM calls WHERE run_id = ?", [run_id]
+        )
         rows.sort(key=itemgetter(*(names.index(n) for n in _CALL_ORDER)))
         return [_call(names, r) for r in rows]
 
@@ -480,15 +489,14 @@ class RunStore:
         recorded for it (in the order :meth:`calls` reads them) and whether its failed calls
         are to be sent again."""
         names, rows = self.db.query(
-            "SELECT i.item_id, i.prompt, i.response, i.response_a, i.response_b, i.reference, "
-            "i.meta, i.rubric, i.messages, i.trajectory, i.scope, r.failed "
+            f"SELECT {_columns(_ITEM_COLUMNS, 'i')}, r.failed "
             f"FROM {plan.table} r JOIN items i ON i.item_id = r.item_id "
             "WHERE i.dataset = ? AND r.pos > ? AND r.pos <= ? ORDER BY r.pos",
             [dataset, start, stop],
         )
-        columns = ", ".join(f'c."{n}"' for n in CALL_SCHEMA.names if n != "created_at")
         call_names, call_rows = self.db.query(
-            f"SELECT {columns} FROM {plan.table} r JOIN calls c ON c.item_id = r.item_id "
+            f"SELECT {_columns(_CALL_COLUMNS, 'c')} "
+            f"FROM {plan.table} r JOIN calls c ON c.item_id = r.item_id "
             "WHERE c.run_id = ? AND r.pos > ? AND r.pos <= ? "
             'ORDER BY c.item_id, c."order", c.sample, c.attempt',
             [run_id, start, stop],
