@@ -142,8 +142,9 @@ def main() -> None:
     )
 
 
-def _items_file(path: Path, n_items: int) -> None:
-    """Items written one by one: nothing but the file holds them."""
+def items_file(path: Path, n_items: int) -> None:
+    """Items written one by one: nothing but the file holds them (ids ``b0000000`` on, in
+    order; also the items of ``bench/resume.py``)."""
     with path.open("w") as out:
         for i in range(n_items):
             row = {
@@ -210,9 +211,9 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
     ):
         server_pid = _child_pid()
         items = Path(tmp) / "items.jsonl"
-        _items_file(items, judgments // 2)
+        items_file(items, judgments // 2)
         warmup = Path(tmp) / "warmup.jsonl"
-        _items_file(warmup, args.concurrency)
+        items_file(warmup, args.concurrency)
         if args.plain_loop:
             asyncio.run(plain_loop(base_url, warmup, args.concurrency))  # connections, imports
         spec = JudgeSpec(

@@ -33,6 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pipeline import items_file  # noqa: E402  (the same items as the pipeline benchmark)
 
 SPEC = {"model": "mock/longer", "rubric": "pairwise_helpfulness", "samples": 1}
 
@@ -50,20 +53,12 @@ def build(db: Path, pairs: int) -> dict:
     from judgecal import api
 
     items = db.parent / "items.jsonl"
-    with items.open("w") as out:
-        for i in range(pairs):
-            row = {
-                "id": f"r{i:08d}",
-                "prompt": f"Question {i}: explain the idea briefly.",
-                "response_a": f"quality={i % 5} answer {i} " * 20,
-                "response_b": f"quality={(i + 2) % 5} reply {i} " * 20,
-            }
-            out.write(json.dumps(row) + "\n")
+    items_file(items, pairs)
     started = time.perf_counter()
     with Store(db) as store:
         api.run_judge(store, JudgeSpec(**SPEC), items, run_id="big", dataset="big")
-        store.db.con.execute(f"DELETE FROM verdicts WHERE item_id >= 'r{pairs // 2:08d}'")
-        store.db.con.execute(f"DELETE FROM calls WHERE item_id >= 'r{3 * pairs // 4:08d}'")
+        store.db.con.execute(f"DELETE FROM verdicts WHERE item_id >= 'b{pairs // 2:07d}'")
+        store.db.con.execute(f"DELETE FROM calls WHERE item_id >= 'b{3 * pairs // 4:07d}'")
         store.db.con.execute("UPDATE runs SET status = 'running'")
         counts = store.table_counts()
     return {"build_s": round(time.perf_counter() - started, 1), "stored_before": counts}
