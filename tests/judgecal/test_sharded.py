@@ -101,3 +101,21 @@ def test_zero_shards_is_an_error_not_a_silent_single_run(
     assert "--ray-shards must be at least 1" in capsys.readouterr().err
     with Store(db, read_only=True) as store:
         assert store.runs.all() == []
+
+
+def test_a_truncated_items_file_is_refused_before_any_shard_or_copy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from judgecal.cli import main
+
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps(r) + "\n" for r in ROWS[:5])[:-15])  # cut mid-row
+    db = tmp_path / "audit.duckdb"
+    assert main(["run", "--items", str(items), "--db", str(db), "--model", "mock/longer",
+                 "--rubric", "pairwise_helpfulness", "--ray-shards", "2"]) == 2  # fmt: skip
+    assert "items.jsonl" in capsys.readouterr().err
+    assert not (tmp_path / "audit.duckdb.shards").exists()
+    with Store(db, read_only=True) as store:
+        assert store.runs.all() == [] and store.table_counts()["items"] == 0
