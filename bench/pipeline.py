@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing
 import os
@@ -45,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
 
-from judge import JudgeSpec, RunnerConfig, Store  # noqa: E402
+from judge import JudgeSpec, RunnerConfig, Store, gcwindow  # noqa: E402
 from judge.testing import provider_process  # noqa: E402
 
 
@@ -93,6 +94,11 @@ def main() -> None:
         action="store_false",
         help="the engine alone (memory at sizes where the loop would double the time)",
     )
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="judge with CPython's default young-generation threshold (judge.gcwindow off)",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # one size, in this process
     args = parser.parse_args()
     if args.one:
@@ -103,6 +109,7 @@ def main() -> None:
         *("--latency", str(args.latency), "--concurrency", str(args.concurrency)),
         *("--workers", str(args.workers), "--flush-every", str(args.flush_every)),
         *(["--cache"] if args.cache else []),
+        *(["--default-gc"] if args.default_gc else []),
         *("--repeats", str(args.repeats)),
         *([] if args.plain_loop else ["--no-plain-loop"]),
     ]
@@ -124,6 +131,7 @@ def main() -> None:
                 "concurrency": args.concurrency,
                 "client_workers": args.workers,
                 "request_cache": args.cache,
+                "young_gc_threshold": "default" if args.default_gc else gcwindow.YOUNG_THRESHOLD,
                 "goals": {
                     "wall_vs_plain_loop_at_64": 1.1,
                     "calls_per_s_vs_plain_loop_at_512_workers_2": 0.9,
@@ -201,8 +209,32 @@ async def plain_loop(base_url: str, items: Path, concurrency: int) -> int:
     return calls
 
 
+class GCClock:
+    """Collections of the cyclic garbage collector in this process, and their time."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = [0, 0, 0]
+        self._started = 0.0
+        gc.callbacks.append(self._tick)
+
+    def _tick(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections[info["generation"]] += 1
+
+    def read(self) -> tuple[float, list[int]]:
+        return self.seconds, list(self.collections)
+
+
 def measure_one(judgments: int, args: argparse.Namespace) -> dict:
     from judgecal import api
+
+    if args.default_gc:
+        gcwindow.YOUNG_THRESHOLD = 0  # the window changes nothing
+    clock = GCClock()
 
     with (
         # The provider runs in its own process so that its CPU is not counted as ours.
@@ -227,9 +259,18 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
             ),
         )
 
+        gc_spent: dict[str, list[tuple[float, list[int]]]] = {"loop": [], "engine": []}
+
+        def spent(name: str, before: tuple[float, list[int]]) -> None:
+            after = clock.read()
+            gc_spent[name].append(
+                (after[0] - before[0], [a - b for a, b in zip(after[1], before[1], strict=True)])
+            )
+
         def loop_run() -> tuple[float, float, int]:
-            cpu0, t0 = cpu_seconds(), time.perf_counter()
+            gc0, cpu0, t0 = clock.read(), cpu_seconds(), time.perf_counter()
             calls = asyncio.run(plain_loop(base_url, items, args.concurrency))
+            spent("loop", gc0)
             return time.perf_counter() - t0, cpu_seconds() - cpu0, calls
 
         before: list[float] = []
@@ -239,8 +280,9 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
                 api.run_judge(store, spec, warmup, dataset="warmup", workers=args.workers)
             before.append(_rss_mb())  # imports done, connections open
             with Store(db) as store:
-                cpu0, t0 = cpu_seconds(), time.perf_counter()
+                gc0, cpu0, t0 = clock.read(), cpu_seconds(), time.perf_counter()
                 summary = api.run_judge(store, spec, items, dataset="bench", workers=args.workers)
+                spent("engine", gc0)
                 return time.perf_counter() - t0, cpu_seconds() - cpu0, summary
 
         # Contenders alternate, `--repeats` times each, and each ratio is taken within one
@@ -280,6 +322,10 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
             "ratio_to_ideal": round(median(walls) / ideal, 3),
             "calls_per_s": round(median(n / w for w, _, n, _ in rounds), 1),
             "cpu_ms_per_call": round(median(1000 * c / n for _, c, n, _ in rounds), 3),
+            # The cyclic collector in this process (not in client workers): its time per call,
+            # and the collections of each generation per thousand calls.
+            "gc_ms_per_call": round(median(1000 * g / calls for g, _ in gc_spent["engine"]), 3),
+            "gc_collections_per_1000_calls": _per_thousand(gc_spent["engine"], calls),
         }
         if args.plain_loop:
             ratios = [w / p[0] for w, _, _, p in rounds]
@@ -293,6 +339,9 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
                 "calls_per_s_vs_plain_loop_each_round": [round(x, 3) for x in rates],
                 "plain_loop_cpu_ms_per_call": round(
                     median(1000 * p[1] / p[2] for *_, p in rounds), 3
+                ),
+                "plain_loop_gc_ms_per_call": round(
+                    median(1000 * g / calls for g, _ in gc_spent["loop"]), 3
                 ),
             }
         return row | {
@@ -310,6 +359,11 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
             "errors": first.n_call_errors,
             "fake_provider_cpu_s": round(fake_cpu, 3),
         }
+
+
+def _per_thousand(spent: list[tuple[float, list[int]]], calls: int) -> list[float]:
+    """Each generation's collections per thousand calls, the median over rounds."""
+    return [round(median(1000 * c[g] / calls for _, c in spent), 1) for g in range(3)]
 
 
 def _rss_mb() -> float:

@@ -23,6 +23,7 @@ from typing import Any, TextIO, TypeVar
 
 from judge.backends.base import Backend
 from judge.errors import BackendError, ItemsError, StoreError
+from judge.gcwindow import young_generation
 from judge.items import Item, ItemFile
 from judge.journal import Journal
 from judge.pricing import PRICES, cost_usd
@@ -495,7 +496,8 @@ class Runner:
         summary = state.summary
         if self._use_cache() and not self.store.cache.warm_known(self.backend.name):
             await self._db(self.store.cache.warm, self.backend.name)
-        await self._judge_all(state, _fresh(items))
+        with young_generation():
+            await self._judge_all(state, _fresh(items))
         results = state.pending
         summary.n_scored = sum(v.status == "scored" for v in results.verdicts)
         summary.n_unscored = len(results.verdicts) - summary.n_scored
@@ -609,7 +611,8 @@ class Runner:
             await self._db(self.store.cache.warm, self.backend.name)
         flusher = asyncio.create_task(self._flush_loop(state))
         try:
-            await self._judge_all(state, todo)
+            with young_generation():
+                await self._judge_all(state, todo)
         finally:
             flusher.cancel()
             (outcome,) = await asyncio.gather(flusher, return_exceptions=True)

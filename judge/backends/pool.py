@@ -24,6 +24,7 @@ from typing import Any
 
 from judge.backends.base import Backend
 from judge.errors import BackendError, ConfigError
+from judge.gcwindow import young_generation
 from judge.types import Completion, GenerateRequest
 
 
@@ -102,7 +103,8 @@ def _worker(spec: BackendSpec, conn: Connection) -> None:
             loop.call_soon_threadsafe(partial(start, message))
 
     threading.Thread(target=reader, daemon=True).start()
-    loop.run_forever()
+    with young_generation():  # this process only ever judges
+        loop.run_forever()
     loop.run_until_complete(backend.aclose())
     conn.close()
 
