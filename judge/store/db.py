@@ -214,14 +214,25 @@ class Database:
         return [d[0] for d in cursor.description], cursor.fetchall()
 
     def insert(
-        self, table: str, rows: list[dict[str, Any]], schema: pa.Schema, *, ignore: bool = False
+        self,
+        table: str,
+        rows: list[dict[str, Any]] | pa.Table,
+        schema: pa.Schema,
+        *,
+        ignore: bool = False,
     ) -> None:
-        """Bulk insert ``rows`` (``ignore``: skip rows whose key exists)."""
+        """Bulk insert ``rows``, dicts or an Arrow table of ``schema`` (``ignore``: skip rows
+        whose key exists)."""
+        if isinstance(rows, pa.Table):
+            if rows.num_rows > SMALL_BATCH:
+                self._insert_view(table, rows, schema, ignore)
+                return
+            rows = rows.to_pylist()
         if not rows:
             return
-        columns = ", ".join(f'"{name}"' for name in schema.names)
-        conflict = " ON CONFLICT DO NOTHING" if ignore else ""
         if len(rows) <= SMALL_BATCH:
+            columns = ", ".join(f'"{name}"' for name in schema.names)
+            conflict = " ON CONFLICT DO NOTHING" if ignore else ""
             placeholders = "(" + ", ".join("?" * len(schema.names)) + ")"
             params = [row.get(name) for row in rows for name in schema.names]
             self.con.execute(
@@ -231,7 +242,12 @@ class Database:
                 params,
             )
             return
-        with self.registered("_bulk", pa.Table.from_pylist(rows, schema=schema)):
+        self._insert_view(table, pa.Table.from_pylist(rows, schema=schema), schema, ignore)
+
+    def _insert_view(self, table: str, rows: pa.Table, schema: pa.Schema, ignore: bool) -> None:
+        columns = ", ".join(f'"{name}"' for name in schema.names)
+        conflict = " ON CONFLICT DO NOTHING" if ignore else ""
+        with self.registered("_bulk", rows):
             self.con.execute(
                 f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _bulk{conflict}"
             )
