@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -92,6 +93,25 @@ def test_changed_item_under_the_same_id_is_refused(tmp_path: Path) -> None:
         assert store.runs.put_items("d", [Item(id="1", prompt="p", response="r")]) == 0
         with pytest.raises(StoreError, match="different content"):
             store.runs.put_items("d", [Item(id="1", prompt="p", response="changed")])
+
+
+def test_items_stored_in_chunks_are_checked_whole_before_any_is_written(tmp_path: Path) -> None:
+    def chunked(items: list[Item], size: int = 3) -> Callable[[], Iterator[list[Item]]]:
+        return lambda: (items[i : i + size] for i in range(0, len(items), size))
+
+    first = [Item(id=f"{i}", prompt="p", response=f"r{i}") for i in range(7)]
+    with Store(tmp_path / "t.duckdb") as store:
+        # A new dataset: nothing to conflict with, every item written once.
+        assert store.runs.put_item_chunks("d", chunked(first)) == 7
+        assert store.runs.items("d") == sorted(first, key=lambda item: item.id)
+        more = [*first[:5], Item(id="7", prompt="p", response="r7"), *first[5:]]
+        assert store.runs.put_item_chunks("d", chunked(more)) == 1
+        # An item changed in the last chunk: the new item in the first chunk is not written.
+        changed = [Item(id="8", prompt="p", response="new"), *first[:6]]
+        changed.append(Item(id="6", prompt="p", response="changed"))
+        with pytest.raises(StoreError, match="different content"):
+            store.runs.put_item_chunks("d", chunked(changed))
+        assert sorted(store.runs.item_ids("d")) == [f"{i}" for i in range(8)]
 
 
 def test_read_only_open_while_a_writer_holds_the_file_is_a_clear_error(tmp_path: Path) -> None:
