@@ -1,7 +1,8 @@
 """Pipeline throughput and memory: N pairwise judgments through the real ``openai`` SDK
 against the loopback fake provider with a fixed latency, next to a plain loop that posts the
-same number of requests through the same SDK client and stores nothing (the floor any judging
-code pays), measured in the same process.
+same requests (the engine's prompt, byte for byte but for the markers' nonce) through the same
+SDK client and parses and stores nothing: the floor any judging code pays, measured in the
+same process.
 
 A judgment is one judge call on one pair in one presentation order: N = 10,000 judgments are
 5,000 items judged in both orders. Ideal time = calls × latency / concurrency. For each N
@@ -47,7 +48,9 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
 
 from judge import JudgeSpec, RunnerConfig, Store, gcwindow  # noqa: E402
+from judge.prompts import render_instructions  # noqa: E402
 from judge.testing import provider_process  # noqa: E402
+from rubrics import load_rubric  # noqa: E402
 
 
 def _child_pid() -> int:
@@ -150,6 +153,10 @@ def main() -> None:
     )
 
 
+TAG = "0123abcd"
+"""The plain loop's block marker (the engine's is a nonce of the same length per item)."""
+
+
 def items_file(path: Path, n_items: int) -> None:
     """Items written one by one: nothing but the file holds them (ids ``b0000000`` on, in
     order; also the items of ``bench/resume.py``)."""
@@ -164,9 +171,11 @@ def items_file(path: Path, n_items: int) -> None:
             out.write(json.dumps(row) + "\n")
 
 
-async def plain_loop(base_url: str, items: Path, concurrency: int) -> int:
+async def plain_loop(base_url: str, items: Path, concurrency: int, system: str) -> int:
     """The floor: each pair posted in both orders through the SDK client judgecal uses
-    (aiohttp pool, raw post, JSON reply parsed), nothing rendered, parsed or stored."""
+    (aiohttp pool, raw post, JSON reply parsed), nothing parsed or stored. The request is the
+    engine's, byte for byte but for the nonce of its block markers: the rubric's ``system``
+    text and the item in the same marked blocks, put together with one f-string."""
     import openai
 
     client = openai.AsyncOpenAI(
@@ -182,13 +191,7 @@ async def plain_loop(base_url: str, items: Path, concurrency: int) -> int:
         nonlocal calls
         body = {
             "model": "gpt-4.1-mini",
-            "messages": [
-                {"role": "system", "content": "Compare the two responses."},
-                {
-                    "role": "user",
-                    "content": f"{row['prompt']}\n[A]\n{row[first]}\n[B]\n{row[second]}",
-                },
-            ],
+            "messages": loop_messages(row, first, second, system),
             "temperature": 0,
             "max_tokens": 512,
         }
@@ -229,6 +232,19 @@ class GCClock:
         return self.seconds, list(self.collections)
 
 
+def loop_messages(row: dict, first: str, second: str, system: str) -> list[dict[str, str]]:
+    """The plain loop's messages for ``row`` with ``first`` presented as A (tested equal to the
+    engine's but for the nonce)."""
+    user = (
+        f"<<<USER PROMPT {TAG}>>>\n{row['prompt']}\n<<<END USER PROMPT {TAG}>>>\n\n"
+        f"<<<RESPONSE A {TAG}>>>\n{row[first]}\n<<<END RESPONSE A {TAG}>>>\n\n"
+        f"<<<RESPONSE B {TAG}>>>\n{row[second]}\n<<<END RESPONSE B {TAG}>>>\n\n"
+        f"Evaluate using only the blocks marked {TAG}. Give your evidence first, then the "
+        "JSON object."
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
 def measure_one(judgments: int, args: argparse.Namespace) -> dict:
     from judgecal import api
 
@@ -246,8 +262,6 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
         items_file(items, judgments // 2)
         warmup = Path(tmp) / "warmup.jsonl"
         items_file(warmup, args.concurrency)
-        if args.plain_loop:
-            asyncio.run(plain_loop(base_url, warmup, args.concurrency))  # connections, imports
         spec = JudgeSpec(
             model="openai/gpt-4.1-mini",
             base_url=base_url,
@@ -258,6 +272,9 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
                 max_concurrency=args.concurrency, cache=args.cache, flush_every=args.flush_every
             ),
         )
+        system = render_instructions(load_rubric(spec.rubric))
+        if args.plain_loop:  # connections, imports
+            asyncio.run(plain_loop(base_url, warmup, args.concurrency, system))
 
         gc_spent: dict[str, list[tuple[float, list[int]]]] = {"loop": [], "engine": []}
 
@@ -269,7 +286,7 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
 
         def loop_run() -> tuple[float, float, int]:
             gc0, cpu0, t0 = clock.read(), cpu_seconds(), time.perf_counter()
-            calls = asyncio.run(plain_loop(base_url, items, args.concurrency))
+            calls = asyncio.run(plain_loop(base_url, items, args.concurrency, system))
             spent("loop", gc0)
             return time.perf_counter() - t0, cpu_seconds() - cpu0, calls
 
