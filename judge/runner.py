@@ -227,6 +227,7 @@ class Runner:
         """Start a new run over ``items`` (an :class:`ItemFile` is streamed, never held)."""
         self._check_modes(items)
         run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
+        self.backend.prepare()
         await self._setup(run_id, dataset, items)
         return await self._execute(run_id, dataset, _fresh(items), len(items))
 

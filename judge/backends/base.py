@@ -61,6 +61,10 @@ class Backend(ABC):
         where the judge spec left a setting at its default."""
         return {}
 
+    def prepare(self) -> None:  # noqa: B027 - optional hook, nothing to start by default
+        """Start what answering needs and takes a while to start (worker processes), called
+        when a run begins so that it overlaps the run's setup; :meth:`aclose` releases it."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections."""
 

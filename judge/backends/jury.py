@@ -110,6 +110,10 @@ class JuryBackend(Backend):
             "members": [m.describe() for m in self.members],
         }
 
+    def prepare(self) -> None:
+        for member in self.members:
+            member.prepare()
+
     async def aclose(self) -> None:
         await asyncio.gather(*(m.aclose() for m in self.members))
 

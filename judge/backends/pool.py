@@ -136,6 +136,12 @@ class ProcessPoolBackend(Backend):
             del local
         return self._identity
 
+    def prepare(self) -> None:
+        """Spawn the workers now: each imports its SDK (about a second) while the run stores
+        its items."""
+        if not self._conns:
+            self.start()
+
     def start(self) -> None:
         context = multiprocessing.get_context("spawn")
         for _ in range(self.workers):

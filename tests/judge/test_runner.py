@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from judge import (
     Runner,
     RunnerConfig,
     Store,
+    StoreError,
     make_backend,
 )
 from judge.runner import RunSummary
@@ -454,6 +456,32 @@ def test_process_pool_backend_runs_the_sdk_in_workers_and_classifies_errors() ->
     assert all(v.status == "scored" for v in verdicts)
     assert {v.item_id: v.winner for v in verdicts} == {i.id: truth(i) for i in items}
     assert backend.describe()["workers"] == 2
+
+
+def test_pool_workers_start_with_the_run_and_stop_when_its_setup_fails() -> None:
+    import multiprocessing
+
+    from judge.backends.pool import BackendSpec, ProcessPoolBackend
+
+    with Store() as store:
+        store.runs.put_items("d", [Item(id="q000", prompt="p", response_a="x", response_b="y")])
+        backend = ProcessPoolBackend(BackendSpec("openai/gpt-4.1-mini", "http://127.0.0.1:9"))
+        runner = Runner(store, backend, RUBRIC, JudgeSpec(samples=1))
+        started: list[Any] = []
+
+        async def go() -> None:
+            try:
+                await runner.run(pairs(3), dataset="d")  # q000 changed: refused in setup
+            finally:
+                # The workers were spawned before the setup, to boot while it ran.
+                started.extend(backend._processes)
+                await runner.aclose()
+
+        with pytest.raises(StoreError, match="different content"):
+            asyncio.run(go())
+        assert store.runs.item_ids("d") == {"q000"}
+    assert len(started) == 2 and not any(p.is_alive() for p in started)
+    assert not multiprocessing.active_children()
 
 
 def test_cost_comes_from_an_overridable_price_table(tmp_path: Path) -> None:
