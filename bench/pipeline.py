@@ -14,9 +14,9 @@ bytes stored per call. Items are written to a JSONL file and streamed from it, a
 
 Both run under the same garbage-collector settings (the engine's, :mod:`judge.gcwindow`, or
 CPython's default with ``--default-gc``). The plain loop and the engine alternate
-``--repeats`` times (3); each ratio is taken within a
-round and the median reported, with every round's ratio beside it. Memory and storage are the
-first round's engine run, in a fresh store. ``--no-plain-loop`` runs the engine alone, for
+``--repeats`` times (3); each ratio is taken within a round and the median reported, with
+every round's ratio beside it. Memory and storage are the first round's engine run, in a
+fresh store. ``--no-plain-loop`` runs the engine alone, for
 memory at sizes where the loop would double the time.
 
     python bench/pipeline.py [--judgments 1000,10000,100000] [--latency 0.05]
