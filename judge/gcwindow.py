@@ -3,7 +3,7 @@
 CPython collects its youngest generation each time container allocations outnumber
 deallocations by 700. A run holds what it has judged until the next flush (up to
 ``flush_every`` calls, each a record, its parsed answer and its completion), so the count
-climbs by tens of thousands between flushes: about a hundred young collections per thousand
+climbs by tens of thousands between flushes: 60 to 100 young collections per thousand
 calls, whose survivors are promoted and traversed again by the older generations' collections.
 In ``bench/pipeline.py`` they took 8–10 % of the engine's CPU (``gc_ms_per_call``, against
 ``--default-gc``), though a run makes almost no cyclic garbage: what it holds is freed by
