@@ -156,8 +156,7 @@ class ProcessPoolBackend(Backend):
         loop = asyncio.get_running_loop()
         if self._loop is loop:
             return
-        if not self._conns:
-            self.start()
+        self.prepare()
         self._loop = loop
         self._outboxes = [_Outbox(conn, loop) for conn in self._conns]
         for conn in self._conns:

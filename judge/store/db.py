@@ -223,16 +223,13 @@ class Database:
     ) -> None:
         """Bulk insert ``rows``, dicts or an Arrow table of ``schema`` (``ignore``: skip rows
         whose key exists)."""
-        if isinstance(rows, pa.Table):
-            if rows.num_rows > SMALL_BATCH:
-                self._insert_view(table, rows, schema, ignore)
-                return
+        if isinstance(rows, pa.Table) and rows.num_rows <= SMALL_BATCH:
             rows = rows.to_pylist()
-        if not rows:
+        if not len(rows):
             return
-        if len(rows) <= SMALL_BATCH:
-            columns = ", ".join(f'"{name}"' for name in schema.names)
-            conflict = " ON CONFLICT DO NOTHING" if ignore else ""
+        columns = ", ".join(f'"{name}"' for name in schema.names)
+        conflict = " ON CONFLICT DO NOTHING" if ignore else ""
+        if isinstance(rows, list) and len(rows) <= SMALL_BATCH:
             placeholders = "(" + ", ".join("?" * len(schema.names)) + ")"
             params = [row.get(name) for row in rows for name in schema.names]
             self.con.execute(
@@ -242,12 +239,8 @@ class Database:
                 params,
             )
             return
-        self._insert_view(table, pa.Table.from_pylist(rows, schema=schema), schema, ignore)
-
-    def _insert_view(self, table: str, rows: pa.Table, schema: pa.Schema, ignore: bool) -> None:
-        columns = ", ".join(f'"{name}"' for name in schema.names)
-        conflict = " ON CONFLICT DO NOTHING" if ignore else ""
-        with self.registered("_bulk", rows):
+        view = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=schema)
+        with self.registered("_bulk", view):
             self.con.execute(
                 f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _bulk{conflict}"
             )

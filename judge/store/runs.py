@@ -94,6 +94,8 @@ _ITEM_COLUMNS = (
 """An item's columns, as :func:`_item` reads them."""
 _CALL_COLUMNS = tuple(n for n in CALL_SCHEMA.names if n != "created_at")
 """A call's columns, as :func:`_call` reads them."""
+_VERDICT_COLUMNS = tuple(n for n in VERDICT_SCHEMA.names if n != "created_at")
+"""A verdict's columns, as :func:`_verdict` reads them."""
 
 
 def _item_row(dataset: str, item: Item) -> dict[str, Any]:
@@ -439,8 +441,9 @@ class RunStore:
         return [_call(names, r) for r in rows]
 
     def verdicts(self, run_id: str) -> list[Verdict]:
-        columns = ", ".join(n for n in VERDICT_SCHEMA.names if n != "created_at")
-        names, rows = self.db.query(f"SELECT {columns} FROM verdicts WHERE run_id = ?", [run_id])
+        names, rows = self.db.query(
+            f"SELECT {_columns(_VERDICT_COLUMNS)} FROM verdicts WHERE run_id = ?", [run_id]
+        )
         rows.sort(key=itemgetter(names.index("item_id")))
         return [_verdict(names, r) for r in rows]
 
