@@ -300,7 +300,7 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
         def engine_run(db: Path) -> tuple[float, float, Any]:
             with Store(db) as store:
                 api.run_judge(store, spec, warmup, dataset="warmup", workers=args.workers)
-            before.append(_rss_mb())  # imports done, connections open
+            before.append(rss_mb())  # imports done, connections open
             with Store(db) as store:
                 gc0, cpu0, t0 = clock.read(), cpu_seconds(), time.perf_counter()
                 summary = api.run_judge(store, spec, items, dataset="bench", workers=args.workers)
@@ -388,7 +388,8 @@ def _per_thousand(spent: list[tuple[float, list[int]]], calls: int) -> list[floa
     return [round(median(1000 * c[g] / calls for _, c in spent), 1) for g in range(3)]
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
+    """This process's resident memory now, in MB (also ``bench/resume.py``'s)."""
     return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 

@@ -35,13 +35,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pipeline import items_file  # noqa: E402  (the same items as the pipeline benchmark)
+from pipeline import items_file, rss_mb  # noqa: E402  (the pipeline benchmark's items)
 
 SPEC = {"model": "mock/longer", "rubric": "pairwise_helpfulness", "samples": 1}
-
-
-def _rss_mb() -> float:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _peak_mb() -> float:
@@ -70,7 +66,7 @@ def contender(db: Path, which: str) -> dict:
 
     with Store(db) as store:
         store.runs.get("big")  # the store is open and its tables touched
-        base = _rss_mb()
+        base = rss_mb()
         started = time.perf_counter()
         if which == "resume":
             summary = api.resume_run(store, "big")
