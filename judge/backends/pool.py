@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import multiprocessing
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.connection import Connection
@@ -49,9 +50,15 @@ class _Outbox:
     """Messages for one pipe, sent as one list per event-loop turn: a pickle and a write per
     turn instead of per call (with hundreds of calls in flight, most turns carry several)."""
 
-    def __init__(self, conn: Connection, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        loop: asyncio.AbstractEventLoop,
+        on_broken: Callable[[], None] = lambda: None,
+    ) -> None:
         self.conn = conn
         self.loop = loop
+        self.on_broken = on_broken
         self.queued: list[tuple[Any, ...]] = []
 
     def put(self, message: tuple[Any, ...]) -> None:
@@ -62,7 +69,10 @@ class _Outbox:
     def flush(self) -> None:
         batch, self.queued = self.queued, []
         if batch:
-            self.conn.send(batch)
+            try:
+                self.conn.send(batch)
+            except OSError:  # the other end exited: its callers must hear of it, not wait
+                self.on_broken()
 
 
 def _worker(spec: BackendSpec, conn: Connection) -> None:
@@ -70,7 +80,7 @@ def _worker(spec: BackendSpec, conn: Connection) -> None:
     loop = asyncio.new_event_loop()
     # Only the loop's thread sends; a thread of its own receives, so this process always
     # drains what the parent sends, even while its own send waits for the parent to read.
-    replies = _Outbox(conn, loop)
+    replies = _Outbox(conn, loop, loop.stop)
 
     async def handle(call_id: int, request: GenerateRequest) -> None:
         try:
@@ -127,6 +137,8 @@ class ProcessPoolBackend(Backend):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outboxes: list[_Outbox] = []
         self._identity: dict[str, Any] | None = None
+        self._broken: str | None = None
+        """Why the pool can take no more calls (a worker exited), once one has."""
 
     def cache_identity(self) -> dict[str, Any]:
         """The identity of the backend the workers run, built once here to ask it."""
@@ -158,7 +170,7 @@ class ProcessPoolBackend(Backend):
             return
         self.prepare()
         self._loop = loop
-        self._outboxes = [_Outbox(conn, loop) for conn in self._conns]
+        self._outboxes = [_Outbox(conn, loop, self._break) for conn in self._conns]
         for conn in self._conns:
             loop.add_reader(conn.fileno(), self._on_message, conn)
 
@@ -177,15 +189,35 @@ class ProcessPoolBackend(Backend):
                             BackendError(message, kind=kind, retry_after=retry_after, status=code)
                         )
         except (EOFError, OSError):
-            self._fail_all("a judge worker process exited")
+            self._break()
 
-    def _fail_all(self, reason: str) -> None:
+    def _break(self) -> None:
+        """A worker exited: every call waiting on the pool fails now, as does every later
+        one, instead of each waiting out its timeout. Calls are spread over all workers, so
+        the pool stops as a whole; a run records the failure on each call it could not make."""
+        if self._broken is None:
+            codes = []
+            for process in self._processes:
+                process.join(0.1)  # reaped, so its exit code is known
+                if process.exitcode is not None:
+                    codes.append(process.exitcode)
+            self._broken = (
+                f"a judge worker process exited (exit codes {codes}; its error, if any, is on "
+                "standard error). A Python script that judges with workers must start from an "
+                '`if __name__ == "__main__":` block'
+            )
+        if self._loop is not None:
+            for conn in self._conns:
+                with contextlib.suppress(OSError, ValueError):
+                    self._loop.remove_reader(conn.fileno())
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(BackendError(reason, kind="transient"))
+                future.set_exception(BackendError(self._broken, kind="fatal"))
         self._pending.clear()
 
     async def generate(self, request: GenerateRequest) -> Completion:
+        if self._broken is not None:
+            raise BackendError(self._broken, kind="fatal")
         self._attach()
         assert self._loop is not None
         call_id = next(self._ids)

@@ -458,6 +458,79 @@ def test_process_pool_backend_runs_the_sdk_in_workers_and_classifies_errors() ->
     assert backend.describe()["workers"] == 2
 
 
+def test_a_killed_pool_worker_fails_the_calls_left_at_once_instead_of_hanging() -> None:
+    from judge.backends.pool import BackendSpec, ProcessPoolBackend
+
+    items = pairs(40)
+    with FakeProvider(ScriptedJudge(seed=4), latency_s=0.05) as provider, Store() as store:
+        backend = ProcessPoolBackend(
+            BackendSpec("openai/gpt-4.1-mini", provider.base_url), workers=2
+        )
+        # A hang would wait out the 60-second call timeout on every call.
+        limits = RunnerConfig(max_concurrency=4, timeout_s=60, max_retries=2)
+        runner = Runner(store, backend, RUBRIC, JudgeSpec(samples=1, limits=limits))
+
+        async def kill_after_first_answers() -> None:
+            while len(provider.log) < 8:
+                await asyncio.sleep(0.01)
+            os.kill(backend._processes[0].pid, signal.SIGKILL)
+
+        async def go() -> RunSummary:
+            killer = asyncio.create_task(kill_after_first_answers())
+            try:
+                return await runner.run(items, dataset="d")
+            finally:
+                killer.cancel()
+                await runner.aclose()
+
+        started = time.perf_counter()
+        summary = asyncio.run(go())
+        wall = time.perf_counter() - started
+        calls = store.runs.calls(summary.run_id)
+    assert wall < 30
+    failed = [c for c in calls if c.parse_status == "error"]
+    assert failed and len(calls) == 80  # every call is recorded: answered or failed
+    assert all("worker process exited" in (c.error or "") for c in failed)
+    assert all(c.error_kind == "fatal" and c.retries == 0 for c in failed)  # not retried
+    assert summary.n_call_errors == len(failed)
+
+
+def test_a_script_without_a_main_guard_gets_an_error_naming_it_not_a_hang(
+    tmp_path: Path,
+) -> None:
+    """Worker processes are spawned: each imports the script that started them, and one
+    without an ``if __name__ == "__main__":`` guard fails to boot."""
+    items = tmp_path / "items.jsonl"
+    items.write_text(
+        "".join(json.dumps(i.model_dump(exclude_defaults=True)) + "\n" for i in pairs(4))
+    )
+    with FakeProvider(ScriptedJudge(seed=4)) as provider:
+        script = tmp_path / "unguarded.py"
+        script.write_text(
+            "import json\n"
+            "from judge import JudgeSpec, RunnerConfig, Store\n"
+            "from judgecal import api\n"
+            f"spec = JudgeSpec(model='openai/gpt-4.1-mini', base_url={provider.base_url!r},\n"
+            "                 rubric='pairwise_helpfulness', samples=1,\n"
+            "                 limits=RunnerConfig(timeout_s=60))\n"
+            "with Store() as store:\n"
+            f"    summary = api.run_judge(store, spec, {str(items)!r}, workers=2)\n"
+            "    errors = [c.error for c in store.runs.calls(summary.run_id)]\n"
+            "print(json.dumps({'n_calls': summary.n_calls, 'errors': errors}))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+        )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["n_calls"] == 8 and len(out["errors"]) == 8
+    assert all("__main__" in e for e in out["errors"])
+
+
 def test_pool_workers_start_with_the_run_and_stop_when_its_setup_fails() -> None:
     import multiprocessing
 
