@@ -347,6 +347,12 @@ class Service:
             if info.prefix in ("dspy", "local", "aligned")
             else model
         )
+        broken = self.backends.get(key)
+        if broken is not None and not broken.usable:
+            # Its client worker exited (killed, out of memory): the calls it held have failed
+            # and are recorded; this request and later ones get a new client.
+            del self.backends[key]
+            await broken.aclose()
         if key in self.backends:
             self.backends.move_to_end(key)
         elif key in self.building:

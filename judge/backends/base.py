@@ -68,6 +68,12 @@ class Backend(ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections."""
 
+    @property
+    def usable(self) -> bool:
+        """False once this backend can take no more calls (a process pool whose worker
+        exited): a long-lived holder, the service, builds a new one."""
+        return True
+
     def cache_identity(self) -> dict[str, Any]:
         """Everything besides the request that decides the answer: which model at which
         endpoint running which program. It keys the request cache together with the request,

@@ -114,6 +114,10 @@ class JuryBackend(Backend):
         for member in self.members:
             member.prepare()
 
+    @property
+    def usable(self) -> bool:
+        return all(member.usable for member in self.members)
+
     async def aclose(self) -> None:
         await asyncio.gather(*(m.aclose() for m in self.members))
 

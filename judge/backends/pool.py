@@ -229,6 +229,10 @@ class ProcessPoolBackend(Backend):
         finally:
             self._pending.pop(call_id, None)
 
+    @property
+    def usable(self) -> bool:
+        return self._broken is None
+
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "base_url": self.spec.base_url, "workers": self.workers}
 

@@ -263,6 +263,47 @@ def test_client_worker_processes_share_the_budget_and_store_once(
     assert sorted(c for _, c in counts) == [1] * 16
 
 
+def test_a_killed_client_worker_is_replaced_for_the_next_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from judge.backends.pool import ProcessPoolBackend
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    db = tmp_path / "s.duckdb"
+    with Store(db) as store:
+        key = store.keys.create("t")
+    with FakeProvider() as fake:
+        service = Service(db, endpoints={"openai": fake.base_url}, client_workers=2)
+        with serving(create_app(service), http=http_protocol()) as base:
+
+            def one(tag: str) -> httpx.Response:
+                return httpx.post(
+                    base + "/v1/compare",
+                    json={"rubric": "pairwise_helpfulness", "model": "openai/gpt-4.1-mini",
+                          "items": pairs(tag, 2), "options": {"samples": 1}},
+                    headers={"Authorization": f"Bearer {key}"},
+                    timeout=60,
+                )  # fmt: skip
+
+            assert one("before").status_code == 200
+            (first,) = service.backends.values()
+            assert isinstance(first, ProcessPoolBackend)
+            old = list(first._processes)
+            os.kill(old[1].pid, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while first.usable and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not first.usable  # noticed without a request
+            after = one("after")
+            (second,) = service.backends.values()
+            replaced = list(second._processes)
+            assert second is not first and all(p.is_alive() for p in replaced)
+            assert len(old) == 2 and not any(p.is_alive() for p in old)  # the old pool closed
+        assert not any(p.is_alive() for p in replaced)
+    assert after.status_code == 200, after.text
+    assert [v["status"] for v in after.json()["verdicts"]] == ["scored", "scored"]
+
+
 def test_client_workers_must_be_positive(tmp_path: Path) -> None:
     from judge.errors import ConfigError
 
