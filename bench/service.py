@@ -1,24 +1,29 @@
 """The HTTP service against its own engine, on the same pairs, in the same run.
 
-A fake provider answers at 50 ms in its own process. First the engine: ``judgecal run`` over
-``--engine-pairs`` pairs (both orders, one sample, 64 calls in flight): its provider calls per
-second are the reference. Then ``judgecal serve`` in its own process (64 calls in flight per
-provider, shared by all requests) under two loads, each for ``--warmup`` seconds that are
-not measured (connections open, provider clients start) and then ``--seconds``:
+A fake provider answers at 50 ms in its own process. The engine, ``judgecal run`` over
+``--engine-pairs`` pairs (both orders, one sample, 64 calls in flight), gives the reference
+calls per second; ``judgecal serve`` runs in its own process (64 calls in flight per
+provider, shared by all requests) under two loads:
 
-* one-pair requests from ``--clients`` (200) concurrent clients (an RL trainer's rollouts);
-* 64-pair requests from 64 concurrent clients (a harness sending batches).
+* one-pair requests from ``--clients`` (200) concurrent clients (an RL trainer's rollouts):
+  ``--rounds`` rounds, each an engine run and then ``--seconds`` of load on the same
+  service process. This machine's speed drifts by tens of percent within minutes, so each
+  round's ratio is taken within the round and the median of the rounds is reported (the
+  latency percentiles pool every round's requests);
+* 64-pair requests from 64 concurrent clients (a harness sending batches), once, against the
+  median engine rate.
 
-Reported per load: requests/s, pairs/s, provider calls/s, p50/p99 latency, errors, 429s, the
-ratio of the service's calls/s to the engine's, the group commits per request, and whether
-every answered request's verdicts are stored exactly once (checked in the database afterwards:
-its ``service_requests`` row names its items, each with one verdict in the standing run).
+Each load starts with ``--warmup`` seconds that are not measured (connections open, provider
+clients start). Reported per load: requests/s, pairs/s, provider calls/s, p50/p99 latency,
+errors, 429s, the ratio of the service's calls/s to the engine's, and whether every answered
+request's verdicts are stored exactly once (checked in the database afterwards: its
+``service_requests`` row names its items, each with one verdict in the standing run).
 
 With ``--workers N`` both ``judgecal run`` and ``judgecal serve`` run the provider client in
 N processes (:mod:`judge.backends.pool`), so the ratio compares like with like.
 
-    python bench/service.py [--clients 200] [--seconds 30] [--warmup 3] [--engine-pairs 4000]
-                            [--workers 1]
+    python bench/service.py [--clients 200] [--rounds 3] [--seconds 20] [--warmup 3]
+                            [--engine-pairs 4000] [--workers 1]
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -61,16 +67,16 @@ def pair(tag: str) -> dict:
     }
 
 
-def engine(db: Path, tmp: Path, base_url: str, n: int, workers: list[str]) -> dict:
-    items = tmp / "engine.jsonl"
-    items.write_text("".join(json.dumps(pair(f"e{i}")) + "\n" for i in range(n)))
+def engine(db: Path, tmp: Path, base_url: str, n: int, workers: list[str], tag: str = "e") -> dict:
+    items = tmp / f"engine-{tag}.jsonl"
+    items.write_text("".join(json.dumps(pair(f"{tag}{i}")) + "\n" for i in range(n)))
     out = io.StringIO()
     started = time.perf_counter()
     with contextlib.redirect_stdout(out):
         code = judgecal(
             ["run", "--items", str(items), "--db", str(db), "--model", MODEL,
              "--rubric", "pairwise_helpfulness", "--base-url", base_url, "--samples", "1",
-             "--concurrency", "64", "--run-id", "engine", "--json", *workers]
+             "--concurrency", "64", "--run-id", f"engine-{tag}", "--json", *workers]
         )  # fmt: skip
     wall = time.perf_counter() - started
     if code != 0:
@@ -87,7 +93,13 @@ def engine(db: Path, tmp: Path, base_url: str, n: int, workers: list[str]) -> di
 
 
 async def load(
-    base: str, key: str, clients: int, per_request: int, seconds: float, warmup: float = 0.0
+    base: str,
+    key: str,
+    clients: int,
+    per_request: int,
+    seconds: float,
+    warmup: float = 0.0,
+    tag: str = "l",
 ) -> dict:
     """``clients`` concurrent clients, each sending its next request when the last is
     answered (aiohttp: httpx's pool costs several times the CPU per request at 200
@@ -118,8 +130,9 @@ async def load(
             nonlocal busy
             n = 0
             while time.perf_counter() < deadline:
-                # No ids, as trainers send rollouts: the service derives each from content.
-                tags = [f"l{per_request}-{c}-{n}-{k}" for k in range(per_request)]
+                # No ids, as trainers send rollouts: the service derives each from content,
+                # unique to the round (a repeat would be answered from the request cache).
+                tags = [f"{tag}{per_request}-{c}-{n}-{k}" for k in range(per_request)]
                 body = {
                     "rubric": "pairwise_helpfulness",
                     "model": MODEL,
@@ -169,6 +182,7 @@ async def load(
         "p50_ms": round(float(np.percentile(lat, 50)), 1),
         "p99_ms": round(float(np.percentile(lat, 99)), 1),
         "answered": answered,
+        "latencies_ms": [round(x, 3) for x in lat.tolist()],
     }
 
 
@@ -187,7 +201,10 @@ def serve(db: Path, port: int, base_url: str, workers: list[str]) -> subprocess.
     raise RuntimeError(f"the service did not start: {process.stderr.read().decode()[-500:]}")
 
 
-def stored_once(db: Path, answered: list[tuple[str, list[str]]]) -> bool:
+def stored_once(db: Path, loads: list[dict]) -> bool:
+    """Every request answered in ``loads`` has its row, naming its items, and each of those
+    items one verdict in the standing run."""
+    answered = [a for stats in loads for a in stats["answered"]]
     with Store(db, read_only=True) as store:
         rows = dict(
             store.con.execute("SELECT request_id, item_ids FROM service_requests").fetchall()
@@ -209,7 +226,8 @@ def stored_once(db: Path, answered: list[tuple[str, list[str]]]) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=200)
-    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--rounds", type=int, default=3, help="engine + one-pair load rounds")
+    parser.add_argument("--seconds", type=float, default=20, help="measured seconds per load")
     parser.add_argument("--engine-pairs", type=int, default=4000)
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
     parser.add_argument(
@@ -225,43 +243,95 @@ def main() -> None:
         "provider_latency_ms": 50,
         "goal": "one-pair requests >= 0.8x the engine's calls/s, p99 < 1 s, 0 errors",
         "client_workers": args.workers,
+        "rounds": args.rounds,
     }
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         db = tmp / "service.duckdb"
+        with Store(db) as store:
+            key = store.keys.create("bench")
         with provider_process(0.05, cwd=str(ROOT)) as fake_url:
-            result["engine"] = engine(db, tmp, fake_url, args.engine_pairs, workers)
-            with Store(db) as store:
-                key = store.keys.create("bench")
-            for name, clients, per_request in (
-                ("one_pair_requests", args.clients, 1),
-                ("64_pair_requests", 64, 64),
-            ):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", 0))
-                    port = s.getsockname()[1]
-                process = serve(db, port, fake_url, workers)
-                try:
+            engines: list[dict] = []
+
+            def engine_round(r: int) -> dict:
+                # Its own store: the service holds its store open, read-write, throughout.
+                run = engine(tmp / f"engine{r}.duckdb", tmp, fake_url, args.engine_pairs,
+                             workers, tag=f"e{r}-")  # fmt: skip
+                engines.append(run)
+                return run
+
+            with running_service(db, fake_url, workers) as base:
+                rounds = []
+                for r in range(args.rounds):
+                    reference = engine_round(r)
                     stats = asyncio.run(
-                        load(
-                            f"http://127.0.0.1:{port}",
-                            key,
-                            clients,
-                            per_request,
-                            args.seconds,
-                            args.warmup,
-                        )
+                        load(base, key, args.clients, 1, args.seconds,
+                             args.warmup if r == 0 else 0.0, tag=f"r{r}-")
+                    )  # fmt: skip
+                    stats["engine_calls_per_s"] = reference["calls_per_s"]
+                    stats["ratio_to_engine_calls_per_s"] = round(
+                        stats["calls_per_s"] / reference["calls_per_s"], 3
                     )
-                finally:
-                    process.terminate()
-                    process.wait(30)
-                answered = stats.pop("answered")
-                stats["stored_exactly_once"] = stored_once(db, answered)
-                stats["ratio_to_engine_calls_per_s"] = round(
-                    stats["calls_per_s"] / result["engine"]["calls_per_s"], 3
-                )
-                result[name] = stats
+                    rounds.append(stats)
+            result["engine"] = {
+                "pairs": args.engine_pairs,
+                "calls_per_s_each_round": [e["calls_per_s"] for e in engines],
+                "calls_per_s": float(np.median([e["calls_per_s"] for e in engines])),
+            }
+            result["one_pair_requests"] = combined(rounds, stored_once(db, rounds))
+            with running_service(db, fake_url, workers) as base:
+                stats = asyncio.run(load(base, key, 64, 64, args.seconds, args.warmup))
+            stats["ratio_to_engine_calls_per_s"] = round(
+                stats["calls_per_s"] / result["engine"]["calls_per_s"], 3
+            )
+            stats["stored_exactly_once"] = stored_once(db, [stats])
+            stats.pop("latencies_ms")
+            stats.pop("answered")
+            result["64_pair_requests"] = stats
     print(json.dumps(result, indent=2))
+
+
+def combined(rounds: list[dict], stored: bool) -> dict:
+    """One load's rounds: the median ratio (each taken within its round), rates per round,
+    and latency percentiles over every measured request of every round."""
+    latencies = np.array([x for r in rounds for x in r["latencies_ms"]])
+    first = rounds[0]
+    return {
+        "clients": first["clients"],
+        "pairs_per_request": first["pairs_per_request"],
+        "warmup_s": first["warmup_s"],
+        "warmup_requests": first["warmup_requests"],
+        "warmup_p99_ms": first["warmup_p99_ms"],
+        "ratio_to_engine_calls_per_s": float(
+            np.median([r["ratio_to_engine_calls_per_s"] for r in rounds])
+        ),
+        "ratio_to_engine_each_round": [r["ratio_to_engine_calls_per_s"] for r in rounds],
+        "requests_per_s_each_round": [r["requests_per_s"] for r in rounds],
+        "calls_per_s_each_round": [r["calls_per_s"] for r in rounds],
+        "engine_calls_per_s_each_round": [r["engine_calls_per_s"] for r in rounds],
+        "requests_per_s": float(np.median([r["requests_per_s"] for r in rounds])),
+        "requests_ok": sum(r["requests_ok"] for r in rounds),
+        "errors": sum(r["errors"] for r in rounds),
+        "error_examples": sorted({e for r in rounds for e in r["error_examples"]})[:3],
+        "refused_429": sum(r["refused_429"] for r in rounds),
+        "p50_ms": round(float(np.percentile(latencies, 50)), 1),
+        "p99_ms": round(float(np.percentile(latencies, 99)), 1),
+        "p99_ms_each_round": [r["p99_ms"] for r in rounds],
+        "stored_exactly_once": stored,
+    }
+
+
+@contextlib.contextmanager
+def running_service(db: Path, fake_url: str, workers: list[str]) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = serve(db, port, fake_url, workers)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(30)
 
 
 if __name__ == "__main__":

@@ -144,6 +144,7 @@ class Store:
                         added[table] += self._count(table) - before
                 finally:
                     self.db.con.execute(f"DETACH {alias}")
+                    self.runs.forget_item_ids()  # items arrived around the store's filters
         return added
 
     def _count(self, table: str) -> int:

@@ -137,6 +137,11 @@ class Database:
     def close(self) -> None:
         self.con.close()
 
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a :meth:`transaction` is open (a write now joins it)."""
+        return self._depth > 0
+
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One transaction; a nested ``transaction()`` joins the outer one (DuckDB has no

@@ -19,6 +19,7 @@ from judge.errors import StoreError
 from judge.items import Item
 from judge.records import RunRecord, from_row
 from judge.store.db import SMALL_BATCH, Database, from_json, now, to_json
+from judge.store.filters import HashFilter
 from judge.types import CallRecord, Verdict, canonical_json
 from rubrics import Rubric
 
@@ -198,6 +199,8 @@ class RunStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._item_ids: dict[str, HashFilter] = {}
+        """Per dataset, the ids that may be stored (read on first use, kept current here)."""
 
     # -- rubrics -------------------------------------------------------------------------
 
@@ -234,8 +237,19 @@ class RunStore:
         read back, so adding a batch to a large dataset costs the batch, not the dataset.
         """
         rows = self.check_items(dataset, items)
-        with self.db.transaction():
-            self.db.insert("items", rows, ITEM_SCHEMA)
+        nested = self.db.in_transaction
+        try:
+            with self.db.transaction():
+                self.db.insert("items", rows, ITEM_SCHEMA)
+        except duckdb.ConstraintException:
+            # An id the filter ruled out is stored: another writer on this file added it.
+            # Read the filter again; a caller's transaction is aborted, so only a write of
+            # our own is tried again.
+            self.forget_item_ids()
+            if nested:
+                raise
+            return self.put_items(dataset, items)
+        self._remember_items(dataset, [row["item_id"] for row in rows])
         return len(rows)
 
     def put_item_chunks(self, dataset: str, chunks: Callable[[], Iterable[Sequence[Item]]]) -> int:
@@ -247,6 +261,7 @@ class RunStore:
             for chunk in chunks():
                 with self.db.transaction():
                     self.db.insert("items", [_item_row(dataset, i) for i in chunk], ITEM_SCHEMA)
+                self._remember_items(dataset, [i.id for i in chunk])
                 written += len(chunk)
             return written
         for chunk in chunks():
@@ -258,14 +273,20 @@ class RunStore:
         stored under the same id with other content. Reads only."""
         columns = _columns(_ITEM_COLUMNS, "i")
         con = self.db.con
-        if len(items) <= SMALL_BATCH:
-            marks = ", ".join("?" * len(items))
+        # DuckDB finds stored rows by id with a scan of the dataset, not its key's index: only
+        # the ids the filter cannot rule out are looked up, so a new item costs no scan.
+        known = self._known_items(dataset)
+        maybe = [item for item in items if item.id in known]
+        if not maybe:
+            found = []
+        elif len(maybe) <= SMALL_BATCH:
+            marks = ", ".join("?" * len(maybe))
             found = con.execute(
                 f"SELECT {columns} FROM items i WHERE i.dataset = ? AND i.item_id IN ({marks})",
-                [dataset, *(item.id for item in items)],
+                [dataset, *(item.id for item in maybe)],
             ).fetchall()
         else:
-            ids = pa.table({"item_id": pa.array([item.id for item in items], type=pa.string())})
+            ids = pa.table({"item_id": pa.array([item.id for item in maybe], type=pa.string())})
             with self.db.registered("_ids", ids):
                 found = con.execute(
                     f"SELECT {columns} FROM items i JOIN _ids USING (item_id) WHERE i.dataset = ?",
@@ -286,6 +307,36 @@ class RunStore:
                     "use a new dataset name for changed items"
                 )
         return rows
+
+    def _known_items(self, dataset: str, at_least: int = 0) -> HashFilter:
+        """The filter of ``dataset``'s stored ids, read in chunks on first use and sized for
+        twice what is stored."""
+        known = self._item_ids.get(dataset)
+        if known is None or at_least:
+            where = "FROM items WHERE dataset = ?"
+            stored = self.db.one(f"SELECT count(*) {where}", [dataset])
+            known = HashFilter(capacity=2 * max(at_least, stored[0] if stored else 0))
+            result = self.db.con.execute(f"SELECT item_id {where}", [dataset])
+            while rows := result.fetchmany(50_000):
+                for (item_id,) in rows:
+                    known.add(item_id)
+            self._item_ids[dataset] = known
+        return known
+
+    def forget_item_ids(self) -> None:
+        """Drop the filters of stored ids (after rows were written around this store)."""
+        self._item_ids.clear()
+
+    def _remember_items(self, dataset: str, ids: Iterable[str]) -> None:
+        """Ids just written (a filter not read yet will read them from the table). If their
+        transaction is rolled back, the filter only answers "maybe" for them: a lookup."""
+        known = self._item_ids.get(dataset)
+        if known is None:
+            return
+        for item_id in ids:
+            known.add(item_id)
+        if known.full:
+            self._known_items(dataset, at_least=known.count)
 
     def items(self, dataset: str) -> list[Item]:
         """Every item of ``dataset``, by id. (The methods that read a table whole sort in

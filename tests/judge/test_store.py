@@ -114,6 +114,66 @@ def test_items_stored_in_chunks_are_checked_whole_before_any_is_written(tmp_path
         assert sorted(store.runs.item_ids("d")) == [f"{i}" for i in range(8)]
 
 
+class LookupSpy:
+    """A connection that notes the statements looking items up by id."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self.lookups: list[str] = []
+
+    def execute(self, sql: str, *args: object) -> duckdb.DuckDBPyConnection:
+        if "FROM items i" in sql:
+            self.lookups.append(sql)
+        return self.con.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.con, name)
+
+
+def test_new_items_are_not_looked_up_in_a_large_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB finds items by id with a scan of the dataset (its compound key's index is not
+    used for lookups): a filter of the stored ids lets a new item skip that scan, so a
+    long-lived standing run's requests do not slow down as it grows."""
+    with Store(tmp_path / "t.duckdb") as store:
+        stored = [Item(id=f"s{i}", prompt="p", response=f"r{i}") for i in range(5000)]
+        store.runs.put_items("d", stored)
+        spy = LookupSpy(store.db.con)
+        monkeypatch.setattr(store.db, "con", spy)
+        lookups = spy.lookups
+        for k in range(20):
+            assert store.runs.put_items("d", [Item(id=f"new{k}", prompt="p", response="r")]) == 1
+        assert lookups == []  # twenty new items, no scan
+        assert store.runs.put_items("d", [stored[7]]) == 0  # a stored id is looked up
+        assert len(lookups) == 1
+        with pytest.raises(StoreError, match="different content"):
+            store.runs.put_items("d", [Item(id="new3", prompt="p", response="changed")])
+        monkeypatch.undo()
+        assert len(store.runs.item_ids("d")) == 5020
+
+
+def test_items_written_around_the_filter_are_still_checked(tmp_path: Path) -> None:
+    """Rows the filter did not see (another writer on the file, a merge): an identical item
+    is still a no-op and a changed one still refused, never a constraint error."""
+    with Store(tmp_path / "t.duckdb") as store:
+        store.runs.put_items("d", [Item(id="a", prompt="p", response="r")])
+        store.db.con.execute(
+            "INSERT INTO items (dataset, item_id, mode, prompt, response, meta) "
+            "VALUES ('d', 'b', 'pointwise', 'p', 'r', '{}')"
+        )
+        assert store.runs.put_items("d", [Item(id="b", prompt="p", response="r")]) == 0
+        with pytest.raises(StoreError, match="different content"):
+            store.runs.put_items("d", [Item(id="b", prompt="p", response="changed")])
+        with Store(tmp_path / "shard.duckdb") as shard:
+            shard.runs.put_items("d", [Item(id="c", prompt="p", response="r")])
+        store.merge_from([tmp_path / "shard.duckdb"])
+        with pytest.raises(StoreError, match="different content"):
+            store.runs.put_items("d", [Item(id="c", prompt="p", response="changed")])
+        assert store.runs.put_items("d", [Item(id="c", prompt="p", response="r")]) == 0
+        assert sorted(store.runs.item_ids("d")) == ["a", "b", "c"]
+
+
 def test_read_only_open_while_a_writer_holds_the_file_is_a_clear_error(tmp_path: Path) -> None:
     import subprocess
     import sys
