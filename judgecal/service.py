@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from judge import JudgeSpec, Runner, RunnerConfig, Store, items_from_rows, make_backend
+from judge.gcwindow import young_generation
 from judge.backends import Backend, BackendInfo, backend_info, endpoint_for, usages
 from judge.errors import ConfigError, StoreError
 from judge.protocols import Protocol, make_protocol
@@ -203,6 +204,8 @@ class Service:
             rubric = rubric_from_yaml(body)
             self.posted[(owner, rubric.id)] = rubric
         self.closed = False
+        self.lifetime = contextlib.ExitStack()
+        """What the service holds from :meth:`start` to :meth:`aclose`."""
         self.jobs: dict[str, RunStatus] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.reward_unscored = reward_unscored
@@ -662,6 +665,10 @@ class Service:
     async def start(self) -> None:
         """Import the provider SDKs clients may use, then resume the background jobs a
         previous process left queued or running."""
+        # The service only ever judges: a larger young generation for its whole life, not
+        # per request (each request's run dropping it back to CPython's default as the last
+        # one ended cost a young collection of everything allocated since).
+        self.lifetime.enter_context(young_generation())
         await self.read(self.preload)
         for job in await self.read(self.read_store.service.unfinished_jobs):
             request = job["request"]
@@ -778,6 +785,7 @@ class Service:
         self.reader.shutdown(wait=True)
         self.read_store.close()
         self.store.close()
+        self.lifetime.close()
 
 
 def http_protocol() -> type:

@@ -309,3 +309,21 @@ def test_client_workers_must_be_positive(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="at least 1"):
         Service(tmp_path / "s.duckdb", client_workers=0)
+
+
+def test_the_service_judges_with_the_larger_young_generation_for_its_whole_life(
+    tmp_path: Path,
+) -> None:
+    """Not per request: each request's window ending as the last one finished dropped the
+    threshold back and collected everything allocated since (judge.gcwindow)."""
+    import gc
+
+    from judge.gcwindow import YOUNG_THRESHOLD
+
+    before = gc.get_threshold()
+    assert before[0] < YOUNG_THRESHOLD
+    service = Service(tmp_path / "s.duckdb")
+    with serving(create_app(service), http=http_protocol()) as base:
+        assert httpx.get(base + "/healthz").status_code == 200
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:])
+    assert gc.get_threshold() == before
