@@ -311,7 +311,7 @@ def test_client_workers_must_be_positive(tmp_path: Path) -> None:
         Service(tmp_path / "s.duckdb", client_workers=0)
 
 
-def test_the_service_judges_with_the_larger_young_generation_for_its_whole_life(
+def test_the_service_judges_with_the_larger_young_generation_and_prompt_handoffs(
     tmp_path: Path,
 ) -> None:
     """Not per request: each request's window ending as the last one finished dropped the
@@ -319,11 +319,15 @@ def test_the_service_judges_with_the_larger_young_generation_for_its_whole_life(
     import gc
 
     from judge.gcwindow import YOUNG_THRESHOLD
+    from judgecal.service import SWITCH_INTERVAL_S
 
-    before = gc.get_threshold()
-    assert before[0] < YOUNG_THRESHOLD
+    before, interval = gc.get_threshold(), sys.getswitchinterval()
+    assert before[0] < YOUNG_THRESHOLD and interval > SWITCH_INTERVAL_S
     service = Service(tmp_path / "s.duckdb")
     with serving(create_app(service), http=http_protocol()) as base:
         assert httpx.get(base + "/healthz").status_code == 200
         assert gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:])
+        # The writer thread takes the GIL back after each statement within 0.5 ms.
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)
     assert gc.get_threshold() == before
+    assert sys.getswitchinterval() == interval
