@@ -802,9 +802,9 @@ def prompt_handoffs(interval_s: float = SWITCH_INTERVAL_S) -> Iterator[None]:
     Under load the event loop holds the GIL nearly all the time. The store's writer thread
     gives it up for each DuckDB statement of a group commit (about fifteen) and then waits to
     take it back, up to one switch interval each time, while every request of the group
-    waits for the commit. Measured with ``bench/service.py`` (200 clients, one process):
-    group commits took 242 ms at the median with 5 ms, 163 ms with 1 ms and 106 ms with
-    0.5 ms, and requests' p99 fell from 1.2 s to 0.85 s (docs/decisions/0021)."""
+    waits for the commit. Under ``bench/service.py``'s one-pair load, with commits timed by
+    hand: 242 ms at the median with 5 ms, 106 ms with 0.5 ms, and requests' p99 1.2 s
+    against 0.85 s (one run each; docs/decisions/0021)."""
     previous = sys.getswitchinterval()
     wanted = min(previous, interval_s)
     sys.setswitchinterval(wanted)
