@@ -274,9 +274,14 @@ class RunStore:
         columns = _columns(_ITEM_COLUMNS, "i")
         con = self.db.con
         # DuckDB finds stored rows by id with a scan of the dataset, not its key's index: only
-        # the ids the filter cannot rule out are looked up, so a new item costs no scan.
-        known = self._known_items(dataset)
-        maybe = [item for item in items if item.id in known]
+        # the ids the filter cannot rule out are looked up, so a new item costs no scan. Only
+        # a store that writes keeps its filter current; a reader's (``Store.reader``) would
+        # miss what was written since it was read, so a reader looks every id up.
+        if self.db.read_only:
+            maybe = list(items)
+        else:
+            known = self._known_items(dataset)
+            maybe = [item for item in items if item.id in known]
         if not maybe:
             found = []
         elif len(maybe) <= SMALL_BATCH:

@@ -331,3 +331,35 @@ def test_the_service_judges_with_the_larger_young_generation_and_prompt_handoffs
         assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)
     assert gc.get_threshold() == before
     assert sys.getswitchinterval() == interval
+
+
+def test_a_chosen_id_stored_with_other_content_is_refused_before_any_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check runs on the service's read connection, which must see what the writer
+    stored after it first looked at the dataset."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    db = tmp_path / "s.duckdb"
+    with Store(db) as store:
+        key = store.keys.create("t")
+    with FakeProvider() as fake:
+        service = Service(db, endpoints={"openai": fake.base_url})
+        with serving(create_app(service), http=http_protocol()) as base:
+
+            def one(item_id: str, response_a: str) -> httpx.Response:
+                return httpx.post(
+                    base + "/v1/compare",
+                    json={"rubric": "pairwise_helpfulness", "model": "openai/gpt-4.1-mini",
+                          "items": [{"id": item_id, "prompt": "p", "response_a": response_a,
+                                     "response_b": "quality=1 b"}],
+                          "options": {"samples": 1}},
+                    headers={"Authorization": f"Bearer {key}"},
+                    timeout=60,
+                )  # fmt: skip
+
+            assert one("first", "quality=2 a").status_code == 200  # the reader reads the ids
+            assert one("fixed", "quality=2 a").status_code == 200  # stored after that read
+            sent = sum(fake.requests.values())
+            again = one("fixed", "quality=0 changed")
+    assert again.status_code == 409 and "different content" in again.text
+    assert sum(fake.requests.values()) == sent  # refused before any call was paid for
