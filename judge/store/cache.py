@@ -42,17 +42,9 @@ class RequestCache:
         self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     def _read_filter(self, backend: str, at_least: int = 0) -> HashFilter:
-        """A filter of ``backend``'s stored hashes, read in chunks (never all at once),
-        sized for twice what is stored."""
+        """A filter of ``backend``'s stored hashes."""
         where = "FROM request_cache WHERE backend = ?"
-        stored = self.db.one(f"SELECT count(*) {where}", [backend])
-        seen = HashFilter(capacity=2 * max(at_least, stored[0] if stored else 0))
-        # On this connection, so rows of its open transaction count; read to the end.
-        result = self.db.con.execute(f"SELECT request_hash {where}", [backend])
-        while rows := result.fetchmany(50_000):
-            for (request_hash,) in rows:
-                seen.add(request_hash)
-        return seen
+        return HashFilter.of_rows(self.db, "request_hash", where, [backend], at_least)
 
     def _hashes(self, backend: str) -> HashFilter:
         if backend not in self._index:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from judge.store.db import Database
 
 
 class HashFilter:
@@ -59,3 +63,18 @@ class HashFilter:
     @property
     def full(self) -> bool:
         return self.count > self.capacity
+
+    @classmethod
+    def of_rows(
+        cls, db: Database, column: str, where: str, params: list[Any], at_least: int = 0
+    ) -> HashFilter:
+        """A filter of ``column`` in the rows ``where`` selects (``FROM table WHERE ...``),
+        sized for twice their number (or ``at_least``) and read 50,000 rows at a time, never
+        all at once. On ``db``'s connection, so rows of its open transaction count."""
+        stored = db.one(f"SELECT count(*) {where}", params)
+        seen = cls(capacity=2 * max(at_least, stored[0] if stored else 0))
+        result = db.con.execute(f"SELECT {column} {where}", params)
+        while rows := result.fetchmany(50_000):
+            for (value,) in rows:
+                seen.add(value)
+        return seen

@@ -314,17 +314,11 @@ class RunStore:
         return rows
 
     def _known_items(self, dataset: str, at_least: int = 0) -> HashFilter:
-        """The filter of ``dataset``'s stored ids, read in chunks on first use and sized for
-        twice what is stored."""
+        """The filter of ``dataset``'s stored ids, read on first use."""
         known = self._item_ids.get(dataset)
         if known is None or at_least:
             where = "FROM items WHERE dataset = ?"
-            stored = self.db.one(f"SELECT count(*) {where}", [dataset])
-            known = HashFilter(capacity=2 * max(at_least, stored[0] if stored else 0))
-            result = self.db.con.execute(f"SELECT item_id {where}", [dataset])
-            while rows := result.fetchmany(50_000):
-                for (item_id,) in rows:
-                    known.add(item_id)
+            known = HashFilter.of_rows(self.db, "item_id", where, [dataset], at_least)
             self._item_ids[dataset] = known
         return known
 

@@ -35,13 +35,17 @@ def pairs(tag: str, n: int) -> list[dict]:
     ]
 
 
-def test_one_budget_of_calls_and_backpressure(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def keyed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    """A service store with one API key (and a placeholder OpenAI key for the SDK)."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     db = tmp_path / "s.duckdb"
     with Store(db) as store:
-        key = store.keys.create("t")
+        return db, store.keys.create("t")
+
+
+def test_one_budget_of_calls_and_backpressure(keyed: tuple[Path, str]) -> None:
+    db, key = keyed
     headers = {"Authorization": f"Bearer {key}"}
     with FakeProvider(latency_s=0.15) as fake:
         service = Service(
@@ -216,18 +220,13 @@ def test_a_restarted_service_writes_to_its_standing_run(
         assert len(store.runs.verdicts(run[0])) == 24
 
 
-def test_client_worker_processes_share_the_budget_and_store_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_client_worker_processes_share_the_budget_and_store_once(keyed: tuple[Path, str]) -> None:
     """``judgecal serve --workers 2``: the provider client runs in two child processes, the
     global budget still bounds the calls in flight, every answered pair is stored once, and
     the processes end with the service."""
     from judge.backends.pool import ProcessPoolBackend
 
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    db = tmp_path / "s.duckdb"
-    with Store(db) as store:
-        key = store.keys.create("t")
+    db, key = keyed
     with FakeProvider(latency_s=0.05) as fake:
         service = Service(
             db, endpoints={"openai": fake.base_url}, max_concurrency=3, client_workers=2
@@ -263,15 +262,10 @@ def test_client_worker_processes_share_the_budget_and_store_once(
     assert sorted(c for _, c in counts) == [1] * 16
 
 
-def test_a_killed_client_worker_is_replaced_for_the_next_request(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_killed_client_worker_is_replaced_for_the_next_request(keyed: tuple[Path, str]) -> None:
     from judge.backends.pool import ProcessPoolBackend
 
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    db = tmp_path / "s.duckdb"
-    with Store(db) as store:
-        key = store.keys.create("t")
+    db, key = keyed
     with FakeProvider() as fake:
         service = Service(db, endpoints={"openai": fake.base_url}, client_workers=2)
         with serving(create_app(service), http=http_protocol()) as base:
@@ -334,14 +328,11 @@ def test_the_service_judges_with_the_larger_young_generation_and_prompt_handoffs
 
 
 def test_a_chosen_id_stored_with_other_content_is_refused_before_any_call(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    keyed: tuple[Path, str],
 ) -> None:
     """The check runs on the service's read connection, which must see what the writer
     stored after it first looked at the dataset."""
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    db = tmp_path / "s.duckdb"
-    with Store(db) as store:
-        key = store.keys.create("t")
+    db, key = keyed
     with FakeProvider() as fake:
         service = Service(db, endpoints={"openai": fake.base_url})
         with serving(create_app(service), http=http_protocol()) as base:
