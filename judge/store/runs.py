@@ -236,21 +236,23 @@ class RunStore:
         Returns the number of new items. Only the rows that share an id with the new items are
         read back, so adding a batch to a large dataset costs the batch, not the dataset.
         """
-        rows = self.check_items(dataset, items)
         nested = self.db.in_transaction
-        try:
-            with self.db.transaction():
-                self.db.insert("items", rows, ITEM_SCHEMA)
-        except duckdb.ConstraintException:
-            # An id the filter ruled out is stored: another writer on this file added it.
-            # Read the filter again; a caller's transaction is aborted, so only a write of
-            # our own is tried again.
-            self.forget_item_ids()
-            if nested:
-                raise
-            return self.put_items(dataset, items)
-        self._remember_items(dataset, [row["item_id"] for row in rows])
-        return len(rows)
+        for again in (False, True):
+            rows = self.check_items(dataset, items)
+            try:
+                with self.db.transaction():
+                    self.db.insert("items", rows, ITEM_SCHEMA)
+            except duckdb.ConstraintException:
+                # An id the filter ruled out may be stored: another writer on this file added
+                # it. Read the filter again; a caller's transaction is aborted, so only a
+                # write of our own is tried again, once (a batch repeating an id fails twice).
+                self.forget_item_ids()
+                if nested or again:
+                    raise
+                continue
+            self._remember_items(dataset, [row["item_id"] for row in rows])
+            return len(rows)
+        raise AssertionError("unreachable: the second try returns or raises")
 
     def put_item_chunks(self, dataset: str, chunks: Callable[[], Iterable[Sequence[Item]]]) -> int:
         """Store a dataset's items chunk by chunk (``chunks()`` is read twice): every chunk is

@@ -172,6 +172,11 @@ def test_items_written_around_the_filter_are_still_checked(tmp_path: Path) -> No
             store.runs.put_items("d", [Item(id="c", prompt="p", response="changed")])
         assert store.runs.put_items("d", [Item(id="c", prompt="p", response="r")]) == 0
         assert sorted(store.runs.item_ids("d")) == ["a", "b", "c"]
+        # A batch that repeats an id is refused by the key, once, not tried for ever.
+        twice = [Item(id="e", prompt="p", response="r"), Item(id="e", prompt="p", response="r")]
+        with pytest.raises(duckdb.ConstraintException):
+            store.runs.put_items("d", twice)
+        assert sorted(store.runs.item_ids("d")) == ["a", "b", "c"]
 
 
 def test_read_only_open_while_a_writer_holds_the_file_is_a_clear_error(tmp_path: Path) -> None:
