@@ -72,6 +72,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/rewards.py
 	$(BIN)/python bench/local_judge.py
 	$(BIN)/python bench/service.py
+	$(BIN)/python bench/items.py
 
 clean:
 	rm -rf $(VENV) $(CONTRACTS) .mypy_cache .ruff_cache .pytest_cache $(DEMO_DB) $(DEMO_DB).wal
