@@ -310,6 +310,8 @@ def combined(rounds: list[dict], stored: bool) -> dict:
         "calls_per_s_each_round": [r["calls_per_s"] for r in rounds],
         "engine_calls_per_s_each_round": [r["engine_calls_per_s"] for r in rounds],
         "requests_per_s": float(np.median([r["requests_per_s"] for r in rounds])),
+        "pairs_per_s": float(np.median([r["pairs_per_s"] for r in rounds])),
+        "calls_per_s": float(np.median([r["calls_per_s"] for r in rounds])),
         "requests_ok": sum(r["requests_ok"] for r in rounds),
         "errors": sum(r["errors"] for r in rounds),
         "error_examples": sorted({e for r in rounds for e in r["error_examples"]})[:3],
