@@ -302,8 +302,8 @@ def combined(rounds: list[dict], stored: bool) -> dict:
         "warmup_s": first["warmup_s"],
         "warmup_requests": first["warmup_requests"],
         "warmup_p99_ms": first["warmup_p99_ms"],
-        "ratio_to_engine_calls_per_s": float(
-            np.median([r["ratio_to_engine_calls_per_s"] for r in rounds])
+        "ratio_to_engine_calls_per_s": round(
+            float(np.median([r["ratio_to_engine_calls_per_s"] for r in rounds])), 3
         ),
         "ratio_to_engine_each_round": [r["ratio_to_engine_calls_per_s"] for r in rounds],
         "requests_per_s_each_round": [r["requests_per_s"] for r in rounds],
