@@ -251,19 +251,12 @@ def main() -> None:
         with Store(db) as store:
             key = store.keys.create("bench")
         with provider_process(0.05, cwd=str(ROOT)) as fake_url:
-            engines: list[dict] = []
-
-            def engine_round(r: int) -> dict:
-                # Its own store: the service holds its store open, read-write, throughout.
-                run = engine(tmp / f"engine{r}.duckdb", tmp, fake_url, args.engine_pairs,
-                             workers, tag=f"e{r}-")  # fmt: skip
-                engines.append(run)
-                return run
-
             with running_service(db, fake_url, workers) as base:
                 rounds = []
                 for r in range(args.rounds):
-                    reference = engine_round(r)
+                    # Its own store: the service holds its store open, read-write, throughout.
+                    reference = engine(tmp / f"engine{r}.duckdb", tmp, fake_url,
+                                       args.engine_pairs, workers, tag=f"e{r}-")  # fmt: skip
                     stats = asyncio.run(
                         load(base, key, args.clients, 1, args.seconds,
                              args.warmup if r == 0 else 0.0, tag=f"r{r}-")
@@ -273,10 +266,11 @@ def main() -> None:
                         stats["calls_per_s"] / reference["calls_per_s"], 3
                     )
                     rounds.append(stats)
+            engine_rates = [r["engine_calls_per_s"] for r in rounds]
             result["engine"] = {
                 "pairs": args.engine_pairs,
-                "calls_per_s_each_round": [e["calls_per_s"] for e in engines],
-                "calls_per_s": float(np.median([e["calls_per_s"] for e in engines])),
+                "calls_per_s_each_round": engine_rates,
+                "calls_per_s": float(np.median(engine_rates)),
             }
             result["one_pair_requests"] = combined(rounds, stored_once(db, rounds))
             with running_service(db, fake_url, workers) as base:

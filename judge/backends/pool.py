@@ -54,7 +54,7 @@ class _Outbox:
         self,
         conn: Connection,
         loop: asyncio.AbstractEventLoop,
-        on_broken: Callable[[], None] = lambda: None,
+        on_broken: Callable[[], None],
     ) -> None:
         self.conn = conn
         self.loop = loop
