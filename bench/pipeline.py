@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import multiprocessing
@@ -57,28 +58,45 @@ from rubrics import load_rubric  # noqa: E402
 
 def _child_pid() -> int:
     """The fake provider's pid: this process's only child at that point."""
-    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
-    return int(children[-1])
+    return _children()[-1]
 
 
-def process_cpu(pid: int) -> float:
+def process_cpu(pid: int, *, reaped: bool = False) -> float:
+    """CPU seconds of process ``pid``; with ``reaped``, also of its children it has waited
+    for."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        used = sum(int(f) for f in fields[11 : 15 if reaped else 13])
+        return used / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return float("nan")
+
+
+def _children() -> list[int]:
+    """This process's children, from /proc (a thread may end while they are listed)."""
+    pids = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        with contextlib.suppress(OSError):
+            pids += [int(pid) for pid in (task / "children").read_text().split()]
+    return pids
 
 
 def cpu_seconds() -> float:
     """CPU of this process and its client workers: those that have exited and been waited
     for (``RUSAGE_CHILDREN``; the fake provider is not among them until the end) and those
-    still running, read from /proc."""
+    still running, read from /proc. Workers forked by ``multiprocessing``'s fork server
+    (judge.pool) are its children, not ours: once they exit their CPU is the server's, which
+    counts here with its own."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
     total = usage.ru_utime + usage.ru_stime + reaped.ru_utime + reaped.ru_stime
     for child in multiprocessing.active_children():
         if child.pid is not None:
             total += process_cpu(child.pid)
+    for pid in _children():
+        with contextlib.suppress(OSError):
+            if b"multiprocessing.forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                total += process_cpu(pid, reaped=True)
     return total
 
 

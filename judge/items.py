@@ -369,6 +369,35 @@ class ItemFile:
         self.path = Path(path)
         if not self.path.is_file():
             raise ItemsError(f"{self.path}: no such items file")
+        self.mode: ItemMode = "pairwise"
+        self.count = 0
+        self.has_rubrics = False
+        if not self._check_in_one_pass():
+            self._check_in_two_passes()
+
+    def _check_in_one_pass(self) -> bool:
+        """Check every row in one reading, in the mode its first row shows. False where that
+        cannot settle it: the file's columns show another mode, or a row is refused (the
+        two-pass check then gives the error it always gave)."""
+        source = str(self.path)
+        columns: set[str] = set()
+        hashes = array("q")  # 8 bytes an item
+        mode: ItemMode | None = None
+        try:
+            for number, row in enumerate(self._rows(), start=1):
+                columns.update(row)
+                mode = mode or _detect_mode(row, source)
+                self._count(_item(row, mode, source, number), hashes)
+        except ItemsError:
+            return False
+        if mode is None or _detect_mode(columns, source) != mode:
+            return False
+        self.mode, self.count = mode, len(hashes)
+        self._check_unique(hashes)
+        return True
+
+    def _check_in_two_passes(self) -> None:
+        """The file's columns first, for its mode, then every row as an item of that mode."""
         source = str(self.path)
         columns: set[str] = set()
         count = 0
@@ -377,15 +406,17 @@ class ItemFile:
             count += 1
         if not count:
             raise ItemsError(f"{source}: no items")
-        self.mode: ItemMode = _detect_mode(columns, source)
-        self.count = count
-        self.has_rubrics = False
-        hashes = array("q")  # 8 bytes an item
+        self.mode = _detect_mode(columns, source)
+        self.count, self.has_rubrics = count, False
+        hashes = array("q")
         for item in self:
-            self.has_rubrics = self.has_rubrics or item.rubric is not None
-            digest = hashlib.blake2b(item.id.encode(), digest_size=8).digest()
-            hashes.append(int.from_bytes(digest, "little", signed=True))
+            self._count(item, hashes)
         self._check_unique(hashes)
+
+    def _count(self, item: Item, hashes: array[int]) -> None:
+        self.has_rubrics = self.has_rubrics or item.rubric is not None
+        digest = hashlib.blake2b(item.id.encode(), digest_size=8).digest()
+        hashes.append(int.from_bytes(digest, "little", signed=True))
 
     def _check_unique(self, hashes: array[int]) -> None:
         import numpy as np

@@ -87,10 +87,31 @@ def _refuse_constant(name: str) -> Any:
     raise InputError(f"{name} is not a number JSON allows")
 
 
+def _finite_float(text: str) -> float:
+    """A JSON number as a float, refused where it overflows to infinity (``1e999``)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise InputError(f"{value} is not a number JSON allows")
+    return value
+
+
+def _nothing_to_check(text: str) -> bool:
+    """Whether the JSON ``text`` cannot hold what :func:`check_value` refuses, so that its
+    value need not be walked: ASCII with no surrogate escape (``\\ud…``) has no lone
+    surrogate, and at most :data:`MAX_DEPTH` brackets cannot nest deeper (numbers are
+    checked as they are parsed). A quick scan of the text, where the walk visits every value."""
+    return (
+        text.isascii()
+        and "\\ud" not in text
+        and "\\uD" not in text
+        and text.count("{") + text.count("[") <= MAX_DEPTH
+    )
+
+
 def json_value(text: str, where: str) -> Any:
     """Parse one JSON document strictly (see the module docstring)."""
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from None
     except RecursionError:
@@ -98,7 +119,7 @@ def json_value(text: str, where: str) -> Any:
     except json.JSONDecodeError as exc:
         hint = " (the file looks truncated)" if exc.pos >= len(text.rstrip()) else ""
         raise InputError(f"{where}: invalid JSON ({exc.msg}){hint}") from None
-    return check_value(value, where)
+    return value if _nothing_to_check(text) else check_value(value, where)
 
 
 def jsonl_values(path: str | Path) -> Iterator[tuple[str, Any]]:

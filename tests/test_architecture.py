@@ -310,6 +310,8 @@ def test_the_two_copies_of_the_file_readers_stay_identical() -> None:
 
     shared = (
         "_refuse_constant",
+        "_finite_float",
+        "_nothing_to_check",
         "check_text",
         "check_value",
         "csv_records",

@@ -317,3 +317,69 @@ def test_fuzzed_files_never_crash_and_a_refusal_changes_nothing(
     if status == 2:
         assert err.startswith("judgecal: error: ") and len(err.strip().splitlines()) == 1, err
         assert snapshot(copy) == before
+
+
+JSON_PIECES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=12,
+)
+
+
+def _walked(text: str) -> str | None:
+    """What the full walk says of ``text``: the refusal, or None."""
+    import json
+
+    from rubrics.inputs import InputError, check_value
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return "unparsed"
+    try:
+        check_value(value, "x")
+    except InputError as exc:
+        return str(exc)
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=JSON_PIECES,
+    ascii_only=st.booleans(),
+    insert=st.sampled_from(["", '"\\ud800"', '"\\uDFFF"', "1e999", "-1e400", "[" * 70 + "]" * 70]),
+)
+def test_json_that_skips_the_walk_is_refused_exactly_when_the_walk_refuses_it(
+    value: object, ascii_only: bool, insert: str
+) -> None:
+    """``json_value`` walks a parsed value only when its text could hold a lone surrogate or
+    nest deeper than the limit, and checks numbers as it parses them: it refuses exactly the
+    texts the full walk refuses (here: random JSON with hostile pieces put in)."""
+    import json
+
+    from rubrics.inputs import InputError, json_value
+
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    if insert:
+        text = f"[{text}, {insert}]"
+    walked = _walked(text)
+    if insert in ("1e999", "-1e400"):  # json.loads reads them as ±inf: the walk refuses those
+        assert walked is not None and "is not a number JSON allows" in walked
+    try:
+        json_value(text, "x")
+    except InputError as exc:
+        assert walked is not None, f"refused {text!r}: {exc}"
+        assert str(exc) == walked
+    else:
+        assert walked is None, f"accepted {text!r}, which the walk refuses: {walked}"
+
+
+def test_a_lone_surrogate_in_text_that_is_not_json_escaped_is_still_refused() -> None:
+    from rubrics.inputs import InputError, json_value
+
+    with pytest.raises(InputError, match="lone surrogate"):
+        json_value('{"prompt": "a\ud800"}', "x")  # a str built in Python, not read from bytes

@@ -8,14 +8,24 @@ pool. Requests and completions cross a pipe as one list per event-loop turn each
 pickle and one write for all the calls a turn started or finished). Errors are classified in
 the worker, where the SDK's exception types live, and cross as plain :class:`BackendError`
 fields.
+
+Workers fork from a ``forkserver`` process (where the platform has one) that imported this
+module and the backend's SDK once: the first pool of a process waits for that import (about
+a second), every later pool starts in milliseconds, and two workers cost one import instead
+of two. Workers are started from a thread of their own, so a run stores its items
+meanwhile. Each worker takes this process's environment as it is when the pool starts (the
+server's own is the one it was started with), so a key exported later still reaches it.
+Only modules that start no thread are preloaded: the server must be safe to fork.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +54,14 @@ class BackendSpec:
 
         rubric = rubric_from_yaml(self.rubric_json) if self.rubric_json else None
         return make_backend(self.name, rubric=rubric, base_url=self.base_url, timeout=self.timeout)
+
+    def preload(self) -> list[str]:
+        """The modules a worker imports before its first call: this one, the backend's and
+        its SDK's (the fork server imports them once for every worker)."""
+        from judge.backends.registry import backend_info
+
+        info = backend_info(self.name)
+        return [__name__, info.factory.__module__, *info.preload]
 
 
 class _Outbox:
@@ -75,7 +93,9 @@ class _Outbox:
                 self.on_broken()
 
 
-def _worker(spec: BackendSpec, conn: Connection) -> None:
+def _worker(spec: BackendSpec, conn: Connection, environ: dict[str, str]) -> None:
+    os.environ.clear()  # the parent's, as the pool started: not the fork server's, older one
+    os.environ.update(environ)
     backend = spec.build()
     loop = asyncio.new_event_loop()
     # Only the loop's thread sends; a thread of its own receives, so this process always
@@ -119,6 +139,32 @@ def _worker(spec: BackendSpec, conn: Connection) -> None:
     conn.close()
 
 
+def _context(
+    spec: BackendSpec,
+) -> multiprocessing.context.ForkServerContext | multiprocessing.context.SpawnContext:
+    """Where workers come from: forks of a server process that imported ``spec``'s client
+    once, where the platform has one (``forkserver``; ``spawn`` elsewhere). The preload list
+    takes effect when the server starts, with this process's first pool."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(spec.preload())
+    return context
+
+
+def _refuse_while_importing_main() -> None:
+    """A worker imports the script that started its pool (as ``__mp_main__``): one that
+    judges at the top level, outside ``if __name__ == "__main__":``, would start a pool of
+    its own while doing so. Refused here, as ``multiprocessing`` refuses a process started
+    then, so that the worker exits and the parent's calls fail with the reason."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise ConfigError(
+            "judge workers started while a worker process imports the main script: a Python "
+            'script that judges with workers must start from an `if __name__ == "__main__":` '
+            "block"
+        )
+
+
 class ProcessPoolBackend(Backend):
     """The backend named by ``spec``, run in ``workers`` child processes."""
 
@@ -139,6 +185,8 @@ class ProcessPoolBackend(Backend):
         self._identity: dict[str, Any] | None = None
         self._broken: str | None = None
         """Why the pool can take no more calls (a worker exited), once one has."""
+        self._started: concurrent.futures.Future[None] | None = None
+        """Set once the workers are started (by :meth:`prepare`, or the first call)."""
 
     def cache_identity(self) -> dict[str, Any]:
         """The identity of the backend the workers run, built once here to ask it."""
@@ -149,26 +197,48 @@ class ProcessPoolBackend(Backend):
         return self._identity
 
     def prepare(self) -> None:
-        """Spawn the workers now: each imports its SDK (about a second) while the run stores
-        its items."""
-        if not self._conns:
-            self.start()
+        """Start the workers now, from a thread: the first pool of a process waits for the
+        fork server to import the SDK (about a second) while the run stores its items."""
+        if self._started is None:
+            _refuse_while_importing_main()
+            self._started = concurrent.futures.Future()
+            threading.Thread(target=self._start, args=(self._started,), daemon=True).start()
 
-    def start(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        for _ in range(self.workers):
-            parent, child = context.Pipe()
-            process = context.Process(target=_worker, args=(self.spec, child), daemon=True)
-            process.start()
-            child.close()
-            self._conns.append(parent)
-            self._processes.append(process)
+    def _start(self, started: concurrent.futures.Future[None]) -> None:
+        try:
+            context = _context(self.spec)
+            environ = dict(os.environ)
+            for _ in range(self.workers):
+                parent, child = context.Pipe()
+                process = context.Process(
+                    target=_worker, args=(self.spec, child, environ), daemon=True
+                )
+                process.start()
+                child.close()
+                self._conns.append(parent)
+                self._processes.append(process)
+        except BaseException as exc:  # noqa: BLE001 - handed to the callers, not lost here
+            started.set_exception(exc)
+        else:
+            started.set_result(None)
 
-    def _attach(self) -> None:
+    async def _until_started(self) -> None:
+        """Wait for :meth:`_start`; a caller cancelled meanwhile does not cancel the start."""
+        assert self._started is not None
+        await asyncio.shield(asyncio.wrap_future(self._started))
+
+    async def _attach(self) -> None:
         loop = asyncio.get_running_loop()
         if self._loop is loop:
             return
         self.prepare()
+        try:
+            await self._until_started()
+        except Exception as exc:  # noqa: BLE001 - every call gets the reason, as a fatal error
+            self._broken = self._broken or f"the judge worker processes did not start: {exc}"
+            raise BackendError(self._broken, kind="fatal") from None
+        if self._loop is loop:  # another call attached while this one waited
+            return
         self._loop = loop
         self._outboxes = [_Outbox(conn, loop, self._break) for conn in self._conns]
         for conn in self._conns:
@@ -218,7 +288,7 @@ class ProcessPoolBackend(Backend):
     async def generate(self, request: GenerateRequest) -> Completion:
         if self._broken is not None:
             raise BackendError(self._broken, kind="fatal")
-        self._attach()
+        await self._attach()
         assert self._loop is not None
         call_id = next(self._ids)
         future: asyncio.Future[Completion] = self._loop.create_future()
@@ -237,6 +307,9 @@ class ProcessPoolBackend(Backend):
         return {"backend": self.name, "base_url": self.spec.base_url, "workers": self.workers}
 
     async def aclose(self) -> None:
+        if self._started is not None:  # workers still starting are started, then stopped
+            with contextlib.suppress(Exception):
+                await self._until_started()
         if self._loop is not None:
             for conn in self._conns:
                 self._loop.remove_reader(conn.fileno())
@@ -251,3 +324,4 @@ class ProcessPoolBackend(Backend):
             conn.close()
         self._conns.clear()
         self._processes.clear()
+        self._started = self._loop = None

@@ -11,6 +11,7 @@ import pytest
 
 from judge import Item, ItemFile, ItemsError, JudgeSpec, RunnerConfig, Store
 from judge.backends.mock import MockBackend
+from judge.items import load_items
 from judgecal import api
 
 
@@ -70,6 +71,36 @@ def test_a_bad_row_anywhere_refuses_the_file_and_writes_nothing(tmp_path: Path) 
             with pytest.raises(ItemsError):
                 api.run_judge(store, spec, path)
         assert store.table_counts()["items"] == 0 and store.table_counts()["runs"] == 0
+
+
+def test_the_file_is_read_once_to_check_it_and_its_mode_is_the_whole_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A good file is checked in one reading. The mode is still the whole file's: a file
+    whose first rows look pointwise and later ones pairwise gets the error it got when the
+    columns were read first (for the first row, under the file's mode)."""
+    reads = 0
+    rows = ItemFile._rows
+
+    def counted(self: ItemFile):  # type: ignore[no-untyped-def]
+        nonlocal reads
+        reads += 1
+        yield from rows(self)
+
+    monkeypatch.setattr(ItemFile, "_rows", counted)
+    ItemFile(write_items(tmp_path / "items.jsonl", 50))
+    assert reads == 1
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(
+        json.dumps({"id": "p1", "prompt": "q", "response": "r"})
+        + "\n"
+        + json.dumps({"id": "p2", "prompt": "q", "response_a": "x", "response_b": "y"})
+        + "\n"
+    )
+    with pytest.raises(ItemsError, match="row 1: missing response_a, response_b"):
+        ItemFile(mixed)
+    with pytest.raises(ItemsError, match="row 1: missing response_a, response_b"):
+        load_items(mixed)  # the file read whole: the same error
 
 
 def test_a_run_from_a_file_holds_a_bounded_number_of_items(

@@ -458,6 +458,61 @@ def test_process_pool_backend_runs_the_sdk_in_workers_and_classifies_errors() ->
     assert backend.describe()["workers"] == 2
 
 
+def test_a_later_pool_forks_from_the_server_with_the_key_exported_since(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Workers fork from a server that imported the SDK once. A later pool's workers judge
+    with this process's environment as it is when that pool starts, not the server's (the
+    one it was started with)."""
+    import multiprocessing
+
+    from judge.backends.pool import BackendSpec, ProcessPoolBackend
+
+    started_by: list[str] = []
+
+    async def judge_one(backend: ProcessPoolBackend) -> None:
+        runner = Runner(Store(), backend, RUBRIC, JudgeSpec(samples=1))
+        try:
+            await runner.run(pairs(1), dataset="d")
+        finally:
+            started_by.extend(type(p._popen).__module__ for p in backend._processes)
+            await runner.aclose()
+            runner.store.close()
+
+    with FakeProvider(ScriptedJudge(seed=4)) as provider:
+        spec = BackendSpec("openai/gpt-4.1-mini", provider.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-first")
+        asyncio.run(judge_one(ProcessPoolBackend(spec)))
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-exported-later")
+        asyncio.run(judge_one(ProcessPoolBackend(spec)))
+    assert provider.credentials == {"sk-first": 2, "sk-exported-later": 2}
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        assert started_by == ["multiprocessing.popen_forkserver"] * 4
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="counts threads in /proc")
+def test_the_fork_servers_preloads_start_no_thread() -> None:
+    """The fork server forks every worker: a preloaded module that started a thread (NumPy's
+    BLAS, DuckDB, pyarrow) would make each fork unsafe."""
+    script = (
+        "import os\n"
+        "from judge.backends.pool import BackendSpec\n"
+        "for name in ('openai/m', 'anthropic/m'):\n"
+        "    for module in BackendSpec(name).preload():\n"
+        "        __import__(module)\n"
+        "print(len(os.listdir('/proc/self/task')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["1"]
+
+
 def test_a_killed_pool_worker_fails_the_calls_left_at_once_instead_of_hanging() -> None:
     from judge.backends.pool import BackendSpec, ProcessPoolBackend
 
@@ -498,8 +553,8 @@ def test_a_killed_pool_worker_fails_the_calls_left_at_once_instead_of_hanging() 
 def test_a_script_without_a_main_guard_gets_an_error_naming_it_not_a_hang(
     tmp_path: Path,
 ) -> None:
-    """Worker processes are spawned: each imports the script that started them, and one
-    without an ``if __name__ == "__main__":`` guard fails to boot."""
+    """Each worker process imports the script that started its pool, and one without an
+    ``if __name__ == "__main__":`` guard fails to boot."""
     items = tmp_path / "items.jsonl"
     items.write_text(
         "".join(json.dumps(i.model_dump(exclude_defaults=True)) + "\n" for i in pairs(4))
@@ -546,7 +601,9 @@ def test_pool_workers_start_with_the_run_and_stop_when_its_setup_fails() -> None
             try:
                 await runner.run(pairs(3), dataset="d")  # q000 changed: refused in setup
             finally:
-                # The workers were spawned before the setup, to boot while it ran.
+                # The workers were started with the run, to boot while its setup ran.
+                assert backend._started is not None
+                await asyncio.wrap_future(backend._started)
                 started.extend(backend._processes)
                 await runner.aclose()
 
