@@ -50,6 +50,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+from pipeline import process_cpu  # noqa: E402
+
 from judge import Store  # noqa: E402
 from judge.testing import provider_process  # noqa: E402
 from judgecal.cli import main as judgecal  # noqa: E402
@@ -251,16 +253,21 @@ def main() -> None:
         with Store(db) as store:
             key = store.keys.create("bench")
         with provider_process(0.05, cwd=str(ROOT)) as fake_url:
-            with running_service(db, fake_url, workers) as base:
+            with running_service(db, fake_url, workers) as (base, pid):
                 rounds = []
                 for r in range(args.rounds):
                     # Its own store: the service holds its store open, read-write, throughout.
                     reference = engine(tmp / f"engine{r}.duckdb", tmp, fake_url,
                                        args.engine_pairs, workers, tag=f"e{r}-")  # fmt: skip
+                    cpu = process_cpu(pid)
                     stats = asyncio.run(
                         load(base, key, args.clients, 1, args.seconds,
                              args.warmup if r == 0 else 0.0, tag=f"r{r}-")
                     )  # fmt: skip
+                    # The service's own process (with --workers, its clients' are apart).
+                    stats["service_cpu_ms_per_request"] = round(
+                        1000 * (process_cpu(pid) - cpu) / len(stats["answered"]), 3
+                    )
                     stats["engine_calls_per_s"] = reference["calls_per_s"]
                     stats["ratio_to_engine_calls_per_s"] = round(
                         stats["calls_per_s"] / reference["calls_per_s"], 3
@@ -273,7 +280,7 @@ def main() -> None:
                 "calls_per_s": float(np.median(engine_rates)),
             }
             result["one_pair_requests"] = combined(rounds, stored_once(db, rounds))
-            with running_service(db, fake_url, workers) as base:
+            with running_service(db, fake_url, workers) as (base, _):
                 stats = asyncio.run(load(base, key, 64, 64, args.seconds, args.warmup))
             stats["ratio_to_engine_calls_per_s"] = round(
                 stats["calls_per_s"] / result["engine"]["calls_per_s"], 3
@@ -313,18 +320,19 @@ def combined(rounds: list[dict], stored: bool) -> dict:
         "p50_ms": round(float(np.percentile(latencies, 50)), 1),
         "p99_ms": round(float(np.percentile(latencies, 99)), 1),
         "p99_ms_each_round": [r["p99_ms"] for r in rounds],
+        "service_cpu_ms_per_request_each_round": [r["service_cpu_ms_per_request"] for r in rounds],
         "stored_exactly_once": stored,
     }
 
 
 @contextlib.contextmanager
-def running_service(db: Path, fake_url: str, workers: list[str]) -> Iterator[str]:
+def running_service(db: Path, fake_url: str, workers: list[str]) -> Iterator[tuple[str, int]]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     process = serve(db, port, fake_url, workers)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process.pid
     finally:
         process.terminate()
         process.wait(30)

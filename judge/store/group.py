@@ -183,8 +183,15 @@ class GroupWriter:
         by_dataset: dict[str, dict[str, Item]] = {}
         for part in group:
             by_dataset.setdefault(part.run.dataset, {}).update({i.id: i for i in part.items})
-        for dataset, items in by_dataset.items():
-            runs.put_items(dataset, list(items.values()))
+        new_items = {
+            dataset: runs.put_new_items(dataset, list(items.values()))
+            for dataset, items in by_dataset.items()
+        }
+        dataset_of = {p.run.run_id: p.run.dataset for p in group}
+
+        def new(row: CallRecord | Verdict) -> bool:
+            return row.item_id in new_items[dataset_of[row.run_id]]
+
         # Two requests in one group may ask about the same item: one row per key.
         calls = list(
             {
@@ -196,7 +203,16 @@ class GroupWriter:
         verdicts = list({(v.run_id, v.item_id): v for p in group for v in p.verdicts}.values())
         # A standing run sees the same item again when a client asks again: the first
         # verdict and calls stay, the repeat's (served from the cache) are not stored twice.
-        runs.write_results(calls, verdicts, ignore_existing=True)
+        # An item new to its dataset has no rows yet: its rows skip that check, which costs
+        # DuckDB 3-4 ms a statement (decision 0022).
+        runs.write_results(
+            [c for c in calls if new(c)], [v for v in verdicts if new(v)], ignore_existing=False
+        )
+        runs.write_results(
+            [c for c in calls if not new(c)],
+            [v for v in verdicts if not new(v)],
+            ignore_existing=True,
+        )
         self.store.cache.put([entry for p in group for entry in p.cache], index=False, calls=calls)
         self.store.db.insert(
             "service_requests",

@@ -236,6 +236,11 @@ class RunStore:
         Returns the number of new items. Only the rows that share an id with the new items are
         read back, so adding a batch to a large dataset costs the batch, not the dataset.
         """
+        return len(self.put_new_items(dataset, items))
+
+    def put_new_items(self, dataset: str, items: Sequence[Item]) -> set[str]:
+        """Store items as :meth:`put_items` does; returns the ids that were new to the
+        dataset (no call or verdict can name them yet)."""
         nested = self.db.in_transaction
         for again in (False, True):
             rows = self.check_items(dataset, items)
@@ -250,8 +255,9 @@ class RunStore:
                 if nested or again:
                     raise
                 continue
-            self._remember_items(dataset, [row["item_id"] for row in rows])
-            return len(rows)
+            new = [row["item_id"] for row in rows]
+            self._remember_items(dataset, new)
+            return set(new)
         raise AssertionError("unreachable: the second try returns or raises")
 
     def put_item_chunks(self, dataset: str, chunks: Callable[[], Iterable[Sequence[Item]]]) -> int:

@@ -13,6 +13,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -354,3 +355,53 @@ def test_a_chosen_id_stored_with_other_content_is_refused_before_any_call(
             again = one("fixed", "quality=0 changed")
     assert again.status_code == 409 and "different content" in again.text
     assert sum(fake.requests.values()) == sent  # refused before any call was paid for
+
+
+def test_new_items_rows_skip_the_key_check_and_asked_again_are_stored_once(
+    keyed: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group commit writes the calls and verdicts of items new to the dataset without
+    ``ON CONFLICT`` (they cannot be stored yet; the check costs DuckDB 3-4 ms a statement),
+    and those of items asked about again with it: the first answer's rows stay, once."""
+    from judge.store.db import Database
+
+    inserts: list[tuple[str, bool, int]] = []
+    insert = Database.insert
+
+    def spied(self: Database, table: str, rows: Any, schema: Any, *, ignore: bool = False) -> None:
+        if table in ("calls", "verdicts") and len(rows):
+            inserts.append((table, ignore, len(rows)))
+        insert(self, table, rows, schema, ignore=ignore)
+
+    monkeypatch.setattr(Database, "insert", spied)
+    db, key = keyed
+    with FakeProvider() as fake:
+        service = Service(db, endpoints={"openai": fake.base_url})
+        with serving(create_app(service), http=http_protocol()) as base:
+
+            def ask(items: list[dict]) -> httpx.Response:
+                return httpx.post(
+                    base + "/v1/compare",
+                    json={"rubric": "pairwise_helpfulness", "model": "openai/gpt-4.1-mini",
+                          "items": items, "options": {"samples": 1}},
+                    headers={"Authorization": f"Bearer {key}"},
+                    timeout=60,
+                )  # fmt: skip
+
+            first = ask(pairs("n", 3))
+            assert inserts == [("calls", False, 6), ("verdicts", False, 3)]
+            inserts.clear()
+            again = ask(pairs("n", 3)[:2] + pairs("m", 1))  # two asked again, one new
+    assert first.status_code == again.status_code == 200, again.text
+    assert sorted(inserts) == [
+        ("calls", False, 2),
+        ("calls", True, 4),
+        ("verdicts", False, 1),
+        ("verdicts", True, 2),
+    ]
+    assert again.json()["verdicts"][:2] == first.json()["verdicts"][:2]
+    with Store(db, read_only=True) as store:
+        rows = store.con.execute(
+            "SELECT (SELECT count(*) FROM calls), (SELECT count(*) FROM verdicts)"
+        ).fetchone()
+    assert rows == (8, 4)
