@@ -115,6 +115,8 @@ def json_value(text: str, where: str) -> Any:
     except json.JSONDecodeError as exc:
         hint = " (the file looks truncated)" if exc.pos >= len(text.rstrip()) else ""
         raise InputError(f"{where}: invalid JSON ({exc.msg}){hint}") from None
+    except ValueError as exc:  # an integer of more digits than Python converts (4,300)
+        raise InputError(f"{where}: a number too long to read ({exc})") from None
     return value if _nothing_to_check(text) else check_value(value, where)
 
 

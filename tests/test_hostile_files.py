@@ -36,6 +36,10 @@ HOSTILE_ITEMS: dict[str, tuple[bytes, str]] = {
         b'{"id": NaN, "prompt": "p", "response": "r"}\n',
         "nan_id.jsonl:1: NaN is not a number JSON allows",
     ),
+    "long_number.jsonl": (
+        b'{"id": "1", "prompt": "p", "response": "r", "meta": {"n": ' + b"9" * 5000 + b"}}\n",
+        "long_number.jsonl:1: a number too long to read (Exceeds the limit (4300 digits)",
+    ),
     "float_id.csv": (b"", ""),  # filled below (CSV ids are text; parquet floats are refused)
     "not_utf8.jsonl": (
         b'{"id": "1", "prompt": "\xff", "response": "r"}\n',
