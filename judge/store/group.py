@@ -22,6 +22,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import pyarrow as pa
 
 from judge.store.db import now
@@ -146,22 +147,25 @@ class GroupWriter:
             self._committed(group, created)
             return [None] * len(group)
         except Exception as exc:  # noqa: BLE001 - retried part by part below, each error kept
-            if len(group) == 1:
+            if len(group) == 1 and not isinstance(exc, duckdb.ConstraintException):
                 return [exc]
+        # Each part alone, every insert skipping stored keys: a key clash above came from a
+        # row written around a filter (another store on the file), and is not one again.
         outcomes: list[BaseException | None] = []
         for part in group:
             try:
                 with self.store.db.transaction():
-                    created = self._write([part])
+                    created = self._write([part], cautious=True)
                 self._committed([part], created)
                 outcomes.append(None)
             except Exception as exc:  # noqa: BLE001 - handed to that part's submitter
                 outcomes.append(exc)
         return outcomes
 
-    def _write(self, group: list[Part]) -> set[str]:
+    def _write(self, group: list[Part], *, cautious: bool = False) -> set[str]:
         """Every row of ``group`` (inside the caller's transaction); returns the standing
-        runs it created."""
+        runs it created. Rows known to be new are inserted without ``ON CONFLICT`` unless
+        ``cautious``."""
         runs = self.store.runs
         stamp = now()
         new_runs = {p.run.run_id: p.run for p in group if p.run.run_id not in self._created}
@@ -190,7 +194,7 @@ class GroupWriter:
         dataset_of = {p.run.run_id: p.run.dataset for p in group}
 
         def new(row: CallRecord | Verdict) -> bool:
-            return row.item_id in new_items[dataset_of[row.run_id]]
+            return not cautious and row.item_id in new_items[dataset_of[row.run_id]]
 
         # Two requests in one group may ask about the same item: one row per key.
         calls = list(
@@ -213,7 +217,12 @@ class GroupWriter:
             [v for v in verdicts if not new(v)],
             ignore_existing=True,
         )
-        self.store.cache.put([entry for p in group for entry in p.cache], index=False, calls=calls)
+        self.store.cache.put(
+            [entry for p in group for entry in p.cache],
+            index=False,
+            calls=calls,
+            trust_filter=not cautious,
+        )
         self.store.db.insert(
             "service_requests",
             [

@@ -360,16 +360,17 @@ def test_a_chosen_id_stored_with_other_content_is_refused_before_any_call(
 def test_new_items_rows_skip_the_key_check_and_asked_again_are_stored_once(
     keyed: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A group commit writes the calls and verdicts of items new to the dataset without
-    ``ON CONFLICT`` (they cannot be stored yet; the check costs DuckDB 3-4 ms a statement),
-    and those of items asked about again with it: the first answer's rows stay, once."""
+    """A group commit writes the calls and verdicts of items new to the dataset, and cache
+    entries its filter rules out, without ``ON CONFLICT`` (they cannot be stored yet; the
+    check costs DuckDB 3-4 ms a statement), and those of items asked about again with it: the
+    first answer's rows stay, once."""
     from judge.store.db import Database
 
     inserts: list[tuple[str, bool, int]] = []
     insert = Database.insert
 
     def spied(self: Database, table: str, rows: Any, schema: Any, *, ignore: bool = False) -> None:
-        if table in ("calls", "verdicts") and len(rows):
+        if table in ("calls", "verdicts", "request_cache") and len(rows):
             inserts.append((table, ignore, len(rows)))
         insert(self, table, rows, schema, ignore=ignore)
 
@@ -389,13 +390,18 @@ def test_new_items_rows_skip_the_key_check_and_asked_again_are_stored_once(
                 )  # fmt: skip
 
             first = ask(pairs("n", 3))
-            assert inserts == [("calls", False, 6), ("verdicts", False, 3)]
+            assert inserts == [
+                ("calls", False, 6),
+                ("verdicts", False, 3),
+                ("request_cache", False, 6),
+            ]
             inserts.clear()
             again = ask(pairs("n", 3)[:2] + pairs("m", 1))  # two asked again, one new
     assert first.status_code == again.status_code == 200, again.text
     assert sorted(inserts) == [
         ("calls", False, 2),
         ("calls", True, 4),
+        ("request_cache", False, 2),  # the two asked again were answered from the cache
         ("verdicts", False, 1),
         ("verdicts", True, 2),
     ]
@@ -405,3 +411,51 @@ def test_new_items_rows_skip_the_key_check_and_asked_again_are_stored_once(
             "SELECT (SELECT count(*) FROM calls), (SELECT count(*) FROM verdicts)"
         ).fetchone()
     assert rows == (8, 4)
+
+
+def test_a_cache_row_written_around_the_filter_does_not_fail_the_group(tmp_path: Path) -> None:
+    """Group commit writes cache entries the filter rules out without ``ON CONFLICT``. An
+    entry another store wrote on the same file, unknown to this store's filter, clashes:
+    the group is written again with every insert skipping stored keys, and each request's
+    rows are stored once."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor as Writer
+
+    from judge.items import Item
+    from judge.store.group import GroupWriter, Part, StandingRun
+    from judge.types import CallRecord, Completion, Verdict
+
+    run = StandingRun(
+        run_id="standing-x", dataset="svc", backend="openai/m", protocol="pairwise",
+        rubric_hash=None, spec={"judge": {}}, spec_hash="s", seed=None,
+    )  # fmt: skip
+
+    def part(n: int) -> Part:
+        item = Item(id=f"i{n}", prompt="p", response_a="a", response_b="b")
+        call = CallRecord(run_id=run.run_id, item_id=item.id, order="AB", sample=0,
+                          request_hash=f"h{n}", attempt=0, raw_text="[[A]]",
+                          parse_status="ok")  # fmt: skip
+        verdict = Verdict(run_id=run.run_id, item_id=item.id, status="scored", winner="A")
+        return Part(f"r{n}", "owner", run, [item], [call], [verdict],
+                    [(f"h{n}", run.backend, Completion(text="[[A]]"))])  # fmt: skip
+
+    db = tmp_path / "s.duckdb"
+    with Store(db) as store, Writer(1) as executor:
+        writer = GroupWriter(store, executor)
+        store.cache.warm(run.backend)  # the filter is read: it knows no entry
+        with Store(db) as other:  # another store on the file writes h1's entry
+            other.cache.put([("h1", run.backend, Completion(text="[[B]]"))])
+
+        async def go() -> None:
+            try:
+                await asyncio.gather(writer.submit(part(1)), writer.submit(part(2)))
+            finally:
+                await writer.aclose()
+
+        asyncio.run(go())
+        rows = store.con.execute(
+            "SELECT request_hash, count(*) FROM request_cache GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        verdicts = store.con.execute("SELECT count(*) FROM verdicts").fetchone()
+    assert rows == [("h1", 1), ("h2", 1)]
+    assert verdicts == (2,)
