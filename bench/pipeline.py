@@ -21,6 +21,7 @@ memory at sizes where the loop would double the time.
 
     python bench/pipeline.py [--judgments 1000,10000,100000] [--latency 0.05]
                              [--concurrency 64] [--workers 1] [--repeats 3] [--no-plain-loop]
+                             [--flush-every N] [--flush-interval S]
 
 With many more requests in flight one event loop saturates a core; ``--workers 2`` runs the
 provider client in two processes (judge.pool) and is the configuration to compare there.
@@ -106,7 +107,8 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1, help="client processes (1: in-process)")
-    parser.add_argument("--flush-every", type=int, default=256)
+    parser.add_argument("--flush-every", type=int, help="calls (default: the engine's)")
+    parser.add_argument("--flush-interval", type=float, help="seconds (default: the engine's)")
     parser.add_argument("--cache", action="store_true", help="use the request cache (default off)")
     parser.add_argument(
         "--repeats", type=int, default=3, help="rounds of plain loop then engine (median)"
@@ -130,7 +132,9 @@ def main() -> None:
     sizes = [int(n) for n in args.judgments.split(",")]
     passed = [
         *("--latency", str(args.latency), "--concurrency", str(args.concurrency)),
-        *("--workers", str(args.workers), "--flush-every", str(args.flush_every)),
+        *("--workers", str(args.workers)),
+        *(["--flush-every", str(args.flush_every)] if args.flush_every else []),
+        *(["--flush-interval", str(args.flush_interval)] if args.flush_interval else []),
         *(["--cache"] if args.cache else []),
         *(["--default-gc"] if args.default_gc else []),
         *("--repeats", str(args.repeats)),
@@ -154,6 +158,8 @@ def main() -> None:
                 "concurrency": args.concurrency,
                 "client_workers": args.workers,
                 "request_cache": args.cache,
+                "flush_every": args.flush_every or RunnerConfig().flush_every,
+                "flush_interval_s": args.flush_interval or RunnerConfig().flush_interval_s,
                 "young_gc_threshold": "default" if args.default_gc else gcwindow.YOUNG_THRESHOLD,
                 "goals": {
                     "wall_vs_plain_loop_at_64": 1.1,
@@ -289,7 +295,10 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
             samples=1,
             temperature=0,
             limits=RunnerConfig(
-                max_concurrency=args.concurrency, cache=args.cache, flush_every=args.flush_every
+                max_concurrency=args.concurrency,
+                cache=args.cache,
+                **({"flush_every": args.flush_every} if args.flush_every else {}),
+                **({"flush_interval_s": args.flush_interval} if args.flush_interval else {}),
             ),
         )
         system = render_instructions(load_rubric(spec.rubric))

@@ -93,10 +93,11 @@ class RunnerConfig(BaseModel):
     """Most seconds a run may send calls; calls not finished by then are recorded as errors (retry them with --resume --retry-failed)."""
     cache: bool = True
     """Serve identical requests from the DuckDB request cache."""
-    flush_every: int = Field(256, ge=1)
+    flush_every: int = Field(1024, ge=1)
     """Write after this many calls are pending..."""
-    flush_interval_s: float = Field(0.25, gt=0)
-    """...or after this many seconds."""
+    flush_interval_s: float = Field(1.0, gt=0)
+    """...or after this many seconds (every completion is journaled as it arrives, so a crash
+    between flushes loses nothing paid for)."""
     progress: bool = False
     """Print a progress line to stderr."""
 
