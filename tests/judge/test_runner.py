@@ -396,6 +396,9 @@ def test_killed_run_resumes_without_repeating_or_losing_calls(tmp_path: Path) ->
             "2",
             "--concurrency",
             "4",
+            # Part of the run must be in the database at the kill (the rest is resumed).
+            "--flush-interval-s",
+            "0.2",
         ]
         process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.time() + 60
