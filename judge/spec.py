@@ -96,8 +96,8 @@ class RunnerConfig(BaseModel):
     flush_every: int = Field(1024, ge=1)
     """Write after this many calls are pending..."""
     flush_interval_s: float = Field(1.0, gt=0)
-    """...or after this many seconds (every completion is journaled as it arrives, so a crash
-    between flushes loses nothing paid for)."""
+    """...or after this many seconds. A paid backend's completions are journaled beside a file
+    store as they arrive; ``--resume`` after a crash between flushes reads them back."""
     progress: bool = False
     """Print a progress line to stderr."""
 
