@@ -33,6 +33,7 @@ from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
 
+from judge import loops
 from judge.backends.base import Backend
 from judge.errors import BackendError, ConfigError
 from judge.gcwindow import young_generation
@@ -61,7 +62,7 @@ class BackendSpec:
         from judge.backends.registry import backend_info
 
         info = backend_info(self.name)
-        return [__name__, info.factory.__module__, *info.preload]
+        return [__name__, info.factory.__module__, *info.preload, *loops.preload()]
 
 
 class _Outbox:
@@ -97,7 +98,7 @@ def _worker(spec: BackendSpec, conn: Connection, environ: dict[str, str]) -> Non
     os.environ.clear()  # the parent's, as the pool started: not the fork server's, older one
     os.environ.update(environ)
     backend = spec.build()
-    loop = asyncio.new_event_loop()
+    loop = loops.new_event_loop()
     # Only the loop's thread sends; a thread of its own receives, so this process always
     # drains what the parent sends, even while its own send waits for the parent to read.
     replies = _Outbox(conn, loop, loop.stop)
