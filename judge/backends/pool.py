@@ -73,7 +73,7 @@ class _Outbox:
         self,
         conn: Connection,
         loop: asyncio.AbstractEventLoop,
-        on_broken: Callable[[], None],
+        on_broken: Callable[[BaseException], None],
     ) -> None:
         self.conn = conn
         self.loop = loop
@@ -90,8 +90,8 @@ class _Outbox:
         if batch:
             try:
                 self.conn.send(batch)
-            except OSError:  # the other end exited: its callers must hear of it, not wait
-                self.on_broken()
+            except OSError as exc:  # the other end exited: its callers must hear of it, not wait
+                self.on_broken(exc)
 
 
 def _worker(spec: BackendSpec, conn: Connection, environ: dict[str, str]) -> None:
@@ -101,7 +101,7 @@ def _worker(spec: BackendSpec, conn: Connection, environ: dict[str, str]) -> Non
     loop = loops.new_event_loop()
     # Only the loop's thread sends; a thread of its own receives, so this process always
     # drains what the parent sends, even while its own send waits for the parent to read.
-    replies = _Outbox(conn, loop, loop.stop)
+    replies = _Outbox(conn, loop, lambda _: loop.stop())
 
     async def handle(call_id: int, request: GenerateRequest) -> None:
         try:
@@ -244,6 +244,10 @@ class ProcessPoolBackend(Backend):
         self._outboxes = [_Outbox(conn, loop, self._break) for conn in self._conns]
         for conn in self._conns:
             loop.add_reader(conn.fileno(), self._on_message, conn)
+            # uvloop's add_reader makes the pipe non-blocking, and a batch larger than the
+            # pipe's buffer would then fail to send (BlockingIOError). The send is meant to
+            # block: the worker's reader thread always drains it.
+            os.set_blocking(conn.fileno(), True)
 
     def _on_message(self, conn: Connection) -> None:
         try:
@@ -259,12 +263,12 @@ class ProcessPoolBackend(Backend):
                         future.set_exception(
                             BackendError(message, kind=kind, retry_after=retry_after, status=code)
                         )
-        except (EOFError, OSError):
-            self._break()
+        except (EOFError, OSError) as exc:
+            self._break(exc)
 
-    def _break(self) -> None:
-        """A worker exited: every call waiting on the pool fails now, as does every later
-        one, instead of each waiting out its timeout. Calls are spread over all workers, so
+    def _break(self, cause: BaseException) -> None:
+        """A worker exited, or its pipe failed (``cause``): every call waiting on the pool
+        fails now, as does every later one, instead of each waiting out its timeout. Calls are spread over all workers, so
         the pool stops as a whole; a run records the failure on each call it could not make."""
         if self._broken is None:
             codes = []
@@ -272,11 +276,17 @@ class ProcessPoolBackend(Backend):
                 process.join(0.1)  # reaped, so its exit code is known
                 if process.exitcode is not None:
                     codes.append(process.exitcode)
-            self._broken = (
-                f"a judge worker process exited (exit codes {codes}; its error, if any, is on "
-                "standard error). A Python script that judges with workers must start from an "
-                '`if __name__ == "__main__":` block'
-            )
+            if codes or isinstance(cause, EOFError | BrokenPipeError | ConnectionResetError):
+                self._broken = (
+                    f"a judge worker process exited (exit codes {codes}; its error, if any, is "
+                    "on standard error). A Python script that judges with workers must start "
+                    'from an `if __name__ == "__main__":` block'
+                )
+            else:
+                self._broken = (
+                    "the pipe to a judge worker process failed while the workers were running "
+                    f"({type(cause).__name__}: {cause})"
+                )
         if self._loop is not None:
             for conn in self._conns:
                 with contextlib.suppress(OSError, ValueError):

@@ -83,3 +83,29 @@ def test_the_service_runs_on_the_same_choice(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv(loops.ENV, "asyncio")
     cli._run_server(None, args)
     assert given == ["uvloop", "asyncio"]
+
+
+@pytest.mark.parametrize("asked", ["uvloop", "asyncio"])
+def test_client_workers_take_batches_larger_than_the_pipe_on_either_loop(
+    monkeypatch: pytest.MonkeyPatch, asked: str
+) -> None:
+    """uvloop's ``add_reader`` leaves the pipe to a worker non-blocking: a batch of requests
+    larger than the pipe's buffer then failed to send, and every call of the run failed with
+    'a judge worker process exited'. Each turn's batch here is about 1.3 MB."""
+    from judge.testing import FakeProvider, ScriptedJudge
+
+    monkeypatch.setenv(loops.ENV, asked)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-loops")
+    long = "quality=3 " + "word " * 8_000  # about 40 KB a response
+    items = [
+        Item(id=f"p{n}", prompt=f"q{n}", response_a=f"{long}{n}", response_b=f"quality=1 {n}")
+        for n in range(24)
+    ]
+    spec = JudgeSpec(model="openai/gpt-4.1-mini", rubric="pairwise_helpfulness", samples=1)
+    with FakeProvider(ScriptedJudge(seed=2)) as provider, Store() as store:
+        spec = spec.model_copy(update={"base_url": provider.base_url})
+        spec.limits.max_concurrency = 32
+        summary = api.run_judge(store, spec, items, dataset="long", workers=2)
+        errors = {c.error for c in store.runs.calls(summary.run_id) if c.error}
+    assert not errors and summary.n_call_errors == 0
+    assert summary.n_scored == 24 and summary.n_calls == 48
