@@ -13,16 +13,15 @@ bytes stored per call. Items are written to a JSONL file and streamed from it, a
 ``judgecal run --items`` does.
 
 Both run under the same garbage-collector settings (the engine's, :mod:`judge.gcwindow`, or
-CPython's default with ``--default-gc``) and on the same event loop (the engine's,
-:mod:`judge.loops`: uvloop where installed, or asyncio's own with ``--asyncio``). The plain
-loop and the engine alternate ``--repeats`` times (3); each ratio is taken within a round and
-the median reported, with every round's ratio beside it. Memory and storage are the first round's engine run, in a
+CPython's default with ``--default-gc``). The plain loop and the engine alternate
+``--repeats`` times (3); each ratio is taken within a round and the median reported, with
+every round's ratio beside it. Memory and storage are the first round's engine run, in a
 fresh store. ``--no-plain-loop`` runs the engine alone, for
 memory at sizes where the loop would double the time.
 
     python bench/pipeline.py [--judgments 1000,10000,100000] [--latency 0.05]
                              [--concurrency 64] [--workers 1] [--repeats 3] [--no-plain-loop]
-                             [--flush-every N] [--flush-interval S] [--asyncio]
+                             [--flush-every N] [--flush-interval S]
 
 With many more requests in flight one event loop saturates a core; ``--workers 2`` runs the
 provider client in two processes (judge.pool) and is the configuration to compare there.
@@ -52,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
 
-from judge import JudgeSpec, RunnerConfig, Store, gcwindow, loops  # noqa: E402
+from judge import JudgeSpec, RunnerConfig, Store, gcwindow  # noqa: E402
 from judge.prompts import render_instructions  # noqa: E402
 from judge.testing import provider_process  # noqa: E402
 from rubrics import load_rubric  # noqa: E402
@@ -125,15 +124,8 @@ def main() -> None:
         action="store_true",
         help="judge with CPython's default young-generation threshold (judge.gcwindow off)",
     )
-    parser.add_argument(
-        "--asyncio",
-        action="store_true",
-        help="both contenders on asyncio's own event loop, not uvloop (JUDGECAL_EVENT_LOOP)",
-    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # one size, in this process
     args = parser.parse_args()
-    if args.asyncio:
-        os.environ[loops.ENV] = "asyncio"  # also for the sizes' processes and client workers
     if args.one:
         print(json.dumps(measure_one(args.one, args)))
         return
@@ -169,7 +161,6 @@ def main() -> None:
                 "flush_every": args.flush_every or RunnerConfig().flush_every,
                 "flush_interval_s": args.flush_interval or RunnerConfig().flush_interval_s,
                 "young_gc_threshold": "default" if args.default_gc else gcwindow.YOUNG_THRESHOLD,
-                "event_loop": loops.name(),
                 "goals": {
                     "wall_vs_plain_loop_at_64": 1.1,
                     "calls_per_s_vs_plain_loop_at_512_workers_2": 0.9,
@@ -312,7 +303,7 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
         )
         system = render_instructions(load_rubric(spec.rubric))
         if args.plain_loop:  # connections, imports
-            loops.run(plain_loop(base_url, warmup, args.concurrency, system))
+            asyncio.run(plain_loop(base_url, warmup, args.concurrency, system))
 
         gc_spent: dict[str, list[tuple[float, list[int]]]] = {"loop": [], "engine": []}
 
@@ -325,10 +316,9 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
         def loop_run() -> tuple[float, float, int]:
             gc0, cpu0, t0 = clock.read(), cpu_seconds(), time.perf_counter()
             # The loop runs under the engine's collector settings (judge.gcwindow, or the
-            # default with --default-gc) and on its event loop (judge.loops): the ratio is the
-            # engine's own work, not GC tuning or the loop's implementation.
+            # default with --default-gc): the ratio is the engine's own work, not GC tuning.
             with gcwindow.young_generation():
-                calls = loops.run(plain_loop(base_url, items, args.concurrency, system))
+                calls = asyncio.run(plain_loop(base_url, items, args.concurrency, system))
             spent("loop", gc0)
             return time.perf_counter() - t0, cpu_seconds() - cpu0, calls
 

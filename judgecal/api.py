@@ -7,6 +7,7 @@ that composes several of them opens the database once. Computation lives below t
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 import os
@@ -26,7 +27,6 @@ from judge import (
     StoreError,
     load_items,
     load_run_data,
-    loops,
     make_backend,
 )
 from judge.errors import ConfigError
@@ -144,7 +144,7 @@ def run_judge(
         finally:
             await engine.aclose()
 
-    return loops.run(go())
+    return asyncio.run(go())
 
 
 def protocol_for_items(
@@ -219,7 +219,7 @@ def resume_run(
         finally:
             await engine.aclose()
 
-    return loops.run(go())
+    return asyncio.run(go())
 
 
 def run_repeats(
@@ -607,7 +607,7 @@ def generate_item_rubrics(
         finally:
             await runner.aclose()
 
-    summary = loops.run(go())
+    summary = asyncio.run(go())
     verdicts = {v.item_id: v for v in store.runs.verdicts(summary.run_id)}
     out: list[Item] = []
     failures: list[str] = []

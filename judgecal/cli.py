@@ -1012,7 +1012,6 @@ def cmd_rewards_probe(args: argparse.Namespace) -> int:
 def _run_server(app: Any, args: argparse.Namespace) -> None:
     import uvicorn
 
-    from judge import loops
     from judgecal.service import http_protocol
 
     uvicorn.run(
@@ -1020,7 +1019,6 @@ def _run_server(app: Any, args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         log_level="warning",
-        loop=loops.name(),  # uvloop unless JUDGECAL_EVENT_LOOP=asyncio (or not installed)
         # Longer than clients wait between requests, so a pooled connection is never closed
         # under a client that is about to reuse it.
         timeout_keep_alive=75,

@@ -33,7 +33,6 @@ from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
 
-from judge import loops
 from judge.backends.base import Backend
 from judge.errors import BackendError, ConfigError
 from judge.gcwindow import young_generation
@@ -62,7 +61,7 @@ class BackendSpec:
         from judge.backends.registry import backend_info
 
         info = backend_info(self.name)
-        return [__name__, info.factory.__module__, *info.preload, *loops.preload()]
+        return [__name__, info.factory.__module__, *info.preload]
 
 
 class _Outbox:
@@ -90,7 +89,8 @@ class _Outbox:
         if batch:
             try:
                 self.conn.send(batch)
-            except OSError as exc:  # the other end exited: its callers must hear of it, not wait
+            except OSError as exc:  # the other end exited, or the pipe failed: its callers
+                # must hear of it, not wait
                 self.on_broken(exc)
 
 
@@ -98,7 +98,7 @@ def _worker(spec: BackendSpec, conn: Connection, environ: dict[str, str]) -> Non
     os.environ.clear()  # the parent's, as the pool started: not the fork server's, older one
     os.environ.update(environ)
     backend = spec.build()
-    loop = loops.new_event_loop()
+    loop = asyncio.new_event_loop()
     # Only the loop's thread sends; a thread of its own receives, so this process always
     # drains what the parent sends, even while its own send waits for the parent to read.
     replies = _Outbox(conn, loop, lambda _: loop.stop())
@@ -244,9 +244,10 @@ class ProcessPoolBackend(Backend):
         self._outboxes = [_Outbox(conn, loop, self._break) for conn in self._conns]
         for conn in self._conns:
             loop.add_reader(conn.fileno(), self._on_message, conn)
-            # uvloop's add_reader makes the pipe non-blocking, and a batch larger than the
-            # pipe's buffer would then fail to send (BlockingIOError). The send is meant to
-            # block: the worker's reader thread always drains it.
+            # A loop may make the pipe non-blocking to watch it (uvloop does, and `judgecal
+            # serve` runs on uvloop where it is installed): a batch larger than the pipe's
+            # buffer would then fail to send. The send is meant to block; the worker's reader
+            # thread always drains it.
             os.set_blocking(conn.fileno(), True)
 
     def _on_message(self, conn: Connection) -> None:
@@ -268,8 +269,9 @@ class ProcessPoolBackend(Backend):
 
     def _break(self, cause: BaseException) -> None:
         """A worker exited, or its pipe failed (``cause``): every call waiting on the pool
-        fails now, as does every later one, instead of each waiting out its timeout. Calls are spread over all workers, so
-        the pool stops as a whole; a run records the failure on each call it could not make."""
+        fails now, as does every later one, instead of each waiting out its timeout. Calls are
+        spread over all workers, so the pool stops as a whole; a run records the failure on
+        each call it could not make."""
         if self._broken is None:
             codes = []
             for process in self._processes:

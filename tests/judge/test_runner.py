@@ -553,6 +553,40 @@ def test_a_killed_pool_worker_fails_the_calls_left_at_once_instead_of_hanging() 
     assert summary.n_call_errors == len(failed)
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_client_workers_take_batches_larger_than_the_pipe_on_either_loop(loop: str) -> None:
+    """uvloop's ``add_reader`` (``judgecal serve`` runs on uvloop where it is installed) left
+    the pipe to each worker non-blocking: a turn's batch of requests larger than the pipe's
+    buffer failed to send, and every call failed as if a worker had exited. Each turn's batch
+    here is about 1.3 MB."""
+    from judge.backends.pool import BackendSpec, ProcessPoolBackend
+
+    run_loop = pytest.importorskip("uvloop").run if loop == "uvloop" else asyncio.run
+    long = "quality=3 " + "word " * 8_000  # about 40 KB a response
+    items = [
+        Item(id=f"p{n}", prompt=f"q{n}", response_a=f"{long}{n}", response_b=f"quality=1 {n}")
+        for n in range(24)
+    ]
+    with FakeProvider(ScriptedJudge(seed=2)) as provider, Store() as store:
+        backend = ProcessPoolBackend(
+            BackendSpec("openai/gpt-4.1-mini", provider.base_url), workers=2
+        )
+        runner = Runner(
+            store, backend, RUBRIC, JudgeSpec(samples=1, limits=RunnerConfig(max_concurrency=32))
+        )
+
+        async def go() -> RunSummary:
+            try:
+                return await runner.run(items, dataset="long")
+            finally:
+                await runner.aclose()
+
+        summary = run_loop(go())
+        errors = {c.error for c in store.runs.calls(summary.run_id) if c.error}
+    assert not errors and summary.n_call_errors == 0
+    assert summary.n_scored == 24 and summary.n_calls == 48
+
+
 def test_a_script_without_a_main_guard_gets_an_error_naming_it_not_a_hang(
     tmp_path: Path,
 ) -> None:
