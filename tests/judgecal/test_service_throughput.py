@@ -459,3 +459,37 @@ def test_a_cache_row_written_around_the_filter_does_not_fail_the_group(tmp_path:
         verdicts = store.con.execute("SELECT count(*) FROM verdicts").fetchone()
     assert rows == [("h1", 1), ("h2", 1)]
     assert verdicts == (2,)
+
+
+def test_the_service_on_uvloop_sends_its_workers_batches_past_the_pipes_buffer(
+    keyed: tuple[Path, str],
+) -> None:
+    """uvicorn runs the service on uvloop where it is installed, and uvloop's ``add_reader``
+    left the pipe to each client worker non-blocking: a request whose calls added up past
+    the pipe's buffer (about 64 KB) failed every call (decision 0024). This request's calls
+    carry about 2 MB."""
+    pytest.importorskip("uvloop")
+    db, key = keyed
+    long = "quality=3 " + "word " * 8_000  # about 40 KB a response
+    items = [
+        {
+            "id": f"long-{k}",
+            "prompt": f"q{k}",
+            "response_a": f"{long}{k}",
+            "response_b": "quality=1",
+        }
+        for k in range(24)
+    ]
+    with FakeProvider() as fake:
+        service = Service(db, endpoints={"openai": fake.base_url}, client_workers=2)
+        with serving(create_app(service), http=http_protocol(), loop="uvloop") as base:
+            answer = httpx.post(
+                base + "/v1/compare",
+                json={"rubric": "pairwise_helpfulness", "model": "openai/gpt-4.1-mini",
+                      "items": items, "options": {"samples": 1}},
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=120,
+            )  # fmt: skip
+    assert answer.status_code == 200, answer.text[:500]
+    verdicts = answer.json()["verdicts"]
+    assert [v["status"] for v in verdicts] == ["scored"] * 24, verdicts[0]
