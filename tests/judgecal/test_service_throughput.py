@@ -36,6 +36,17 @@ def pairs(tag: str, n: int) -> list[dict]:
     ]
 
 
+def compare(base: str, key: str, items: list[dict], *, timeout: float = 60) -> httpx.Response:
+    """One ``/v1/compare`` request of ``items``: the pairwise rubric, one sample."""
+    return httpx.post(
+        base + "/v1/compare",
+        json={"rubric": "pairwise_helpfulness", "model": "openai/gpt-4.1-mini",
+              "items": items, "options": {"samples": 1}},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=timeout,
+    )  # fmt: skip
+
+
 @pytest.fixture
 def keyed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
     """A service store with one API key (and a placeholder OpenAI key for the SDK)."""
@@ -56,13 +67,7 @@ def test_one_budget_of_calls_and_backpressure(keyed: tuple[Path, str]) -> None:
             # The first request creates the standing run and writes more rows than fit one
             # VALUES statement, in one transaction; a request larger than the queue is
             # admitted when nothing else is queued.
-            first = httpx.post(
-                base + "/v1/compare",
-                json={"rubric": "pairwise_helpfulness", "model": "openai/gpt-4.1-mini",
-                      "items": pairs("first", 12), "options": {"samples": 1}},
-                headers=headers,
-                timeout=60,
-            )  # fmt: skip
+            first = compare(base, key, pairs("first", 12))
             assert first.status_code == 200, first.text
             assert len(first.json()["verdicts"]) == 12
             job = httpx.post(
@@ -76,13 +81,7 @@ def test_one_budget_of_calls_and_backpressure(keyed: tuple[Path, str]) -> None:
             assert job.status_code == 202, job.text
 
             def one(i: int) -> httpx.Response:
-                return httpx.post(
-                    base + "/v1/compare",
-                    json={"rubric": "pairwise_helpfulness", "model": "openai/gpt-4.1-mini",
-                          "items": pairs(f"r{i}", 2), "options": {"samples": 1}},
-                    headers=headers,
-                    timeout=60,
-                )  # fmt: skip
+                return compare(base, key, pairs(f"r{i}", 2))
 
             with ThreadPoolExecutor(20) as pool:
                 answers = list(pool.map(one, range(20)))
@@ -235,13 +234,7 @@ def test_client_worker_processes_share_the_budget_and_store_once(keyed: tuple[Pa
         with serving(create_app(service), http=http_protocol()) as base:
 
             def one(i: int) -> httpx.Response:
-                return httpx.post(
-                    base + "/v1/compare",
-                    json={"rubric": "pairwise_helpfulness", "model": "openai/gpt-4.1-mini",
-                          "items": pairs(f"w{i}", 2), "options": {"samples": 1}},
-                    headers={"Authorization": f"Bearer {key}"},
-                    timeout=60,
-                )  # fmt: skip
+                return compare(base, key, pairs(f"w{i}", 2))
 
             with ThreadPoolExecutor(8) as pool:
                 answers = list(pool.map(one, range(8)))
@@ -272,13 +265,7 @@ def test_a_killed_client_worker_is_replaced_for_the_next_request(keyed: tuple[Pa
         with serving(create_app(service), http=http_protocol()) as base:
 
             def one(tag: str) -> httpx.Response:
-                return httpx.post(
-                    base + "/v1/compare",
-                    json={"rubric": "pairwise_helpfulness", "model": "openai/gpt-4.1-mini",
-                          "items": pairs(tag, 2), "options": {"samples": 1}},
-                    headers={"Authorization": f"Bearer {key}"},
-                    timeout=60,
-                )  # fmt: skip
+                return compare(base, key, pairs(tag, 2))
 
             assert one("before").status_code == 200
             (first,) = service.backends.values()
@@ -339,15 +326,8 @@ def test_a_chosen_id_stored_with_other_content_is_refused_before_any_call(
         with serving(create_app(service), http=http_protocol()) as base:
 
             def one(item_id: str, response_a: str) -> httpx.Response:
-                return httpx.post(
-                    base + "/v1/compare",
-                    json={"rubric": "pairwise_helpfulness", "model": "openai/gpt-4.1-mini",
-                          "items": [{"id": item_id, "prompt": "p", "response_a": response_a,
-                                     "response_b": "quality=1 b"}],
-                          "options": {"samples": 1}},
-                    headers={"Authorization": f"Bearer {key}"},
-                    timeout=60,
-                )  # fmt: skip
+                row = dict(id=item_id, prompt="p", response_a=response_a, response_b="quality=1 b")
+                return compare(base, key, [row])
 
             assert one("first", "quality=2 a").status_code == 200  # the reader reads the ids
             assert one("fixed", "quality=2 a").status_code == 200  # stored after that read
@@ -381,13 +361,7 @@ def test_new_items_rows_skip_the_key_check_and_asked_again_are_stored_once(
         with serving(create_app(service), http=http_protocol()) as base:
 
             def ask(items: list[dict]) -> httpx.Response:
-                return httpx.post(
-                    base + "/v1/compare",
-                    json={"rubric": "pairwise_helpfulness", "model": "openai/gpt-4.1-mini",
-                          "items": items, "options": {"samples": 1}},
-                    headers={"Authorization": f"Bearer {key}"},
-                    timeout=60,
-                )  # fmt: skip
+                return compare(base, key, items)
 
             first = ask(pairs("n", 3))
             assert inserts == [
@@ -483,13 +457,7 @@ def test_the_service_on_uvloop_sends_its_workers_batches_past_the_pipes_buffer(
     with FakeProvider() as fake:
         service = Service(db, endpoints={"openai": fake.base_url}, client_workers=2)
         with serving(create_app(service), http=http_protocol(), loop="uvloop") as base:
-            answer = httpx.post(
-                base + "/v1/compare",
-                json={"rubric": "pairwise_helpfulness", "model": "openai/gpt-4.1-mini",
-                      "items": items, "options": {"samples": 1}},
-                headers={"Authorization": f"Bearer {key}"},
-                timeout=120,
-            )  # fmt: skip
+            answer = compare(base, key, items, timeout=120)
     assert answer.status_code == 200, answer.text[:500]
     verdicts = answer.json()["verdicts"]
     assert [v["status"] for v in verdicts] == ["scored"] * 24, verdicts[0]
