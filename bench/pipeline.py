@@ -133,8 +133,12 @@ def main() -> None:
     passed = [
         *("--latency", str(args.latency), "--concurrency", str(args.concurrency)),
         *("--workers", str(args.workers)),
-        *(["--flush-every", str(args.flush_every)] if args.flush_every else []),
-        *(["--flush-interval", str(args.flush_interval)] if args.flush_interval else []),
+        *(["--flush-every", str(args.flush_every)] if args.flush_every is not None else []),
+        *(
+            ["--flush-interval", str(args.flush_interval)]
+            if args.flush_interval is not None
+            else []
+        ),
         *(["--cache"] if args.cache else []),
         *(["--default-gc"] if args.default_gc else []),
         *("--repeats", str(args.repeats)),
@@ -158,8 +162,9 @@ def main() -> None:
                 "concurrency": args.concurrency,
                 "client_workers": args.workers,
                 "request_cache": args.cache,
-                "flush_every": args.flush_every or RunnerConfig().flush_every,
-                "flush_interval_s": args.flush_interval or RunnerConfig().flush_interval_s,
+                **RunnerConfig(**flush_limits(args)).model_dump(
+                    include={"flush_every", "flush_interval_s"}
+                ),
                 "young_gc_threshold": "default" if args.default_gc else gcwindow.YOUNG_THRESHOLD,
                 "goals": {
                     "wall_vs_plain_loop_at_64": 1.1,
@@ -177,6 +182,12 @@ def main() -> None:
             indent=2,
         )
     )
+
+
+def flush_limits(args: argparse.Namespace) -> dict[str, float]:
+    """The engine's flush settings given on the command line (its defaults for the rest)."""
+    given = {"flush_every": args.flush_every, "flush_interval_s": args.flush_interval}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 TAG = "0123abcd"
@@ -295,10 +306,7 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
             samples=1,
             temperature=0,
             limits=RunnerConfig(
-                max_concurrency=args.concurrency,
-                cache=args.cache,
-                **({"flush_every": args.flush_every} if args.flush_every else {}),
-                **({"flush_interval_s": args.flush_interval} if args.flush_interval else {}),
+                max_concurrency=args.concurrency, cache=args.cache, **flush_limits(args)
             ),
         )
         system = render_instructions(load_rubric(spec.rubric))
