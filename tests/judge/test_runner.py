@@ -587,6 +587,25 @@ def test_client_workers_take_batches_larger_than_the_pipe_on_either_loop(loop: s
     assert summary.n_scored == 24 and summary.n_calls == 48
 
 
+def test_a_failed_pipe_is_named_and_an_exited_worker_is_called_so() -> None:
+    """The pool's error says what broke: a worker that went away (EOF, a broken pipe), or the
+    pipe itself while the workers ran (``BlockingIOError`` was the uvloop bug's)."""
+    from judge.backends.pool import BackendSpec, ProcessPoolBackend
+
+    def broken_by(cause: BaseException) -> str:
+        pool = ProcessPoolBackend(BackendSpec("openai/gpt-4.1-mini", "http://127.0.0.1:9"), 2)
+        pool._break(cause)
+        assert pool._broken is not None
+        return pool._broken
+
+    assert broken_by(BlockingIOError(11, "Resource temporarily unavailable")) == (
+        "the pipe to a judge worker process failed while the workers were running "
+        "(BlockingIOError: [Errno 11] Resource temporarily unavailable)"
+    )
+    for gone in (EOFError(), BrokenPipeError(32, "Broken pipe"), ConnectionResetError()):
+        assert broken_by(gone).startswith("a judge worker process exited (exit codes [];")
+
+
 def test_a_script_without_a_main_guard_gets_an_error_naming_it_not_a_hang(
     tmp_path: Path,
 ) -> None:
