@@ -658,6 +658,11 @@ class Runner:
                 async for item, previous, retry in todo:
                     await slots.acquire()
                     group.create_task(one(item, previous, retry))
+                if not state.hold:
+                    # Every item is started: what is judged is written while the last calls
+                    # are in flight, so the run's final write, which it waits for, holds only
+                    # theirs (up to a second of results otherwise, the whole of a short run).
+                    group.create_task(self._flush(state))
         except BaseExceptionGroup as failure:
             raise failure.exceptions[0] from None
 

@@ -1038,3 +1038,63 @@ def test_call_and_run_deadlines_end_calls_as_retryable_errors() -> None:
             asyncio.run(finish())
         verdicts = store.runs.verdicts("per-run")
         assert len(verdicts) == 6 and all(v.status == "scored" for v in verdicts)
+
+
+def test_a_run_writes_what_it_judged_while_its_last_calls_are_in_flight() -> None:
+    """Once every item is started, what is judged is written at once, not at the next flush
+    or the run's end: the write the run waits for at its end holds only its last calls. The
+    last item's calls are answered only after a write has reached the store; without that
+    write the run would wait for them forever (here: time out)."""
+    from judge.backends.mock import MockBackend
+    from judge.types import GenerateRequest
+
+    items = pairs(6)
+    last = items[-1].id
+    written: list[set[str]] = []
+
+    class HoldsTheLastItem(MockBackend):
+        released: asyncio.Event
+
+        async def generate(self, request: GenerateRequest) -> Any:
+            if request.item_id == last:
+                await self.released.wait()
+            return await super().generate(request)
+
+    with Store() as store:
+        backend = HoldsTheLastItem("first")
+        # No periodic write: one in 60 s or at 10,000 calls.
+        spec = JudgeSpec(
+            samples=1,
+            limits={"max_concurrency": 1, "flush_every": 10_000, "flush_interval_s": 60},
+        )
+        runner = Runner(store, backend, RUBRIC, spec)
+        write_results = store.runs.write_results
+
+        def recorded(calls: list[Any], verdicts: list[Any], **options: Any) -> None:
+            written.append({c.item_id for c in calls})
+            write_results(calls, verdicts, **options)
+
+        store.runs.write_results = recorded  # type: ignore[method-assign]
+
+        async def go() -> RunSummary:
+            backend.released = asyncio.Event()
+
+            async def release_after_a_write() -> None:
+                while not written:
+                    await asyncio.sleep(0.01)
+                backend.released.set()
+
+            releaser = asyncio.create_task(release_after_a_write())
+            try:
+                return await asyncio.wait_for(runner.run(items, dataset="d"), 10)
+            finally:
+                releaser.cancel()
+                await runner.aclose()
+
+        summary = asyncio.run(go())
+        stored = {c.item_id for c in store.runs.calls(summary.run_id)}
+    first, final = written[0], written[-1]
+    assert first and last not in first  # written while the last item's calls were held
+    assert last in final and len(final) < len(items)
+    assert set().union(*written) == stored == {i.id for i in items}
+    assert summary.n_scored == len(items)
