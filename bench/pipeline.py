@@ -190,6 +190,19 @@ def flush_limits(args: argparse.Namespace) -> dict[str, float]:
     return {name: value for name, value in given.items() if value is not None}
 
 
+def bench_spec(base_url: str, concurrency: int, **limits: Any) -> JudgeSpec:
+    """The benchmarks' judge: one sample of each order at temperature 0, through the OpenAI
+    SDK to ``base_url`` (also ``bench/cache_rerun.py``'s)."""
+    return JudgeSpec(
+        model="openai/gpt-4.1-mini",
+        base_url=base_url,
+        rubric="pairwise_helpfulness",
+        samples=1,
+        temperature=0,
+        limits=RunnerConfig(max_concurrency=concurrency, **limits),
+    )
+
+
 TAG = "0123abcd"
 """The plain loop's block marker (the engine's is a nonce of the same length per item)."""
 
@@ -299,16 +312,7 @@ def measure_one(judgments: int, args: argparse.Namespace) -> dict:
         items_file(items, judgments // 2)
         warmup = Path(tmp) / "warmup.jsonl"
         items_file(warmup, args.concurrency)
-        spec = JudgeSpec(
-            model="openai/gpt-4.1-mini",
-            base_url=base_url,
-            rubric="pairwise_helpfulness",
-            samples=1,
-            temperature=0,
-            limits=RunnerConfig(
-                max_concurrency=args.concurrency, cache=args.cache, **flush_limits(args)
-            ),
-        )
+        spec = bench_spec(base_url, args.concurrency, cache=args.cache, **flush_limits(args))
         system = render_instructions(load_rubric(spec.rubric))
         if args.plain_loop:  # connections, imports
             asyncio.run(plain_loop(base_url, warmup, args.concurrency, system))

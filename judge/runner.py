@@ -142,6 +142,57 @@ class RunState:
     """Keep every result in ``pending`` for the caller (:meth:`Runner.judge`); never flush."""
 
 
+class CacheReads:
+    """Reads of the request cache's older entries (those no longer in memory), made together:
+    the requests that ask while a read is on the store's thread are read by the next one, in
+    one query (:meth:`judge.store.cache.RequestCache.get_many`). A run the cache answers asks
+    for every call's entry; one query each made the store's thread its limit, and a rerun
+    from a reopened store slower than the provider (decision 0025)."""
+
+    def __init__(
+        self,
+        read: Callable[[list[str]], Any],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.read = read
+        """Reads a list of hashes on the store's thread (awaitable), to hash → completion."""
+        self.loop = loop
+        self.waiting: dict[str, list[asyncio.Future[Completion | None]]] = {}
+        self.reader: asyncio.Task[None] | None = None
+
+    async def get(self, request_hash: str) -> Completion | None:
+        future: asyncio.Future[Completion | None] = self.loop.create_future()
+        self.waiting.setdefault(request_hash, []).append(future)
+        if self.reader is None:
+            self.reader = self.loop.create_task(self._read_all())
+        return await future
+
+    async def _read_all(self) -> None:
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting, {}
+                futures = [f for waiting in batch.values() for f in waiting]
+                try:
+                    found = await self.read(list(batch))
+                except asyncio.CancelledError:  # the loop is closing: so is every asker
+                    futures += [f for waiting in self.waiting.values() for f in waiting]
+                    self.waiting = {}
+                    for future in futures:
+                        future.cancel()
+                    raise
+                except Exception as exc:  # noqa: BLE001 - every asker gets the store's error
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for request_hash, waiting in batch.items():
+                    for future in waiting:
+                        if not future.done():  # its call may have been cancelled meanwhile
+                            future.set_result(found.get(request_hash))
+        finally:
+            self.reader = None
+
+
 class Runner:
     """Runs one judge over one dataset, writing everything to a store.
 
@@ -192,12 +243,21 @@ class Runner:
             max_workers=1, thread_name_prefix="judgecal-store"
         )
         self._progress_stream = progress_stream or sys.stderr
+        self._reads: CacheReads | None = None
 
     # -- the store thread ----------------------------------------------------------------
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, *args)
+
+    def _cache_reads(self) -> CacheReads:
+        """This runner's reads of older cache entries, on the running loop."""
+        loop = asyncio.get_running_loop()
+        if self._reads is None or self._reads.loop is not loop:
+            cache = self.store.cache
+            self._reads = CacheReads(functools.partial(self._db, cache.get_many), loop)
+        return self._reads
 
     # -- public --------------------------------------------------------------------------
 
@@ -735,7 +795,7 @@ class Runner:
         if self._use_cache() and cache.contains(self.backend.name, request_hash):
             # A recent completion is served from memory; an older one is read on the store's
             # thread.
-            completion = cache.peek(request_hash) or await self._db(cache.get, request_hash)
+            completion = cache.peek(request_hash) or await self._cache_reads().get(request_hash)
             record.cache_hit = completion is not None
         if completion is None and request_hash in state.journaled:
             completion = state.journaled.pop(request_hash)

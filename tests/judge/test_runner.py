@@ -236,6 +236,45 @@ def test_each_completion_is_written_once(tmp_path: Path) -> None:
             assert store.cache.get(next(iter(set(calls) - {gone.request_hash}))) is not None
 
 
+def test_a_rerun_from_a_reopened_store_reads_the_cache_many_entries_at_a_time(
+    tmp_path: Path,
+) -> None:
+    """A rerun in a fresh process has nothing in memory: every call is answered by a read of
+    the store. The reads that wait on the store's thread at the same time are made as one
+    (one query per entry made the store's thread the limit, and a cached rerun slower than
+    the provider), and answer what the first run stored."""
+    items = pairs(40)
+    db = tmp_path / "rerun.duckdb"
+    with FakeProvider() as provider:
+
+        def judge(store: Store, run_id: str) -> RunSummary:
+            spec = JudgeSpec(samples=1)
+            return run(
+                store, "openai/gpt-4.1-mini", items, spec, RunnerConfig(), provider.base_url, run_id
+            )
+
+        with Store(db) as store:
+            judge(store, "first")
+            first = {c.request_hash: c.raw_text for c in store.runs.calls("first")}
+            verdicts = [(v.item_id, v.winner) for v in store.runs.verdicts("first")]
+        with Store(db) as store:
+            asked: list[int] = []
+            get_many = store.cache.get_many
+
+            def counted(request_hashes: Any) -> Any:
+                request_hashes = list(request_hashes)
+                asked.append(len(request_hashes))
+                return get_many(request_hashes)
+
+            store.cache.get_many = counted  # type: ignore[method-assign]
+            second = judge(store, "second")
+            again = {c.request_hash: c.raw_text for c in store.runs.calls("second")}
+            assert [(v.item_id, v.winner) for v in store.runs.verdicts("second")] == verdicts
+    assert second.n_cache_hits == 80 and sum(provider.requests.values()) == 80
+    assert again == first
+    assert sum(asked) == 80 and len(asked) <= 8, asked
+
+
 def test_adaptive_sampling_saves_calls_and_reports_them() -> None:
     items = pairs(30)
     with FakeProvider(ScriptedJudge(position_bias=0.2, seed=5)) as provider, Store() as store:
@@ -1098,3 +1137,41 @@ def test_a_run_writes_what_it_judged_while_its_last_calls_are_in_flight() -> Non
     assert last in final and len(final) < len(items)
     assert set().union(*written) == stored == {i.id for i in items}
     assert summary.n_scored == len(items)
+
+
+def test_cache_reads_made_together_answer_each_asker_and_pass_on_a_failed_read() -> None:
+    """Hashes asked while a read is on the store's thread are read by the next one, together;
+    each asker gets its own entry (or None), an asker cancelled meanwhile changes nothing for
+    the others, and a read that fails fails every asker of it with the store's error."""
+    from judge.runner import CacheReads
+    from judge.types import Completion
+
+    batches: list[list[str]] = []
+
+    async def read(hashes: list[str]) -> dict[str, Completion]:
+        batches.append(list(hashes))
+        await asyncio.sleep(0.01)
+        if "bad" in hashes:
+            raise StoreError("the store failed")
+        return {h: Completion(text=h) for h in hashes if h != "miss"}
+
+    async def scenario() -> None:
+        reads = CacheReads(read, asyncio.get_running_loop())
+        first = asyncio.ensure_future(reads.get("a"))
+        await asyncio.sleep(0)  # the first read is on its way
+        rest = [asyncio.ensure_future(reads.get(h)) for h in ("b", "miss", "b")]
+        cancelled = asyncio.ensure_future(reads.get("c"))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        assert (await first) == Completion(text="a")
+        answers = await asyncio.gather(*rest)
+        assert [a and a.text for a in answers] == ["b", None, "b"]
+        assert batches == [["a"], ["b", "miss", "c"]]
+        assert reads.reader is None  # nothing left to read: the reader is gone
+        failing = await asyncio.gather(
+            *(reads.get(h) for h in ("bad", "d")), return_exceptions=True
+        )
+        assert [str(f) for f in failing] == ["the store failed"] * 2
+        assert batches[-1] == ["bad", "d"] and reads.reader is None
+
+    asyncio.run(scenario())

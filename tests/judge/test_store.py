@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -287,30 +288,32 @@ def test_a_file_store_caps_duckdb_memory_and_an_in_memory_one_does_not(
         assert limit_of(store) not in ("256.0 MiB", "244.1 MiB")
 
 
+def _call(request_hash: str, text: str, sample: int, tokens_in: int = 3) -> CallRecord:
+    """A parsed call of run ``r``, item ``i``, order ``ab`` (the cache tests' calls)."""
+    return CallRecord(
+        run_id="r",
+        item_id="i",
+        order="ab",
+        sample=sample,
+        request_hash=request_hash,
+        raw_text=text,
+        parse_status="ok",
+        tokens_in=tokens_in,
+        tokens_out=4,
+    )
+
+
 def test_a_cache_entry_names_its_call_only_when_the_call_holds_the_whole_completion() -> None:
     import json
 
     from judge.types import Completion, TokenLogprob
-
-    def call(request_hash: str, text: str, sample: int) -> CallRecord:
-        return CallRecord(
-            run_id="r",
-            item_id="i",
-            order="ab",
-            sample=sample,
-            request_hash=request_hash,
-            raw_text=text,
-            parse_status="ok",
-            tokens_in=3,
-            tokens_out=4,
-        )
 
     plain = Completion(text="Output (a)", tokens_in=3, tokens_out=4, finish_reason="stop")
     with_logprobs = Completion(
         text="Output (b)", tokens_in=3, tokens_out=4, logprobs=[TokenLogprob("b", -0.1, ())]
     )
     other_text = Completion(text="not what the call holds", tokens_in=3, tokens_out=4)
-    calls = [call("h1", "Output (a)", 0), call("h2", "Output (b)", 1), call("h3", "x", 2)]
+    calls = [_call("h1", "Output (a)", 0), _call("h2", "Output (b)", 1), _call("h3", "x", 2)]
     with Store() as store:
         store.runs.write_results(calls, [])
         store.cache.put(
@@ -332,6 +335,64 @@ def test_a_cache_entry_names_its_call_only_when_the_call_holds_the_whole_complet
         assert store.cache.get("h1") == Completion(
             text="Output (a)", tokens_in=3, tokens_out=4, cost_usd=0.0, finish_reason="stop"
         )
+
+
+def test_cached_completions_are_read_many_at_a_time_as_one_at_a_time() -> None:
+    """``get_many`` reads any number of entries in two queries and answers what each entry
+    holds: its own text, or the text of the call it names; a named call that is gone is a
+    miss and its entry is dropped; an unknown hash is left out; a hash asked twice is read
+    once; an entry in memory is not read again."""
+    from judge.types import Completion
+
+    named = [
+        _call(h, text, i, tokens_in=3 + i)
+        for i, (h, text) in enumerate([("h1", "Output (a)"), ("h2", "[[B]]"), ("h3", "gone")])
+    ]
+    own = Completion(text="its own text", tokens_in=5, tokens_out=6, finish_reason="length")
+    with Store() as store:
+        store.runs.write_results(named, [])
+        store.cache.put(
+            [(c.request_hash, "m", Completion(text=c.raw_text or "", tokens_in=c.tokens_in or 0,
+                                              tokens_out=4, finish_reason="stop"))
+             for c in named]
+            + [("h4", "m", own)],
+            calls=named,
+        )  # fmt: skip
+        store.db.con.execute("DELETE FROM calls WHERE request_hash = 'h3'")
+        store.cache._recent.clear()  # read from the store, not from memory
+        queries: list[str] = []
+        con = store.db.con
+
+        class Counted:
+            """The connection, with its statements listed."""
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(con, name)
+
+            def execute(self, sql: str, *args: Any) -> Any:
+                queries.append(sql)
+                return con.execute(sql, *args)
+
+        store.db.con = Counted()  # type: ignore[assignment]
+        try:
+            found = store.cache.get_many(["h1", "h2", "h3", "h4", "unknown", "h1"])
+        finally:
+            store.db.con = con
+        selects = [q for q in queries if q.lstrip().upper().startswith("SELECT")]
+        assert len(selects) == 2  # the entries, then the calls they name
+        assert found == {
+            "h1": Completion(text="Output (a)", tokens_in=3, tokens_out=4, cost_usd=0.0,
+                             finish_reason="stop"),
+            "h2": Completion(text="[[B]]", tokens_in=4, tokens_out=4, cost_usd=0.0,
+                             finish_reason="stop"),
+            "h4": Completion(text="its own text", tokens_in=5, tokens_out=6, cost_usd=0.0,
+                             finish_reason="length"),
+        }  # fmt: skip
+        # The entry whose call is gone is dropped, the others are now in memory.
+        assert store.db.one("SELECT count(*) FROM request_cache WHERE request_hash = 'h3'") == (0,)
+        assert set(store.cache._recent) == {"h1", "h2", "h4"}
+        assert store.cache.get_many(["h1", "h4"]) == {h: found[h] for h in ("h1", "h4")}
+        assert store.cache.get("h2") == found["h2"] and store.cache.get("h3") is None
 
 
 def test_the_cache_index_holds_no_hashes_and_never_misses_a_stored_entry() -> None:
