@@ -163,7 +163,7 @@ class CacheReads:
     async def get(self, request_hash: str) -> Completion | None:
         future: asyncio.Future[Completion | None] = self.loop.create_future()
         self.waiting.setdefault(request_hash, []).append(future)
-        if self.reader is None:
+        if self.reader is None or self.reader.done():  # done: cancelled before it started
             self.reader = self.loop.create_task(self._read_all())
         return await future
 

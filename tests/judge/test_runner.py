@@ -1173,5 +1173,14 @@ def test_cache_reads_made_together_answer_each_asker_and_pass_on_a_failed_read()
         )
         assert [str(f) for f in failing] == ["the store failed"] * 2
         assert batches[-1] == ["bad", "d"] and reads.reader is None
+        # A reader cancelled before it ran is replaced by the next asker's, which reads for
+        # both.
+        stranded = asyncio.ensure_future(reads.get("e"))
+        await asyncio.sleep(0)
+        assert reads.reader is not None
+        reads.reader.cancel()
+        await asyncio.sleep(0)
+        assert (await reads.get("f")) == Completion(text="f")
+        assert (await stranded) == Completion(text="e") and batches[-1] == ["e", "f"]
 
     asyncio.run(scenario())
