@@ -34,8 +34,10 @@ _CALL_KEY = (
     ("sample", pa.int64()),
     ("attempt", pa.int64()),
 )
-"""The fields of a cache entry's ``call_key`` (a JSON list, in this order): the call that
-holds the entry's text."""
+"""The fields of a cache entry's ``call_key`` (a JSON list, in this order; also the
+:class:`CallRecord` attributes it is written from): the call that holds the entry's text."""
+_NAMED_CALL = " AND ".join(f'c."{column}" = k."{column}"' for column, _ in _CALL_KEY)
+"""The join of the calls (``c``) to the keys that name them (``k``)."""
 _IN_LIST = 512
 """Hashes looked up by one statement."""
 
@@ -130,9 +132,7 @@ class RequestCache:
                     h: (text, tokens_in, tokens_out)
                     for h, text, tokens_in, tokens_out in self.db.con.execute(
                         "SELECT k.request_hash, c.raw_text, c.tokens_in, c.tokens_out "
-                        "FROM _cache_calls k JOIN calls c ON c.run_id = k.run_id "
-                        'AND c.item_id = k.item_id AND c."order" = k."order" '
-                        "AND c.sample = k.sample AND c.attempt = k.attempt "
+                        f"FROM _cache_calls k JOIN calls c ON {_NAMED_CALL} "
                         "AND c.request_hash = k.request_hash WHERE c.raw_text IS NOT NULL"
                     ).fetchall()
                 }
@@ -221,9 +221,7 @@ class RequestCache:
                 and call.raw_text == completion.text
             ):
                 stored = {"finish_reason": completion.finish_reason}
-                key = canonical_json(
-                    [call.run_id, call.item_id, call.order, call.sample, call.attempt]
-                )
+                key = canonical_json([getattr(call, column) for column, _ in _CALL_KEY])
             else:
                 stored, key = form, None
             rows.append(
