@@ -373,13 +373,18 @@ def test_cached_completions_are_read_many_at_a_time_as_one_at_a_time() -> None:
                 queries.append(sql)
                 return con.execute(sql, *args)
 
+        def selects() -> list[str]:
+            return [q for q in queries if q.lstrip().upper().startswith("SELECT")]
+
         store.db.con = Counted()  # type: ignore[assignment]
         try:
             found = store.cache.get_many(["h1", "h2", "h3", "h4", "unknown", "h1"])
+            assert len(selects()) == 2  # the entries, then the calls they name
+            # Entries now in memory are not read again.
+            assert store.cache.get_many(["h1", "h4"]) == {h: found[h] for h in ("h1", "h4")}
+            assert len(selects()) == 2
         finally:
             store.db.con = con
-        selects = [q for q in queries if q.lstrip().upper().startswith("SELECT")]
-        assert len(selects) == 2  # the entries, then the calls they name
         assert found == {
             "h1": Completion(text="Output (a)", tokens_in=3, tokens_out=4, cost_usd=0.0,
                              finish_reason="stop"),
@@ -391,7 +396,6 @@ def test_cached_completions_are_read_many_at_a_time_as_one_at_a_time() -> None:
         # The entry whose call is gone is dropped, the others are now in memory.
         assert store.db.one("SELECT count(*) FROM request_cache WHERE request_hash = 'h3'") == (0,)
         assert set(store.cache._recent) == {"h1", "h2", "h4"}
-        assert store.cache.get_many(["h1", "h4"]) == {h: found[h] for h in ("h1", "h4")}
         assert store.cache.get("h2") == found["h2"] and store.cache.get("h3") is None
 
 
